@@ -1,0 +1,87 @@
+"""execdriver: Docker's execution-driver API and a native Linux container runtime.
+
+Public names load on first use, so that ``import execdriver`` (and the CLI's
+start) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from execdriver.errors import (
+    ConfigError,
+    ContainerError,
+    ContainerExistsError,
+    DriverAlreadyRegisteredError,
+    DriverNotFoundError,
+    ExecDriverError,
+    NotRunningError,
+    UnsupportedError,
+    WaitTimeoutError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Command": "execdriver.api",
+    "DriverCallback": "execdriver.api",
+    "ExitStatus": "execdriver.api",
+    "Hooks": "execdriver.api",
+    "Mount": "execdriver.api",
+    "Network": "execdriver.api",
+    "NetworkInterface": "execdriver.api",
+    "OOMEvents": "execdriver.api",
+    "Pipes": "execdriver.api",
+    "PortBinding": "execdriver.api",
+    "ProcessConfig": "execdriver.api",
+    "ResourceStats": "execdriver.api",
+    "Resources": "execdriver.api",
+    "StdConsole": "execdriver.console",
+    "Driver": "execdriver.driver",
+    "new_driver": "execdriver.driver",
+    "register_driver": "execdriver.driver",
+    "registered_drivers": "execdriver.driver",
+}
+
+__all__ = [
+    "ConfigError",
+    "ContainerError",
+    "ContainerExistsError",
+    "DriverAlreadyRegisteredError",
+    "DriverNotFoundError",
+    "ExecDriverError",
+    "NotRunningError",
+    "UnsupportedError",
+    "WaitTimeoutError",
+    "__version__",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:
+    from execdriver.api import (
+        Command,
+        DriverCallback,
+        ExitStatus,
+        Hooks,
+        Mount,
+        Network,
+        NetworkInterface,
+        OOMEvents,
+        Pipes,
+        PortBinding,
+        ProcessConfig,
+        ResourceStats,
+        Resources,
+    )
+    from execdriver.console import StdConsole
+    from execdriver.driver import Driver, new_driver, register_driver, registered_drivers
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'execdriver' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,486 @@
+"""The types of Docker's execdriver package, in Python.
+
+Every Go struct of the reference becomes a dataclass with snake_case names.
+Their JSON form keeps the Go field tags, in Go's field order and with Go's
+encoding rules (nil slices and pointers are ``null``, fields tagged ``-`` are
+left out, ``<``, ``>`` and ``&`` are escaped), so a :class:`Command` written
+here reads exactly like one marshalled by the Go struct.
+
+The reference documents the Windows build. Linux additions follow Docker's
+Linux build of the same structs: ``ProcessConfig.privileged`` and
+``ProcessConfig.user``, ``Command.readonly_rootfs``. Fields that Go keeps out
+of JSON (``exec.Cmd``'s environment, ``ConsoleSize``) are plain attributes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any, ClassVar
+
+from execdriver.errors import (
+    ConfigError,
+    ContainerError,
+    ContainerExistsError,
+    DriverAlreadyRegisteredError,
+    DriverNotFoundError,
+    ExecDriverError,
+    NotRunningError,
+    WaitTimeoutError,
+)
+
+__all__ = [
+    "Command",
+    "ConfigError",
+    "ContainerError",
+    "ContainerExistsError",
+    "DriverAlreadyRegisteredError",
+    "DriverCallback",
+    "DriverNotFoundError",
+    "ExecDriverError",
+    "ExitStatus",
+    "Hooks",
+    "Mount",
+    "Network",
+    "NetworkInterface",
+    "NotRunningError",
+    "OOMEvents",
+    "Pipes",
+    "PortBinding",
+    "ProcessConfig",
+    "ResourceStats",
+    "Resources",
+    "WaitTimeoutError",
+]
+
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT16 = (0, 2**16 - 1)
+_UINT64 = (0, 2**64 - 1)
+
+
+# --------------------------------------------------------------------------
+# JSON codec: one table per struct, (python attribute, JSON tag, kind).
+# A kind is "str", "bool", an integer range, a dataclass type, or a tuple
+# ("list", kind) / ("optional", kind) / ("portmap",).
+# --------------------------------------------------------------------------
+
+Kind = Any
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _decode(kind: Kind, value: object, path: str) -> Any:
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {_type_name(value)}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {_type_name(value)}")
+        return value
+    if isinstance(kind, tuple) and len(kind) == 2 and isinstance(kind[0], int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_type_name(value)}")
+        low, high = kind
+        if not low <= value <= high:
+            raise ConfigError(f"{path}: {value} is out of range [{low}, {high}]")
+        return value
+    if isinstance(kind, tuple) and kind[0] == "optional":
+        return None if value is None else _decode(kind[1], value, path)
+    if isinstance(kind, tuple) and kind[0] == "list":
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected an array, got {_type_name(value)}")
+        return [_decode(kind[1], item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(kind, tuple) and kind[0] == "portmap":
+        return _decode_portmap(value, path)
+    if isinstance(kind, type) and issubclass(kind, _Struct):
+        if value is None:  # Go leaves a struct value untouched on null
+            return kind()
+        return kind._from_obj(value, path)
+    raise AssertionError(f"unknown kind {kind!r}")
+
+
+def _encode(kind: Kind, value: Any) -> Any:
+    if isinstance(kind, tuple) and kind[0] == "optional":
+        return None if value is None else _encode(kind[1], value)
+    if isinstance(kind, tuple) and kind[0] == "list":
+        return None if value is None else [_encode(kind[1], v) for v in value]
+    if isinstance(kind, tuple) and kind[0] == "portmap":
+        if value is None:
+            return None
+        return {
+            port: None if bindings is None else [b._to_obj() for b in bindings]
+            for port, bindings in sorted(value.items())  # Go sorts map keys
+        }
+    if isinstance(kind, type) and issubclass(kind, _Struct):
+        return value._to_obj()
+    return value
+
+
+class _Struct:
+    """Mixin giving a dataclass its Go JSON form from its ``_json`` table."""
+
+    _json: ClassVar[tuple[tuple[str, str, Kind], ...]]
+
+    @classmethod
+    def _from_obj(cls, obj: object, path: str = "") -> Any:
+        where = path or cls.__name__
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{where}: expected an object, got {_type_name(obj)}")
+        known = {tag for _, tag, _ in cls._json}
+        for key in obj:
+            if key not in known:
+                raise ConfigError(f"{_join(path, key)}: unknown field")
+        values = {
+            attr: _decode(kind, obj[tag], _join(path, tag))
+            for attr, tag, kind in cls._json
+            if tag in obj
+        }
+        return cls(**values)
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {tag: _encode(kind, getattr(self, attr)) for attr, tag, kind in self._json}
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Any:
+        """Parse the Go JSON form; errors name the offending field."""
+        try:
+            obj = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{cls.__name__}: invalid JSON: {err}") from None
+        return cls._from_obj(obj)
+
+    def to_json(self) -> str:
+        """The JSON text that Go's encoding/json writes for this struct."""
+        return go_json(self._to_obj())
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _decode_portmap(value: object, path: str) -> dict[str, list[PortBinding] | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected an object, got {_type_name(value)}")
+    result: dict[str, list[PortBinding] | None] = {}
+    for port, bindings in value.items():
+        where = f"{path}[{port!r}]"
+        proto_ok = port.partition("/")[2] in ("", "tcp", "udp", "sctp")
+        number = port.partition("/")[0]
+        if not (proto_ok and number.isdigit() and 0 < int(number) < 65536) and not (
+            proto_ok and _is_port_range(number)
+        ):
+            raise ConfigError(f"{where}: not a port like '80/tcp'")
+        result[port] = _decode(("list", PortBinding), bindings, where)
+    return result
+
+
+def _is_port_range(text: str) -> bool:
+    low, sep, high = text.partition("-")
+    return bool(sep) and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536
+
+
+def go_json(obj: Any) -> str:
+    """Serialise like Go's json.Marshal: compact, UTF-8, HTML characters escaped."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escape)
+    return text
+
+
+# --------------------------------------------------------------------------
+# The structs
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Mount(_Struct):
+    """A bind mount of a host path into the container."""
+
+    source: str = ""
+    destination: str = ""
+    writable: bool = False
+
+    _json = (
+        ("source", "source", "str"),
+        ("destination", "destination", "str"),
+        ("writable", "writable", "bool"),
+    )
+
+
+@dataclass
+class PortBinding(_Struct):
+    """One host side of a published port (Docker's nat.PortBinding)."""
+
+    host_ip: str = ""
+    host_port: str = ""
+
+    _json = (
+        ("host_ip", "HostIp", "str"),
+        ("host_port", "HostPort", "str"),
+    )
+
+
+PortMap = dict[str, list[PortBinding] | None]
+
+
+@dataclass
+class NetworkInterface(_Struct):
+    """A bridged interface; ``port_bindings`` is Docker's nat.PortMap."""
+
+    mac_address: str = ""
+    bridge: str = ""
+    ip_address: str = ""
+    port_bindings: PortMap | None = None
+
+    _json = (
+        ("mac_address", "mac", "str"),
+        ("bridge", "bridge", "str"),
+        ("ip_address", "ip", "str"),
+        ("port_bindings", "port_bindings", ("portmap",)),
+    )
+
+
+@dataclass
+class Network(_Struct):
+    """The container's network: a bridged interface, or another container's."""
+
+    interface: NetworkInterface | None = None
+    container_id: str = ""
+
+    _json = (
+        ("interface", "interface", ("optional", NetworkInterface)),
+        ("container_id", "container_id", "str"),
+    )
+
+
+@dataclass
+class Resources(_Struct):
+    """cgroup limits; 0 means unset."""
+
+    memory: int = 0
+    memory_reservation: int = 0
+    blkio_weight: int = 0
+
+    _json = (
+        ("memory", "memory", _INT64),
+        ("memory_reservation", "memory_reservation", _INT64),
+        ("blkio_weight", "blkio_weight", _UINT16),
+    )
+
+
+@dataclass
+class ProcessConfig(_Struct):
+    """The process to run: ``entrypoint`` and ``arguments`` (argv[1:]).
+
+    ``env`` stands for the environment of Go's embedded exec.Cmd, which Go
+    keeps out of JSON (so does this class); ``None`` gives a default PATH.
+    ``user`` is ``uid[:gid]`` or ``name[:group]`` from the container's
+    /etc/passwd and /etc/group.
+    """
+
+    tty: bool = False
+    entrypoint: str = ""
+    arguments: list[str] | None = None
+    privileged: bool = False
+    user: str = ""
+    env: list[str] | None = None
+    console_size: tuple[int, int] = (0, 0)
+
+    _json = (
+        ("tty", "tty", "bool"),
+        ("entrypoint", "entrypoint", "str"),
+        ("arguments", "arguments", ("list", "str")),
+        ("privileged", "privileged", "bool"),
+        ("user", "user", "str"),
+    )
+
+
+@dataclass
+class Command(_Struct):
+    """A container to run: the reference's Command with its CommonCommand.
+
+    Linux meanings of the Windows fields: ``hostname`` is the UTS hostname;
+    ``layer_paths`` (read-only layers, top first) and ``layer_folder`` (the
+    writable layer, holding ``diff/`` and ``work/``) compose an overlayfs
+    root when ``rootfs`` is empty; ``isolation`` may be "", "default" or
+    "process"; "hyperv" and ``hv_partition`` are refused. ``first_start`` and
+    ``args_escaped`` concern Windows only and change nothing here.
+    ``rootfs`` "/" is the host's own filesystem, seen read-only through a
+    private root (see docs/architecture.md).
+    """
+
+    container_pid: int = 0
+    id: str = ""
+    mount_label: str = ""
+    mounts: list[Mount] | None = None
+    network: Network | None = None
+    process_config: ProcessConfig = field(default_factory=ProcessConfig)
+    process_label: str = ""
+    resources: Resources | None = None
+    rootfs: str = ""
+    working_dir: str = ""
+    tmpdir: str = ""
+    first_start: bool = False
+    hostname: str = ""
+    layer_folder: str = ""
+    layer_paths: list[str] | None = None
+    isolation: str = ""
+    args_escaped: bool = False
+    hv_partition: bool = False
+    readonly_rootfs: bool = False
+
+    _json = (
+        ("container_pid", "container_pid", _INT64),
+        ("id", "id", "str"),
+        ("mount_label", "mount_label", "str"),
+        ("mounts", "mounts", ("list", Mount)),
+        ("network", "network", ("optional", Network)),
+        ("process_config", "process_config", ProcessConfig),
+        ("process_label", "process_label", "str"),
+        ("resources", "resources", ("optional", Resources)),
+        ("rootfs", "rootfs", "str"),
+        ("working_dir", "working_dir", "str"),
+        ("tmpdir", "tmpdir", "str"),
+        ("first_start", "first_start", "bool"),
+        ("hostname", "hostname", "str"),
+        ("layer_folder", "layer_folder", "str"),
+        ("layer_paths", "layer_paths", ("list", "str")),
+        ("isolation", "isolation", "str"),
+        ("args_escaped", "args_escaped", "bool"),
+        ("hv_partition", "hv_partition", "bool"),
+        ("readonly_rootfs", "readonly_rootfs", "bool"),
+    )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Command:
+        result: Command = super().from_json(text)
+        return result
+
+
+@dataclass
+class ExitStatus:
+    """How the container's process ended: its exit code, or 128+signal."""
+
+    exit_code: int
+
+    def to_json(self) -> str:
+        return go_json({"ExitCode": self.exit_code})
+
+
+class OOMEvents:
+    """The container's OOM notifications, handed to every hook.
+
+    It plays the part of Go's ``<-chan struct{}``: :meth:`wait` blocks until
+    the kernel reports an out-of-memory kill in the container's cgroup, and
+    :attr:`count` tells how many were seen. It is set by the driver.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def notify(self) -> None:
+        with self._lock:
+            self._count += 1
+        self._event.set()
+
+
+DriverCallback = Callable[[ProcessConfig, int, OOMEvents], None]
+
+
+@dataclass
+class Hooks:
+    """Callbacks run in the caller's process as the container passes each stage.
+
+    ``pre_start`` callbacks run once the namespaces and rootfs exist and
+    before the user process starts; ``start`` once it runs; ``post_stop``
+    after it exited. Each gets ``(process_config, pid, oom)``. A hook that
+    raises aborts the run: the container is removed and the error re-raised.
+    """
+
+    pre_start: list[DriverCallback] = field(default_factory=list)
+    start: DriverCallback | None = None
+    post_stop: list[DriverCallback] = field(default_factory=list)
+
+
+@dataclass
+class Pipes:
+    """The container's standard streams, as binary file objects.
+
+    An object with a working ``fileno()`` is handed to the process as it is;
+    any other (``io.BytesIO``) is fed or filled by the driver. ``None`` means
+    /dev/null: a container never inherits the caller's streams by accident.
+    """
+
+    stdin: IO[bytes] | None = None
+    stdout: IO[bytes] | None = None
+    stderr: IO[bytes] | None = None
+
+
+@dataclass
+class ResourceStats:
+    """A sample of a container's resource use (libcontainer's Stats shape)."""
+
+    cgroup_stats: dict[str, Any] | None = None
+    interfaces: list[dict[str, Any]] | None = None
+    read: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+    )
+    memory_limit: int = 0
+    system_usage: int = 0
+
+    def to_json(self) -> str:
+        obj: dict[str, Any] = {}
+        if self.cgroup_stats is not None or self.interfaces is not None:
+            obj["cgroup_stats"] = self.cgroup_stats
+            obj["interfaces"] = self.interfaces
+        obj["read"] = _rfc3339nano(self.read)
+        obj["memory_limit"] = self.memory_limit
+        obj["system_usage"] = self.system_usage
+        return go_json(obj)
+
+
+def _rfc3339nano(moment: datetime.datetime) -> str:
+    text = moment.isoformat()
+    if "." in text[:26]:
+        head, _, rest = text.partition(".")
+        digits = rest[:6].rstrip("0")
+        text = head + ("." + digits if digits else "") + rest[6:]
+    return text.replace("+00:00", "Z")
+

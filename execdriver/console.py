@@ -1,0 +1,134 @@
+"""Standard streams of a container process (the reference's StdConsole).
+
+Like subprocess: a stream with a real file descriptor is handed to the
+process as it is; any other file object (io.BytesIO, a custom writer) is
+connected through a pipe that :meth:`StdConsole.transfer` serves, feeding
+stdin and draining stdout and stderr together so that large outputs on
+both never deadlock.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import selectors
+from typing import IO
+
+from execdriver.api import Pipes, ProcessConfig
+
+_CHUNK = 1 << 16
+
+
+def _fileno(stream: IO[bytes]) -> int | None:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation, ValueError):
+        return None
+    flush = getattr(stream, "flush", None)
+    if flush is not None:
+        try:
+            flush()
+        except (OSError, ValueError):
+            pass
+    return fd
+
+
+class StdConsole:
+    """Connects Pipes to a container process, without a terminal."""
+
+    def __init__(self, process_config: ProcessConfig, pipes: Pipes) -> None:
+        self.process_config = process_config
+        self.closers: list[int] = []  # our descriptors, closed by close()
+        self._feeds: dict[int, IO[bytes]] = {}  # pipe write end -> source
+        self._drains: dict[int, IO[bytes]] = {}  # pipe read end -> sink
+        self._child: list[int] = []  # descriptors to close once the child has them
+        self.stdio = self.attach_pipes(pipes)
+
+    def attach_pipes(self, pipes: Pipes) -> tuple[int, int, int]:
+        """Descriptors for the process's stdin, stdout and stderr."""
+        result = []
+        for index, stream in enumerate((pipes.stdin, pipes.stdout, pipes.stderr)):
+            if stream is None:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                self._child.append(fd)
+            elif (direct := _fileno(stream)) is not None:
+                fd = direct
+            else:
+                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                if index == 0:
+                    fd = read_end
+                    self._child.append(read_end)
+                    self._feeds[write_end] = stream
+                    self.closers.append(write_end)
+                    os.set_blocking(write_end, False)
+                else:
+                    fd = write_end
+                    self._child.append(write_end)
+                    self._drains[read_end] = stream
+                    self.closers.append(read_end)
+            result.append(fd)
+        return result[0], result[1], result[2]
+
+    def release_child_ends(self) -> None:
+        """Close our copies of the process's ends, once it has its own."""
+        for fd in self._child:
+            os.close(fd)
+        self._child.clear()
+
+    def transfer(self, exit_fd: int) -> None:
+        """Serve the pipes until ``exit_fd`` is readable and output is drained."""
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(exit_fd, selectors.EVENT_READ, "exit")
+            for fd in self._feeds:
+                selector.register(fd, selectors.EVENT_WRITE, "feed")
+            for fd in self._drains:
+                selector.register(fd, selectors.EVENT_READ, "drain")
+            pending = b""
+            exited = False
+            while not exited or self._drains:
+                for key, _ in selector.select():
+                    fd = int(key.fd)
+                    if key.data == "exit":
+                        exited = True
+                        selector.unregister(fd)
+                    elif key.data == "drain":
+                        data = os.read(fd, _CHUNK)
+                        if data:
+                            self._drains[fd].write(data)
+                        else:
+                            selector.unregister(fd)
+                            del self._drains[fd]
+                    else:
+                        if not pending:
+                            pending = self._feeds[fd].read(_CHUNK) or b""
+                        done = not pending  # the source is at its end
+                        if pending:
+                            try:
+                                pending = pending[os.write(fd, pending) :]
+                            except BrokenPipeError:  # the process closed its stdin
+                                pending, done = b"", True
+                        if done:
+                            selector.unregister(fd)
+                            self._close_feed(fd)
+        finally:
+            selector.close()
+
+    def _close_feed(self, fd: int) -> None:
+        del self._feeds[fd]
+        self.closers.remove(fd)
+        os.close(fd)
+
+    def resize(self, height: int, width: int) -> None:
+        """A console without a terminal has no size: nothing to do."""
+
+    def close(self) -> None:
+        self.release_child_ends()
+        for fd in self.closers:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.closers.clear()
+        self._feeds.clear()
+        self._drains.clear()

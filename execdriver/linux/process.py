@@ -1,0 +1,77 @@
+"""Host processes seen through /proc: identity, namespaces, signals.
+
+A pid alone can be reused; a pid with the start time read from
+/proc/<pid>/stat names one process. Signals go through a pidfd opened
+before that check, so they can never reach a newer process with the
+same pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return True
+    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] in (b"Z", b"X")
+
+
+def is_alive(pid: int, started: int) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still runs."""
+    return pid > 0 and start_time(pid) == started and not is_zombie(pid)
+
+
+def send_signal(pid: int, started: int, signum: int) -> bool:
+    """Signal the process if it is still the one that started at ``started``.
+
+    Returns False when that process is gone.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if start_time(pid) != started:
+            return False
+        signal.pidfd_send_signal(pidfd, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def pid_namespace(pid: int) -> tuple[int, int] | None:
+    try:
+        info = os.stat(f"/proc/{pid}/ns/pid")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def pids_in_namespace(namespace: tuple[int, int]) -> list[int]:
+    """Host pids of every live process whose pid namespace is ``namespace``."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid_namespace(pid) == namespace and not is_zombie(pid):
+            pids.append(pid)
+    return sorted(pids)

@@ -1,0 +1,166 @@
+"""Every Linux system call that the os module lacks, through ctypes, in one place.
+
+Each wrapper raises OSError with the errno and the path involved, as the os
+module does. Nothing here allocates beyond the ctypes call itself, because
+these functions run in the container's init between clone and exec.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MNT_DETACH = 0x2
+
+# clone(2) / unshare(2) / setns(2) flags
+CLONE_PIDFD = 0x1000
+CLONE_NEWNS = 0x20000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount_setattr(2)
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+
+PR_SET_PDEATHSIG = 1
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+_NUMBERS = {
+    # machine: (clone, pivot_root, close_range, mount_setattr)
+    "x86_64": (56, 155, 436, 442),
+    "aarch64": (220, 41, 436, 442),
+}
+_SYS_CLONE, _SYS_PIVOT_ROOT, _SYS_CLOSE_RANGE, _SYS_MOUNT_SETATTR = _NUMBERS[os.uname().machine]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# The clone wrapper keeps the GIL across the call, so that the child starts
+# with the interpreter in the state the parent left it (like os.fork).
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+
+_mount = _libc.mount
+_mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+_umount2 = _libc.umount2
+_umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_unshare = _libc.unshare
+_unshare.argtypes = (ctypes.c_int,)
+_setns = _libc.setns
+_setns.argtypes = (ctypes.c_int, ctypes.c_int)
+_sethostname = _libc.sethostname
+_sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+_prctl = _libc.prctl
+_prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_clone_syscall = _libc_gil.syscall
+_clone_syscall.restype = ctypes.c_long
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def _fail(what: str, path: str | bytes | None = None) -> OSError:
+    errno = ctypes.get_errno()
+    message = f"{what}: {os.strerror(errno)}"
+    if path is not None:
+        return OSError(errno, message, os.fsdecode(path))
+    return OSError(errno, message)
+
+
+def _b(path: str | bytes | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def mount(
+    source: str | bytes | None,
+    target: str | bytes,
+    fstype: str | bytes | None,
+    flags: int = 0,
+    data: str | bytes | None = None,
+) -> None:
+    if _mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        raise _fail(f"mount {os.fsdecode(fstype or b'bind')}", target)
+
+
+def umount2(target: str | bytes, flags: int = 0) -> None:
+    if _umount2(_b(target), flags) != 0:
+        raise _fail("umount", target)
+
+
+def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
+    if _syscall(_SYS_PIVOT_ROOT, ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))) != 0:
+        raise _fail("pivot_root", new_root)
+
+
+def unshare(flags: int) -> None:
+    if _unshare(flags) != 0:
+        raise _fail("unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    if _setns(fd, nstype) != 0:
+        raise _fail("setns")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if _sethostname(raw, len(raw)) != 0:
+        raise _fail("sethostname")
+
+
+def set_pdeathsig(signum: int) -> None:
+    if _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        raise _fail("prctl(PR_SET_PDEATHSIG)")
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every descriptor from ``first`` up close-on-exec."""
+    if _syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                ctypes.c_uint(CLOSE_RANGE_CLOEXEC)) != 0:
+        raise _fail("close_range")
+
+
+def make_readonly_recursive(path: str | bytes) -> None:
+    """Make the mount at ``path`` and every mount below it read-only."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    AT_FDCWD = -100
+    if _syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), ctypes.c_char_p(_b(path)),
+                ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        raise _fail("mount_setattr", path)
+
+
+def clone(flags: int) -> tuple[int, int]:
+    """fork(2) with namespace flags: returns (pid, pidfd), or (0, -1) in the child.
+
+    Only safe in a single-threaded process: the child is a copy of the caller
+    with one thread, and no fork handlers run in it. The child is expected
+    to exec or ``os._exit``.
+    """
+    pidfd = ctypes.c_int(-1)
+    pid = _clone_syscall(_SYS_CLONE, ctypes.c_ulong(flags | CLONE_PIDFD | 17),  # 17 = SIGCHLD
+                         None, ctypes.byref(pidfd), None, None)
+    if pid < 0:
+        raise _fail("clone")
+    if pid == 0:
+        return 0, -1
+    return pid, pidfd.value

@@ -1,0 +1,124 @@
+"""The container's init: what runs in the cloned child until it execs.
+
+It runs in a copy of a single-threaded process (the fork server, or the
+CLI), already inside the new namespaces. It talks to the driver over one
+SOCK_SEQPACKET socket, ``sync``:
+
+    init -> driver   b"R"            rootfs ready, user process resolved
+    driver -> init   b"G"            hooks ran, go ahead and exec
+    init -> driver   b"E" + message  a step failed; init exits 1
+    (end of file)                    execve succeeded: CLOEXEC closed sync
+
+Everything the driver could decide before the clone (paths, argv, env)
+arrives ready-made in the spec, so the child only makes system calls.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any, NoReturn
+
+from execdriver.linux import rootfs, syscalls, users
+
+READY = b"R"
+GO = b"G"
+ERROR = b"E"
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class InitError(Exception):
+    pass
+
+
+def _find_executable(name: str, env: list[str]) -> str:
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            if "/" in name:
+                raise InitError(f'exec: "{name}": permission denied')
+    if "/" in name:
+        raise InitError(f'exec: "{name}": no such file or directory')
+    raise InitError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
+    try:
+        rootfs.setup(spec)
+    except (OSError, rootfs.RootfsError) as err:
+        raise InitError(f"rootfs: {err}") from None
+    if spec["hostname"]:
+        syscalls.sethostname(spec["hostname"])
+    try:
+        user = users.resolve(spec["user"])
+    except users.UserError as err:
+        raise InitError(str(err)) from None
+    env: list[str] = spec["env"]
+    if not any(e.startswith("HOME=") for e in env):
+        env = [*env, f"HOME={user.home}"]
+    cwd = spec["cwd"]
+    if not os.path.isdir(cwd):
+        try:
+            os.makedirs(cwd, 0o755)
+        except OSError as err:
+            raise InitError(f"working directory {cwd}: {err.strerror}") from None
+    environ = dict(entry.split("=", 1) for entry in env)
+    return _find_executable(spec["argv"][0], env), user, environ
+
+
+def _enter_user(user: users.User, cwd: str) -> None:
+    os.setgroups(user.groups)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    try:
+        os.chdir(cwd)
+        # A cwd outside the rootfs (a leaked host directory) reads as
+        # unreachable: refuse it (CVE-2024-21626).
+        if not os.getcwd().startswith("/"):
+            raise OSError(2, "outside the container's rootfs")
+    except OSError as err:
+        raise InitError(f"working directory {cwd}: {err.strerror}") from None
+
+
+def _report(sync: int, message: str) -> None:
+    try:
+        os.write(sync, ERROR + message.encode("utf-8", "replace")[:60000])
+    except OSError:
+        pass
+
+
+def run(spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> NoReturn:
+    """Set the container up, wait for the go, exec. Never returns."""
+    try:
+        syscalls.set_pdeathsig(signal.SIGKILL)
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        # Every other descriptor, inherited from our parent, closes on exec:
+        # no host descriptor reaches the container (CVE-2024-21626).
+        syscalls.close_range_cloexec(3)
+        os.setsid()
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.umask(0)
+        executable, user, env = _prepare(spec)
+        os.write(sync, READY)
+        if os.read(sync, 1) != GO:
+            os._exit(1)
+        os.umask(0o022)
+        _enter_user(user, spec["cwd"])
+        os.execve(executable, spec["argv"], env)
+    except InitError as err:
+        _report(sync, str(err))
+    except OSError as err:
+        _report(sync, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+    except BaseException as err:  # noqa: BLE001 - the child must never unwind
+        _report(sync, f"container init: {type(err).__name__}: {err}")
+    os._exit(1)

@@ -1,0 +1,189 @@
+"""Two ways to clone a container's init: in this process, or in the fork server.
+
+The clone with namespace flags is a fork, and a fork is only safe where a
+single thread runs: the child gets one thread, and whatever lock another
+thread held stays locked in it forever. So
+
+* :class:`DirectSpawner` clones from the calling process. The CLI uses it:
+  it is single-threaded and saves starting a second interpreter.
+* :class:`ForkServerSpawner` asks a fork server (a small single-threaded
+  interpreter started once per driver, see forkserver.py) to clone. The
+  API uses it, since the caller may run threads; the server's small heap
+  also makes the fork cheaper than forking a large program.
+
+Either way the caller gets a :class:`Launch`: the init's pid, and a
+descriptor that becomes readable when the init has exited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any, Protocol
+
+from execdriver.errors import ContainerError
+from execdriver.linux import syscalls
+
+
+class Launch(Protocol):
+    pid: int
+
+    def fileno(self) -> int:
+        """Readable once the init has exited."""
+
+    def reap(self) -> int:
+        """The init's wait status; call once fileno() is readable."""
+
+    def kill(self) -> None:
+        """SIGKILL the init, through its pidfd: never another process."""
+
+    def close(self) -> None: ...
+
+
+class Spawner(Protocol):
+    def spawn(self, spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> Launch: ...
+
+    def close(self) -> None: ...
+
+
+def clone_init(spec: dict[str, Any], sync: int, stdio: tuple[int, int, int],
+               close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
+    """Clone the init into new namespaces; returns (pid, pidfd) in the parent."""
+    pid, pidfd = syscalls.clone(spec["clone_flags"])
+    if pid == 0:
+        from execdriver.native import init
+
+        for fd in close_in_child:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        init.run(spec, sync, stdio)
+    return pid, pidfd
+
+
+class _DirectLaunch:
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+
+    def fileno(self) -> int:
+        return self._pidfd
+
+    def reap(self) -> int:
+        return os.waitpid(self.pid, 0)[1]
+
+    def kill(self) -> None:
+        _kill_pidfd(self._pidfd)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _kill_pidfd(pidfd: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class DirectSpawner:
+    """Clone from this process: only for single-threaded callers."""
+
+    def spawn(self, spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> Launch:
+        if threading.active_count() > 1:
+            raise ContainerError("DirectSpawner needs a single-threaded process; use the fork server")
+        pid, pidfd = clone_init(spec, sync, stdio)
+        return _DirectLaunch(pid, pidfd)
+
+    def close(self) -> None:
+        pass
+
+
+class _ServerLaunch:
+    def __init__(self, pid: int, pidfd: int, reply: socket.socket) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+        self._reply = reply
+
+    def fileno(self) -> int:
+        return self._reply.fileno()
+
+    def reap(self) -> int:
+        message = self._reply.recv(64)
+        if not message.startswith(b"X"):
+            raise ContainerError(f"the fork server lost container process {self.pid}")
+        return int(message[1:])
+
+    def kill(self) -> None:
+        _kill_pidfd(self._pidfd)
+
+    def close(self) -> None:
+        self._reply.close()
+        os.close(self._pidfd)
+
+
+class ForkServerSpawner:
+    """Clone in a fork server, started on first use and stopped by close()."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._control: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> socket.socket:
+        with self._lock:
+            if self._control is None or (self._process is not None and self._process.poll() is not None):
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                bootstrap = (
+                    f"import sys; sys.path.insert(0, {package_parent!r}); "
+                    f"from execdriver.native.forkserver import main; main({theirs.fileno()})"
+                )
+                self._process = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", bootstrap],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                theirs.close()
+                self._control = ours
+            return self._control
+
+    def spawn(self, spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> Launch:
+        control = self._start()
+        reply, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            payload = json.dumps(spec).encode()
+            try:
+                socket.send_fds(control, [payload], [server_end.fileno(), sync, *stdio])
+            finally:
+                server_end.close()
+            message, fds, _, _ = socket.recv_fds(reply, 65536, 1)
+        except OSError as err:
+            reply.close()
+            raise ContainerError(f"the fork server is gone: {err}") from None
+        if message.startswith(b"P") and len(fds) == 1:
+            return _ServerLaunch(int(message[1:]), fds[0], reply)
+        for fd in fds:
+            os.close(fd)
+        reply.close()
+        text = message[1:].decode(errors="replace") if message else "no answer"
+        raise ContainerError(f"the fork server could not clone the container: {text}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._control is not None:
+                self._control.close()
+                self._control = None
+            if self._process is not None:
+                self._process.wait()
+                self._process = None
