@@ -60,7 +60,7 @@ def send_signal(pid: int, started: int, signum: int) -> bool:
 def pid_namespace(pid: int) -> tuple[int, int] | None:
     try:
         info = os.stat(f"/proc/{pid}/ns/pid")
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:  # gone, or a process we may not inspect
         return None
     return info.st_dev, info.st_ino
 

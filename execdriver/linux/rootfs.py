@@ -99,8 +99,9 @@ def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
     """
     target = resolve_in_root(root, path)
     if create_dir is not None and not os.path.lexists(target):
-        parent = resolve_in_root(root, os.path.dirname(path.rstrip("/")) or "/")
-        os.makedirs(parent, mode=0o755, exist_ok=True)
+        # Every existing component is resolved already: what is missing
+        # gets created as plain directories inside the root.
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
         target = resolve_in_root(root, path)
         try:
             if create_dir:

@@ -164,3 +164,25 @@ def clone(flags: int) -> tuple[int, int]:
     if pid == 0:
         return 0, -1
     return pid, pidfd.value
+
+
+_socket = _libc.socket
+_ioctl = _libc.ioctl
+_close = _libc.close
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the current network namespace (SIOCSIFFLAGS)."""
+    fd = _socket(2, 2 | 0o2000000, 0)  # AF_INET, SOCK_DGRAM | SOCK_CLOEXEC
+    if fd < 0:
+        raise _fail("socket")
+    try:
+        request = ctypes.create_string_buffer(b"lo", 40)  # struct ifreq
+        if _ioctl(fd, ctypes.c_ulong(0x8913), request) != 0:  # SIOCGIFFLAGS
+            raise _fail("ioctl(SIOCGIFFLAGS)", "lo")
+        flags = ctypes.c_short.from_buffer(request, 16)
+        flags.value |= 0x1 | 0x40  # IFF_UP | IFF_RUNNING
+        if _ioctl(fd, ctypes.c_ulong(0x8914), request) != 0:  # SIOCSIFFLAGS
+            raise _fail("ioctl(SIOCSIFFLAGS)", "lo")
+    finally:
+        _close(fd)

@@ -22,6 +22,7 @@ import signal
 import socket
 from typing import Any
 
+from execdriver.native import init as _init  # noqa: F401 - loaded once, not per child
 from execdriver.native.spawn import clone_init
 
 

@@ -56,6 +56,8 @@ def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
         raise InitError(f"rootfs: {err}") from None
     if spec["hostname"]:
         syscalls.sethostname(spec["hostname"])
+    if spec["clone_flags"] & syscalls.CLONE_NEWNET:
+        syscalls.loopback_up()
     try:
         user = users.resolve(spec["user"])
     except users.UserError as err:

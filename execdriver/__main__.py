@@ -1,0 +1,5 @@
+import sys
+
+from execdriver.cli.main import main
+
+sys.exit(main())

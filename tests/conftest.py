@@ -1,0 +1,85 @@
+"""Fixtures: a busybox root filesystem, a driver with a private state root, unique ids.
+
+Every test runs real containers as root. Each driver gets a state root of
+its own under pytest's temporary directory, so the tests never touch
+/run/execdriver or each other, and the fixture checks on teardown that no
+state and no mount of that root is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from execdriver.native.driver import NativeDriver
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="containers need root (CAP_SYS_ADMIN for namespaces and mounts)")
+        for item in items:
+            item.add_marker(skip)
+
+
+def make_busybox_rootfs(path: Path) -> Path:
+    """A minimal root filesystem: static busybox, its applets, passwd and group."""
+    (path / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, path / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], check=True, capture_output=True, text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (path / "bin" / applet).symlink_to("busybox")
+    for directory in ("etc", "proc", "sys", "dev", "tmp", "root"):
+        (path / directory).mkdir(exist_ok=True)
+    (path / "tmp").chmod(0o1777)
+    (path / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        "alice:x:1000:1000:alice:/home/alice:/bin/sh\n"
+    )
+    (path / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nstaff:x:50:alice\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.path.exists(BUSYBOX):
+        pytest.fail("busybox is missing: scripts/setup.sh installs busybox-static")
+    return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+@pytest.fixture()
+def rootfs(busybox_rootfs: Path, tmp_path: Path) -> Path:
+    """A private copy of the busybox rootfs, for tests that write to it."""
+    copy = tmp_path / "rootfs"
+    shutil.copytree(busybox_rootfs, copy, symlinks=True)
+    return copy
+
+
+@pytest.fixture()
+def state_root(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "state"
+    yield root
+    leftovers = [name for name in os.listdir(root) if not name.startswith(".")] if root.exists() else []
+    assert leftovers == [], f"state left behind: {leftovers}"
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        leaked = [line for line in mountinfo if str(root) in line]
+    assert leaked == [], f"mounts left behind: {leaked}"
+
+
+@pytest.fixture()
+def driver(state_root: Path) -> Iterator[NativeDriver]:
+    with NativeDriver(root=str(state_root)) as native:
+        yield native
+
+
+@pytest.fixture()
+def cid() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"

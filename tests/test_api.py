@@ -1,0 +1,164 @@
+"""The API types: Go JSON form, validation errors, the four errors, the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import execdriver
+from execdriver import (
+    Command,
+    ConfigError,
+    Driver,
+    DriverAlreadyRegisteredError,
+    DriverNotFoundError,
+    ExecDriverError,
+    ExitStatus,
+    Mount,
+    Network,
+    NetworkInterface,
+    NotRunningError,
+    PortBinding,
+    ProcessConfig,
+    Resources,
+    WaitTimeoutError,
+    new_driver,
+    register_driver,
+)
+
+# What Go's json.Marshal writes for a zero-valued Command of the reference
+# (embedded CommonCommand first, nil slices and pointers as null), plus the
+# Linux build's readonly_rootfs, privileged and user.
+GO_ZERO_COMMAND = (
+    '{"container_pid":0,"id":"","mount_label":"","mounts":null,"network":null,'
+    '"process_config":{"tty":false,"entrypoint":"","arguments":null,"privileged":false,"user":""},'
+    '"process_label":"","resources":null,"rootfs":"","working_dir":"","tmpdir":"",'
+    '"first_start":false,"hostname":"","layer_folder":"","layer_paths":null,"isolation":"",'
+    '"args_escaped":false,"hv_partition":false,"readonly_rootfs":false}'
+)
+
+
+def full_command() -> Command:
+    return Command(
+        container_pid=42,
+        id="c1",
+        mounts=[Mount("/src", "/dst", True), Mount("/a<b>&c", "/ro", False)],
+        network=Network(
+            interface=NetworkInterface(
+                mac_address="02:42:ac:11:00:02",
+                bridge="br0",
+                ip_address="172.17.0.2",
+                port_bindings={"80/tcp": [PortBinding("", "8080")], "53/udp": [PortBinding("127.0.0.1", "")]},
+            ),
+            container_id="",
+        ),
+        process_config=ProcessConfig(tty=True, entrypoint="sh", arguments=["-c", "echo é"], user="1000:50"),
+        resources=Resources(memory=1 << 30, memory_reservation=1 << 29, blkio_weight=500),
+        rootfs="/rootfs",
+        working_dir="/w",
+        tmpdir="/tmp/x",
+        first_start=True,
+        hostname="h",
+        layer_folder="/l",
+        layer_paths=["/l1", "/l2"],
+        isolation="process",
+        args_escaped=True,
+        hv_partition=False,
+    )
+
+
+def test_zero_command_serialises_like_go() -> None:
+    assert Command().to_json() == GO_ZERO_COMMAND
+
+
+def test_json_uses_the_reference_tags_and_go_escaping() -> None:
+    text = full_command().to_json()
+    obj = json.loads(text)
+    assert obj["network"]["interface"]["mac"] == "02:42:ac:11:00:02"
+    assert obj["network"]["interface"]["ip"] == "172.17.0.2"
+    assert obj["network"]["interface"]["port_bindings"]["80/tcp"] == [{"HostIp": "", "HostPort": "8080"}]
+    assert obj["layer_folder"] == "/l" and obj["layer_paths"] == ["/l1", "/l2"]
+    assert obj["container_pid"] == 42 and obj["tmpdir"] == "/tmp/x"
+    # Go escapes HTML characters and writes other non-ASCII as UTF-8.
+    assert "/a\\u003cb\\u003e\\u0026c" in text and "é" in text
+    # Fields tagged "-" in Go stay out.
+    assert "console_size" not in text and "env" not in obj["process_config"]
+    # Go sorts map keys.
+    assert text.index('"53/udp"') < text.index('"80/tcp"')
+
+
+def test_round_trip_is_exact() -> None:
+    command = full_command()
+    text = command.to_json()
+    again = Command.from_json(text)
+    assert again == command
+    assert again.to_json() == text
+    assert Command.from_json(GO_ZERO_COMMAND).to_json() == GO_ZERO_COMMAND
+
+
+def test_null_and_empty_lists_both_survive() -> None:
+    text = GO_ZERO_COMMAND.replace('"mounts":null', '"mounts":[]')
+    assert Command.from_json(text).mounts == []
+    assert Command.from_json(text).to_json() == text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"process_config": {"arguments": ["a", 3]}}, "process_config.arguments[1]: expected a string"),
+        ({"container_pid": "12"}, "container_pid: expected an integer"),
+        ({"container_pid": 1.5}, "container_pid: expected an integer"),
+        ({"resources": {"blkio_weight": 70000}}, "resources.blkio_weight: 70000 is out of range"),
+        ({"mounts": [{"source": "/a", "writable": "yes"}]}, "mounts[0].writable: expected true or false"),
+        ({"mounts": {"source": "/a"}}, "mounts: expected an array"),
+        ({"bogus": 1}, "bogus: unknown field"),
+        ({"network": {"interface": {"port_bindings": {"http": []}}}}, "network.interface.port_bindings['http']"),
+        ({"hv_partition": 0}, "hv_partition: expected true or false"),
+    ],
+)
+def test_invalid_json_names_the_field(change: dict[str, object], message: str) -> None:
+    obj = json.loads(GO_ZERO_COMMAND)
+    obj.update(change)
+    with pytest.raises(ConfigError) as caught:
+        Command.from_json(json.dumps(obj))
+    assert message in str(caught.value)
+
+
+def test_malformed_json_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="invalid JSON"):
+        Command.from_json("{")
+    with pytest.raises(ConfigError, match="expected an object"):
+        Command.from_json("[]")
+
+
+def test_exit_status_json() -> None:
+    assert ExitStatus(137).to_json() == '{"ExitCode":137}'
+
+
+def test_errors_keep_the_reference_messages() -> None:
+    assert str(NotRunningError()) == "Container is not running"
+    assert str(WaitTimeoutError()) == "Wait timeout reached"
+    assert str(DriverAlreadyRegisteredError()) == "A driver already registered this docker init function"
+    assert str(DriverNotFoundError()) == "The requested docker init has not been found"
+    for error in (NotRunningError, WaitTimeoutError, DriverAlreadyRegisteredError, DriverNotFoundError):
+        assert issubclass(error, ExecDriverError)
+
+
+def test_registry() -> None:
+    with pytest.raises(DriverAlreadyRegisteredError):
+        register_driver("native", lambda **options: new_driver("native"))
+    with pytest.raises(DriverNotFoundError):
+        new_driver("no-such-driver")
+    driver = new_driver("native", root="/run/execdriver-test-unused")
+    assert isinstance(driver, Driver)
+    assert driver.name() == f"native-{execdriver.__version__}"
+    assert driver.supports_hooks() is True
+
+
+def test_every_reference_method_is_abstract() -> None:
+    methods = {
+        "run", "exec", "kill", "pause", "unpause", "name", "get_pids_for_container",
+        "terminate", "clean", "stats", "update", "supports_hooks",
+    }
+    assert methods <= Driver.__abstractmethods__
