@@ -81,12 +81,14 @@ def _enter_user(user: users.User, cwd: str) -> None:
     os.setuid(user.uid)
     try:
         os.chdir(cwd)
-        # A cwd outside the rootfs (a leaked host directory) reads as
-        # unreachable: refuse it (CVE-2024-21626).
-        if not os.getcwd().startswith("/"):
-            raise OSError(2, "outside the container's rootfs")
     except OSError as err:
         raise InitError(f"working directory {cwd}: {err.strerror}") from None
+    try:
+        os.getcwd()
+    except OSError:
+        # A directory outside the pivoted root (a leaked host descriptor's
+        # /proc/self/fd/N) has no path from /: refuse it (CVE-2024-21626).
+        raise InitError(f"working directory {cwd}: resolves outside the container's rootfs") from None
 
 
 def _report(sync: int, message: str) -> None:

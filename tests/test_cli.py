@@ -1,0 +1,106 @@
+"""``execdriver sandbox`` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "execdriver"]
+
+
+def sandbox(state_root: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "--root", str(state_root), "sandbox", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_host_view_by_default(state_root: Path) -> None:
+    script = "echo $$ $(hostname); touch /etc/x 2>/dev/null || echo ro; echo t > /tmp/t && echo tmp; exit 3"
+    result = sandbox(state_root, "--", "sh", "-c", script)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.split("\n")[:3] == ["1 sandbox", "ro", "tmp"]
+
+
+def test_rootfs_volumes_workdir_env_user(state_root: Path, rootfs: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    (volume / "in").write_text("input")
+    script = "cat /data/in; echo; echo $FOO; pwd; id -u; hostname"
+    result = sandbox(state_root, "--rootfs", str(rootfs), "--hostname", "cli-box", "-v", f"{volume}:/data:ro",
+                     "-w", "/srv", "-e", "FOO=bar", "-u", "nobody", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:5] == ["input", "bar", "/srv", "65534", "cli-box"]
+
+
+def test_stdin_passes_through(state_root: Path, busybox_rootfs: Path) -> None:
+    result = subprocess.run([*CLI, "--root", str(state_root), "sandbox", "--rootfs", str(busybox_rootfs),
+                             "tr", "a-z", "A-Z"], input="shout\n", capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout == "SHOUT\n"
+
+
+def test_runtime_errors_exit_125(state_root: Path, busybox_rootfs: Path) -> None:
+    result = sandbox(state_root, "--rootfs", str(busybox_rootfs), "nosuchcmd")
+    assert result.returncode == 125
+    assert 'exec: "nosuchcmd": executable file not found in $PATH' in result.stderr
+    result = sandbox(state_root, "--rootfs", str(busybox_rootfs), "-v", "/no/such/path:/x", "true")
+    assert result.returncode == 125 and "mounts[0].source" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_runc_verbs_are_reserved(state_root: Path) -> None:
+    result = subprocess.run([*CLI, "run", "x"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "reserved for the OCI runtime" in result.stderr
+
+
+def test_signals_are_forwarded(state_root: Path, busybox_rootfs: Path, tmp_path: Path) -> None:
+    script = "trap 'exit 9' TERM; touch /ready/up; while true; do sleep 0.05; done"
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    cli = subprocess.Popen([*CLI, "--root", str(state_root), "sandbox", "--rootfs", str(busybox_rootfs),
+                            "-v", f"{ready}:/ready", "sh", "-c", script],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (ready / "up").exists():
+            assert time.monotonic() < deadline and cli.poll() is None, cli.stderr.read() if cli.stderr else ""
+            time.sleep(0.02)
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(20) == 9
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        for stream in (cli.stdout, cli.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_killing_the_api_process_removes_its_containers(state_root: Path, busybox_rootfs: Path,
+                                                        cid: str) -> None:
+    program = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from execdriver import Command, Pipes, ProcessConfig
+from execdriver.native.driver import NativeDriver
+driver = NativeDriver(root={str(state_root)!r})
+driver.run(Command(id={cid!r}, rootfs={str(busybox_rootfs)!r},
+                   process_config=ProcessConfig(entrypoint="sleep", arguments=["60"])), Pipes())
+"""
+    api = subprocess.Popen([sys.executable, "-c", program])
+    state_file = state_root / cid / "state.json"
+    deadline = time.monotonic() + 20
+    pid = 0
+    while pid == 0:
+        assert time.monotonic() < deadline and api.poll() is None
+        if state_file.exists():
+            pid = json.loads(state_file.read_text())["pid"]
+        time.sleep(0.01)
+    os.kill(api.pid, signal.SIGKILL)
+    api.wait()
+    while os.path.exists(f"/proc/{pid}") or (state_root / cid).exists():
+        assert time.monotonic() < deadline, "container or state outlived the killed API process"
+        time.sleep(0.01)
