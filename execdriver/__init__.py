@@ -7,7 +7,6 @@ start) stays cheap.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from execdriver.errors import (
     ConfigError,
@@ -45,20 +44,40 @@ _LAZY = {
 }
 
 __all__ = [
+    "Command",
     "ConfigError",
     "ContainerError",
     "ContainerExistsError",
+    "Driver",
     "DriverAlreadyRegisteredError",
+    "DriverCallback",
     "DriverNotFoundError",
     "ExecDriverError",
+    "ExitStatus",
+    "Hooks",
+    "Mount",
+    "Network",
+    "NetworkInterface",
     "NotRunningError",
+    "OOMEvents",
+    "Pipes",
+    "PortBinding",
+    "ProcessConfig",
+    "ResourceStats",
+    "Resources",
+    "StdConsole",
     "UnsupportedError",
     "WaitTimeoutError",
     "__version__",
-    *_LAZY,
+    "new_driver",
+    "register_driver",
+    "registered_drivers",
 ]
 
+TYPE_CHECKING = False  # importing typing costs milliseconds on the CLI's start path
 if TYPE_CHECKING:
+    from typing import Any
+
     from execdriver.api import (
         Command,
         DriverCallback,
@@ -71,8 +90,8 @@ if TYPE_CHECKING:
         Pipes,
         PortBinding,
         ProcessConfig,
-        ResourceStats,
         Resources,
+        ResourceStats,
     )
     from execdriver.console import StdConsole
     from execdriver.driver import Driver, new_driver, register_driver, registered_drivers

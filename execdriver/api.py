@@ -15,11 +15,9 @@ of JSON (``exec.Cmd``'s environment, ``ConsoleSize``) are plain attributes.
 from __future__ import annotations
 
 import datetime
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, ClassVar
 
 from execdriver.errors import (
     ConfigError,
@@ -56,6 +54,10 @@ __all__ = [
     "WaitTimeoutError",
 ]
 
+TYPE_CHECKING = False  # typing costs milliseconds at start; mypy reads these imports
+if TYPE_CHECKING:
+    from typing import IO, Any, ClassVar
+
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT16 = (0, 2**16 - 1)
 _UINT64 = (0, 2**64 - 1)
@@ -67,7 +69,6 @@ _UINT64 = (0, 2**64 - 1)
 # ("list", kind) / ("optional", kind) / ("portmap",).
 # --------------------------------------------------------------------------
 
-Kind = Any
 
 
 def _type_name(value: object) -> str:
@@ -83,7 +84,7 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _decode(kind: Kind, value: object, path: str) -> Any:
+def _decode(kind: Any, value: object, path: str) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {_type_name(value)}")
@@ -116,7 +117,7 @@ def _decode(kind: Kind, value: object, path: str) -> Any:
     raise AssertionError(f"unknown kind {kind!r}")
 
 
-def _encode(kind: Kind, value: Any) -> Any:
+def _encode(kind: Any, value: Any) -> Any:
     if isinstance(kind, tuple) and kind[0] == "optional":
         return None if value is None else _encode(kind[1], value)
     if isinstance(kind, tuple) and kind[0] == "list":
@@ -136,7 +137,7 @@ def _encode(kind: Kind, value: Any) -> Any:
 class _Struct:
     """Mixin giving a dataclass its Go JSON form from its ``_json`` table."""
 
-    _json: ClassVar[tuple[tuple[str, str, Kind], ...]]
+    _json: ClassVar[tuple[tuple[str, str, Any], ...]]
 
     @classmethod
     def _from_obj(cls, obj: object, path: str = "") -> Any:
@@ -160,6 +161,8 @@ class _Struct:
     @classmethod
     def from_json(cls, text: str | bytes) -> Any:
         """Parse the Go JSON form; errors name the offending field."""
+        import json
+
         try:
             obj = json.loads(text)
         except (ValueError, UnicodeDecodeError) as err:
@@ -200,6 +203,8 @@ def _is_port_range(text: str) -> bool:
 
 def go_json(obj: Any) -> str:
     """Serialise like Go's json.Marshal: compact, UTF-8, HTML characters escaped."""
+    import json
+
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     for char, escape in (
         ("<", "\\u003c"),
@@ -460,7 +465,7 @@ class ResourceStats:
     cgroup_stats: dict[str, Any] | None = None
     interfaces: list[dict[str, Any]] | None = None
     read: datetime.datetime = field(
-        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
     memory_limit: int = 0
     system_usage: int = 0

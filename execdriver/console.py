@@ -12,9 +12,12 @@ from __future__ import annotations
 import io
 import os
 import selectors
-from typing import IO
 
-from execdriver.api import Pipes, ProcessConfig
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
+
+    from execdriver.api import Pipes, ProcessConfig
 
 _CHUNK = 1 << 16
 
@@ -77,6 +80,7 @@ class StdConsole:
 
     def transfer(self, exit_fd: int) -> None:
         """Serve the pipes until ``exit_fd`` is readable and output is drained."""
+        self.release_child_ends()
         selector = selectors.DefaultSelector()
         try:
             selector.register(exit_fd, selectors.EVENT_READ, "exit")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from execdriver.api import Command, ExitStatus, Hooks, Pipes, ProcessConfig, ResourceStats
 from execdriver.errors import DriverAlreadyRegisteredError, DriverNotFoundError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Driver(abc.ABC):

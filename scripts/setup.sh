@@ -6,8 +6,7 @@
 #   scripts/setup.sh test [ARGS] install, then lint, type-check and run the tests
 #
 # Debian packages: busybox-static (a static busybox for the tests' root
-# filesystems), runc and crun (the peers that bench/ measures against),
-# hyperfine (times whole CLI runs in bench/).
+# filesystems), runc and crun (the peers that bench/ measures against).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-demo}
@@ -18,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages=(busybox-static runc crun hyperfine)
+packages=(busybox-static runc crun)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

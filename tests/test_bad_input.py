@@ -65,7 +65,7 @@ def test_missing_command(driver: NativeDriver, busybox_rootfs: Path, cid: str) -
 
 def test_missing_absolute_command(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     command = Command(id=cid, rootfs=str(busybox_rootfs), process_config=ProcessConfig(entrypoint="/opt/app"))
-    with pytest.raises(ContainerError, match='exec: "/opt/app": no such file or directory'):
+    with pytest.raises(ContainerError, match=r'exec: "/opt/app": no such file or directory'):
         run(driver, command)
 
 
@@ -77,7 +77,7 @@ def test_command_that_is_not_executable(driver: NativeDriver, busybox_rootfs: Pa
 
 
 def test_empty_entrypoint(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
-    with pytest.raises(ConfigError, match="process_config.entrypoint"):
+    with pytest.raises(ConfigError, match=r"process_config\.entrypoint"):
         run(driver, Command(id=cid, rootfs=str(busybox_rootfs)))
 
 
@@ -106,7 +106,7 @@ def test_mount_point_in_a_read_only_root(driver: NativeDriver, tmp_path: Path, c
 @pytest.mark.parametrize("working_dir", ["relative/dir", "../etc"])
 def test_working_dir_outside_the_rootfs(driver: NativeDriver, busybox_rootfs: Path, cid: str,
                                         working_dir: str) -> None:
-    with pytest.raises(ConfigError, match="working_dir: .* must be an absolute path inside the rootfs"):
+    with pytest.raises(ConfigError, match=r"working_dir: .* must be an absolute path inside the rootfs"):
         run(driver, shell(cid, busybox_rootfs, "pwd", working_dir=working_dir))
 
 

@@ -15,7 +15,7 @@ CLI = [sys.executable, "-m", "execdriver"]
 
 def sandbox(state_root: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, "--root", str(state_root), "sandbox", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          check=False, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def test_host_view_by_default(state_root: Path) -> None:
@@ -38,7 +38,8 @@ def test_rootfs_volumes_workdir_env_user(state_root: Path, rootfs: Path, tmp_pat
 
 def test_stdin_passes_through(state_root: Path, busybox_rootfs: Path) -> None:
     result = subprocess.run([*CLI, "--root", str(state_root), "sandbox", "--rootfs", str(busybox_rootfs),
-                             "tr", "a-z", "A-Z"], input="shout\n", capture_output=True, text=True, timeout=30)
+                             "tr", "a-z", "A-Z"], input="shout\n", capture_output=True, text=True, timeout=30,
+                            check=False)
     assert result.returncode == 0 and result.stdout == "SHOUT\n"
 
 
@@ -52,7 +53,7 @@ def test_runtime_errors_exit_125(state_root: Path, busybox_rootfs: Path) -> None
 
 
 def test_runc_verbs_are_reserved(state_root: Path) -> None:
-    result = subprocess.run([*CLI, "run", "x"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([*CLI, "run", "x"], capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2 and "reserved for the OCI runtime" in result.stderr
 
 

@@ -227,7 +227,7 @@ def test_environment_user_and_working_dir(driver: NativeDriver, rootfs: Path, ci
 def test_numeric_user_and_group(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     config = ProcessConfig(entrypoint="sh", arguments=["-c", "id -u; id -g"], user="4242:4343")
     status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=config))
-    assert out.split() == ["4242", "4343"]
+    assert status.exit_code == 0 and out.split() == ["4242", "4343"]
 
 
 def test_stdin_from_bytes(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:

@@ -9,7 +9,8 @@ same pid.
 from __future__ import annotations
 
 import os
-import signal
+
+from execdriver.linux import syscalls
 
 
 def start_time(pid: int) -> int | None:
@@ -49,7 +50,7 @@ def send_signal(pid: int, started: int, signum: int) -> bool:
     try:
         if start_time(pid) != started:
             return False
-        signal.pidfd_send_signal(pidfd, signum)
+        syscalls.pidfd_send_signal(pidfd, signum)
         return True
     except ProcessLookupError:
         return False

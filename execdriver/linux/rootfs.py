@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from execdriver.linux.syscalls import (
     MNT_DETACH,
@@ -30,6 +29,10 @@ from execdriver.linux.syscalls import (
     pivot_root,
     umount2,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _DEVICES = (
     # name, major, minor

@@ -6,14 +6,12 @@ the names are the image's, not the host's.
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
+class User:
+    __slots__ = ("gid", "groups", "home", "uid")
 
-class User(NamedTuple):
-    uid: int
-    gid: int
-    groups: list[int]
-    home: str
+    def __init__(self, uid: int, gid: int, groups: list[int], home: str) -> None:
+        self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
 
 
 class UserError(Exception):
@@ -34,7 +32,9 @@ def resolve(spec: str) -> User:
     uid, gid, home, user_name = 0, 0, "/", "root"
     entry = None
     for fields in passwd:
-        if len(fields) >= 7 and (fields[0] == name or (name.isdigit() and fields[2] == name) or (not name and fields[2] == "0")):
+        by_name = fields[0] == name
+        by_uid = fields[2:3] == [name] if name.isdigit() else (not name and fields[2:3] == ["0"])
+        if len(fields) >= 7 and (by_name or by_uid):
             entry = fields
             break
     if entry is not None:
@@ -45,6 +45,8 @@ def resolve(spec: str) -> User:
     else:
         raise UserError(f"unable to find user {name}: no matching entries in passwd file")
 
+    if not group and not user_name:
+        return User(uid, gid, [gid], home)
     groups_file = _entries("/etc/group")
     if group:
         for fields in groups_file:
@@ -58,7 +60,7 @@ def resolve(spec: str) -> User:
     supplementary = [gid]
     if user_name:
         for fields in groups_file:
-            if len(fields) >= 4 and user_name in fields[3].split(",") and fields[2].isdigit():
-                if int(fields[2]) not in supplementary:
-                    supplementary.append(int(fields[2]))
+            member = len(fields) >= 4 and user_name in fields[3].split(",") and fields[2].isdigit()
+            if member and int(fields[2]) not in supplementary:
+                supplementary.append(int(fields[2]))
     return User(uid, gid, supplementary, home)

@@ -7,18 +7,25 @@ need to find the container.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
 import execdriver
-from execdriver.api import Command, ExitStatus, Hooks, Pipes, ProcessConfig, ResourceStats
+from execdriver.api import (
+    Command,
+    DriverCallback,
+    ExitStatus,
+    Hooks,
+    OOMEvents,
+    Pipes,
+    ProcessConfig,
+    ResourceStats,
+)
+from execdriver.console import StdConsole
 from execdriver.driver import Driver
-from execdriver.errors import NotRunningError, UnsupportedError
-from execdriver.linux import process
-from execdriver.native import container
+from execdriver.errors import UnsupportedError
+from execdriver.native import container, spec
 from execdriver.native.spawn import DirectSpawner, ForkServerSpawner, Spawner
 from execdriver.native.state import DEFAULT_ROOT, StateStore
-
-_GONE_TIMEOUT = 10.0
 
 
 class NativeDriver(Driver):
@@ -45,16 +52,36 @@ class NativeDriver(Driver):
         self._spawner.close()
 
     def run(self, command: Command, pipes: Pipes, hooks: Hooks | None = None) -> ExitStatus:
-        return container.run(self._store, self._spawner, command, pipes, hooks)
+        hooks = hooks or Hooks()
+        launch_spec = spec.build(command, self._store.path(command.id))
+        config = command.process_config
+        oom = OOMEvents()
+
+        def record_pid(pid: int) -> None:
+            command.container_pid = pid
+
+        def bind(hook: DriverCallback) -> Callable[[int], None]:
+            return lambda pid: hook(config, pid, oom)
+
+        console = StdConsole(config, pipes)
+        try:
+            code = container.run(
+                self._store, self._spawner, launch_spec, console.stdio,
+                serve=console.transfer,
+                pre_start=[record_pid, *map(bind, hooks.pre_start)],
+                start=bind(hooks.start) if hooks.start is not None else None,
+                post_stop=[bind(hook) for hook in hooks.post_stop],
+            )
+        finally:
+            console.close()
+        return ExitStatus(code)
 
     def exec(self, command: Command, process_config: ProcessConfig, pipes: Pipes,
              hooks: Hooks | None = None) -> int:
         raise UnsupportedError("exec into a running container is not supported by this driver yet")
 
     def kill(self, command: Command, sig: int) -> None:
-        state = self._store.load_running(command.id)
-        if not process.send_signal(state.pid, state.pid_start, sig):
-            raise NotRunningError(f"Container is not running: {command.id}")
+        container.kill(self._store, command.id, sig)
 
     def terminate(self, command: Command) -> None:
         self.kill(command, 9)
@@ -69,20 +96,10 @@ class NativeDriver(Driver):
         return f"native-{execdriver.__version__}"
 
     def get_pids_for_container(self, id: str) -> list[int]:
-        state = self._store.load_running(id)
-        namespace = process.pid_namespace(state.pid)
-        if namespace is None:
-            raise NotRunningError(f"Container is not running: {id}")
-        return process.pids_in_namespace(namespace)
+        return container.pids(self._store, id)
 
     def clean(self, id: str) -> None:
-        state = self._store.load(id)
-        if state is not None and state.alive():
-            process.send_signal(state.pid, state.pid_start, 9)
-            deadline = time.monotonic() + _GONE_TIMEOUT
-            while state.alive() and time.monotonic() < deadline:
-                time.sleep(0.005)
-        self._store.remove(id)
+        container.clean(self._store, id)
 
     def stats(self, id: str) -> ResourceStats:
         raise UnsupportedError("stats need cgroups, which this driver does not manage yet")

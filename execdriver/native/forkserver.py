@@ -2,7 +2,8 @@
 
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
 control socket. Each request is one message: the launch spec as JSON, with
-five descriptors (reply socket, init's sync socket, stdin, stdout, stderr).
+six descriptors (reply socket, the init's two sync pipe ends, stdin, stdout,
+stderr).
 It answers on the reply socket with ``P<pid>`` (or ``E<error>``) at once,
 and ``X<wait status>`` when that init exits; the server is the init's parent
 and so the one that reaps it.
@@ -18,12 +19,15 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import socket
-from typing import Any
 
+from execdriver.linux import syscalls
 from execdriver.native import init as _init  # noqa: F401 - loaded once, not per child
 from execdriver.native.spawn import clone_init
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Child:
@@ -35,7 +39,7 @@ class _Child:
 
 
 def _handle(control: socket.socket, children: dict[int, _Child], poller: select.poll) -> bool:
-    message, fds, _, _ = socket.recv_fds(control, 1 << 20, 5)
+    message, fds, _, _ = socket.recv_fds(control, 1 << 20, 6)
     if not message:
         return False
     reply = socket.socket(fileno=fds[0])
@@ -43,7 +47,7 @@ def _handle(control: socket.socket, children: dict[int, _Child], poller: select.
         spec: dict[str, Any] = json.loads(message)
         inherited = (control.fileno(), reply.fileno(),
                      *(c.pidfd for c in children.values()), *(c.reply.fileno() for c in children.values()))
-        pid, pidfd = clone_init(spec, fds[1], (fds[2], fds[3], fds[4]), inherited)
+        pid, pidfd = clone_init(spec, (fds[1], fds[2]), (fds[3], fds[4], fds[5]), inherited)
     except Exception as err:  # noqa: BLE001 - reported to the caller
         reply.send(b"E" + str(err).encode())
         reply.close()
@@ -71,7 +75,7 @@ def _shutdown(children: dict[int, _Child]) -> None:
     from execdriver.native.state import remove_tree
 
     for child in children.values():
-        signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+        syscalls.pidfd_send_signal(child.pidfd, syscalls.SIGKILL)
     for child in children.values():
         _reap(child)
         if child.state_dir:
@@ -79,7 +83,7 @@ def _shutdown(children: dict[int, _Child]) -> None:
 
 
 def main(control_fd: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    syscalls.signal_ignore(syscalls.SIGINT)
     control = socket.socket(fileno=control_fd)
     poller = select.poll()
     poller.register(control, select.POLLIN)

@@ -1,13 +1,15 @@
 """The container's init: what runs in the cloned child until it execs.
 
 It runs in a copy of a single-threaded process (the fork server, or the
-CLI), already inside the new namespaces. It talks to the driver over one
-SOCK_SEQPACKET socket, ``sync``:
+CLI), already inside the new namespaces. It talks to the driver over two
+pipes, ``sync = (go, status)``:
 
     init -> driver   b"R"            rootfs ready, user process resolved
     driver -> init   b"G"            hooks ran, go ahead and exec
     init -> driver   b"E" + message  a step failed; init exits 1
-    (end of file)                    execve succeeded: CLOEXEC closed sync
+    (end of file)                    execve succeeded: CLOEXEC closed status
+
+Each message is one write of at most PIPE_BUF bytes, so it arrives whole.
 
 Everything the driver could decide before the clone (paths, argv, env)
 arrives ready-made in the spec, so the child only makes system calls.
@@ -16,10 +18,12 @@ arrives ready-made in the spec, so the child only makes system calls.
 from __future__ import annotations
 
 import os
-import signal
-from typing import Any, NoReturn
 
 from execdriver.linux import rootfs, syscalls, users
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 READY = b"R"
 GO = b"G"
@@ -91,38 +95,41 @@ def _enter_user(user: users.User, cwd: str) -> None:
         raise InitError(f"working directory {cwd}: resolves outside the container's rootfs") from None
 
 
-def _report(sync: int, message: str) -> None:
+def _report(status: int, message: str) -> None:
     try:
-        os.write(sync, ERROR + message.encode("utf-8", "replace")[:60000])
+        os.write(status, ERROR + message.encode("utf-8", "replace")[:4000])
     except OSError:
         pass
 
 
-def run(spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> NoReturn:
+def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> NoReturn:
     """Set the container up, wait for the go, exec. Never returns."""
+    go, status = sync
     try:
-        syscalls.set_pdeathsig(signal.SIGKILL)
+        syscalls.set_pdeathsig(syscalls.SIGKILL)
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         # Every other descriptor, inherited from our parent, closes on exec:
         # no host descriptor reaches the container (CVE-2024-21626).
         syscalls.close_range_cloexec(3)
         os.setsid()
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        # execve resets handled signals but keeps ignored ones: Python
+        # ignores SIGPIPE and SIGXFSZ, the fork server SIGINT.
+        for signum in (syscalls.SIGPIPE, syscalls.SIGXFSZ, syscalls.SIGINT):
+            syscalls.signal_default(signum)
+        syscalls.unblock_all_signals()
         os.umask(0)
         executable, user, env = _prepare(spec)
-        os.write(sync, READY)
-        if os.read(sync, 1) != GO:
+        os.write(status, READY)
+        if os.read(go, 1) != GO:
             os._exit(1)
         os.umask(0o022)
         _enter_user(user, spec["cwd"])
         os.execve(executable, spec["argv"], env)
     except InitError as err:
-        _report(sync, str(err))
+        _report(status, str(err))
     except OSError as err:
-        _report(sync, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+        _report(status, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
-        _report(sync, f"container init: {type(err).__name__}: {err}")
+        _report(status, f"container init: {type(err).__name__}: {err}")
     os._exit(1)

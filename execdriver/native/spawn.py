@@ -17,17 +17,20 @@ descriptor that becomes readable when the init has exited.
 
 from __future__ import annotations
 
-import json
+import gc
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-from typing import Any, Protocol
 
 from execdriver.errors import ContainerError
 from execdriver.linux import syscalls
+
+TYPE_CHECKING = False  # typing, subprocess, threading: not on the CLI's start path
+if TYPE_CHECKING:
+    import socket
+    import subprocess
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 
 class Launch(Protocol):
@@ -46,16 +49,19 @@ class Launch(Protocol):
 
 
 class Spawner(Protocol):
-    def spawn(self, spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> Launch: ...
+    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> Launch: ...
 
     def close(self) -> None: ...
 
 
-def clone_init(spec: dict[str, Any], sync: int, stdio: tuple[int, int, int],
+def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
                close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
     """Clone the init into new namespaces; returns (pid, pidfd) in the parent."""
     pid, pidfd = syscalls.clone(spec["clone_flags"])
     if pid == 0:
+        # Every page the child writes is copied from the parent; a garbage
+        # collection would write to all of them.
+        gc.disable()
         from execdriver.native import init
 
         for fd in close_in_child:
@@ -89,7 +95,7 @@ class _DirectLaunch:
 
 def _kill_pidfd(pidfd: int) -> None:
     try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        syscalls.pidfd_send_signal(pidfd, syscalls.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -97,8 +103,9 @@ def _kill_pidfd(pidfd: int) -> None:
 class DirectSpawner:
     """Clone from this process: only for single-threaded callers."""
 
-    def spawn(self, spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> Launch:
-        if threading.active_count() > 1:
+    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> Launch:
+        threading = sys.modules.get("threading")  # not imported: surely one thread
+        if threading is not None and threading.active_count() > 1:
             raise ContainerError("DirectSpawner needs a single-threaded process; use the fork server")
         pid, pidfd = clone_init(spec, sync, stdio)
         return _DirectLaunch(pid, pidfd)
@@ -134,6 +141,8 @@ class ForkServerSpawner:
     """Clone in a fork server, started on first use and stopped by close()."""
 
     def __init__(self) -> None:
+        import threading
+
         self._lock = threading.Lock()
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -141,6 +150,9 @@ class ForkServerSpawner:
     def _start(self) -> socket.socket:
         with self._lock:
             if self._control is None or (self._process is not None and self._process.poll() is not None):
+                import socket
+                import subprocess
+
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                 bootstrap = (
@@ -158,13 +170,16 @@ class ForkServerSpawner:
                 self._control = ours
             return self._control
 
-    def spawn(self, spec: dict[str, Any], sync: int, stdio: tuple[int, int, int]) -> Launch:
+    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> Launch:
+        import json
+        import socket
+
         control = self._start()
         reply, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             payload = json.dumps(spec).encode()
             try:
-                socket.send_fds(control, [payload], [server_end.fileno(), sync, *stdio])
+                socket.send_fds(control, [payload], [server_end.fileno(), *sync, *stdio])
             finally:
                 server_end.close()
             message, fds, _, _ = socket.recv_fds(reply, 65536, 1)

@@ -3,20 +3,25 @@
 Every check that can be made on the host happens here, before anything is
 created, so bad input fails with a ConfigError that names the field and
 leaves nothing behind. The spec is plain JSON data: it crosses to the fork
-server as it is.
+server as it is. Nothing here needs the api module at run time, so the
+CLI's start path never imports dataclasses.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from typing import Any
 
-from execdriver.api import Command
 from execdriver.errors import ConfigError
 from execdriver.linux import syscalls
 from execdriver.linux.rootfs import HOST_VIEW_SKIP
 from execdriver.native.init import DEFAULT_PATH
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from execdriver.api import Command
 
 CLONE_FLAGS = (
     syscalls.CLONE_NEWNS
@@ -49,9 +54,9 @@ def _unsupported(command: Command) -> None:
         raise ConfigError("process_config.tty: terminals are not supported by this driver yet")
 
 
-def _root(command: Command) -> dict[str, Any]:
-    if command.rootfs:
-        path = os.path.abspath(command.rootfs)
+def _root(rootfs: str, layer_paths: list[str] | None, layer_folder: str) -> dict[str, Any]:
+    if rootfs:
+        path = os.path.abspath(rootfs)
         if path == "/":
             entries = []
             for entry in sorted(os.scandir("/"), key=lambda e: e.name):
@@ -61,21 +66,21 @@ def _root(command: Command) -> dict[str, Any]:
                 entries.append((entry.name, link))
             return {"kind": "host", "entries": entries}
         if not os.path.isdir(path):
-            raise ConfigError(f"rootfs: {command.rootfs} does not exist or is not a directory")
+            raise ConfigError(f"rootfs: {rootfs} does not exist or is not a directory")
         return {"kind": "dir", "path": os.path.realpath(path)}
-    if not command.layer_paths:
+    if not layer_paths:
         raise ConfigError("rootfs: no root filesystem given (set rootfs, or layer_paths and layer_folder)")
-    for index, layer in enumerate(command.layer_paths):
+    for index, layer in enumerate(layer_paths):
         if not os.path.isdir(layer):
             raise ConfigError(f"layer_paths[{index}]: {layer} does not exist or is not a directory")
-    lower = ":".join(os.path.realpath(p) for p in command.layer_paths)
-    if not command.layer_folder:
-        if len(command.layer_paths) == 1:
-            return {"kind": "dir", "path": os.path.realpath(command.layer_paths[0])}
+    lower = ":".join(os.path.realpath(p) for p in layer_paths)
+    if not layer_folder:
+        if len(layer_paths) == 1:
+            return {"kind": "dir", "path": os.path.realpath(layer_paths[0])}
         return {"kind": "overlay", "options": f"lowerdir={lower}"}
-    folder = os.path.realpath(command.layer_folder)
+    folder = os.path.realpath(layer_folder)
     if not os.path.isdir(folder):
-        raise ConfigError(f"layer_folder: {command.layer_folder} does not exist or is not a directory")
+        raise ConfigError(f"layer_folder: {layer_folder} does not exist or is not a directory")
     for sub in ("diff", "work"):
         os.makedirs(os.path.join(folder, sub), mode=0o755, exist_ok=True)
     return {
@@ -84,65 +89,104 @@ def _root(command: Command) -> dict[str, Any]:
     }
 
 
-def _mounts(command: Command) -> list[tuple[str, str, bool, bool]]:
+def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str) -> list[tuple[str, str, bool, bool]]:
     result = []
-    for index, item in enumerate(command.mounts or ()):
+    for index, (source, destination, writable) in enumerate(mounts):
         where = f"mounts[{index}]"
-        if not item.source or not os.path.exists(item.source):
-            raise ConfigError(f"{where}.source: {item.source!r} does not exist")
-        if not item.destination.startswith("/"):
-            raise ConfigError(f"{where}.destination: {item.destination!r} is not an absolute path")
-        destination = posixpath.normpath(item.destination)
-        if destination == "/":
+        if not source or not os.path.exists(source):
+            raise ConfigError(f"{where}.source: {source!r} does not exist")
+        if not destination.startswith("/"):
+            raise ConfigError(f"{where}.destination: {destination!r} is not an absolute path")
+        target = posixpath.normpath(destination)
+        if target == "/":
             raise ConfigError(f"{where}.destination: cannot mount over the container's root")
-        source = os.path.realpath(item.source)
-        result.append((source, destination, item.writable, os.path.isdir(source)))
-    if command.tmpdir:
-        if not os.path.isdir(command.tmpdir):
-            raise ConfigError(f"tmpdir: {command.tmpdir} does not exist or is not a directory")
-        result.append((os.path.realpath(command.tmpdir), "/tmp", True, True))
+        real = os.path.realpath(source)
+        result.append((real, target, writable, os.path.isdir(real)))
+    if tmpdir:
+        if not os.path.isdir(tmpdir):
+            raise ConfigError(f"tmpdir: {tmpdir} does not exist or is not a directory")
+        result.append((os.path.realpath(tmpdir), "/tmp", True, True))
     return result
 
 
-def _env(command: Command) -> list[str]:
-    env = list(command.process_config.env) if command.process_config.env is not None else []
-    for index, entry in enumerate(env):
+def _env(env: list[str] | None, hostname: str) -> list[str]:
+    result = list(env) if env is not None else []
+    for index, entry in enumerate(result):
         if "=" not in entry or entry.startswith("="):
             raise ConfigError(f"process_config.env[{index}]: {entry!r} is not KEY=VALUE")
-    if not any(e.startswith("PATH=") for e in env):
-        env.insert(0, f"PATH={DEFAULT_PATH}")
-    if command.hostname and not any(e.startswith("HOSTNAME=") for e in env):
-        env.append(f"HOSTNAME={command.hostname}")
-    return env
+    if not any(e.startswith("PATH=") for e in result):
+        result.insert(0, f"PATH={DEFAULT_PATH}")
+    if hostname and not any(e.startswith("HOSTNAME=") for e in result):
+        result.append(f"HOSTNAME={hostname}")
+    return result
 
 
-def build(command: Command, state_dir: str) -> dict[str, Any]:
-    """Validate ``command`` and turn it into the init's launch spec."""
-    _unsupported(command)
-    config = command.process_config
-    if not config.entrypoint:
+def launch_spec(
+    *,
+    container_id: str,
+    state_dir: str,
+    argv: list[str],
+    rootfs: str = "",
+    readonly: bool = False,
+    layer_paths: list[str] | None = None,
+    layer_folder: str = "",
+    mounts: list[tuple[str, str, bool]] | None = None,
+    tmpdir: str = "",
+    hostname: str = "",
+    working_dir: str = "",
+    env: list[str] | None = None,
+    user: str = "",
+) -> dict[str, Any]:
+    """Validate a container's settings and turn them into the init's launch spec.
+
+    Errors name the Command field at fault. The CLI calls this directly:
+    it need not build a Command (dataclasses cost milliseconds to import).
+    """
+    if not argv or not argv[0]:
         raise ConfigError("process_config.entrypoint: no command to run")
-    if "\0" in config.entrypoint or any("\0" in a for a in config.arguments or ()):
+    if any("\0" in a for a in argv):
         raise ConfigError("process_config.arguments: NUL byte in an argument")
-    if len(command.hostname.encode()) > 64:
+    if len(hostname.encode()) > 64:
         raise ConfigError("hostname: longer than 64 bytes")
-    working_dir = command.working_dir or "/"
+    working_dir = working_dir or "/"
     if not working_dir.startswith("/"):
         raise ConfigError(f"working_dir: {working_dir!r} must be an absolute path inside the rootfs")
-    root = _root(command)
+    root = _root(rootfs, layer_paths, layer_folder)
     return {
-        "id": command.id,
+        "id": container_id,
         "state_dir": state_dir,
+        "rootfs": rootfs,
         "clone_flags": CLONE_FLAGS,
         "mountpoint": os.path.join(state_dir, "rootfs"),
         "root": root,
-        "tmpfs_tmp": root["kind"] == "host" and not command.tmpdir,
+        "tmpfs_tmp": root["kind"] == "host" and not tmpdir,
         "tmpfs_run": root["kind"] == "host",
-        "readonly": command.readonly_rootfs,
-        "mounts": _mounts(command),
-        "hostname": command.hostname,
-        "argv": [config.entrypoint, *(config.arguments or ())],
-        "env": _env(command),
-        "user": config.user,
+        "readonly": readonly,
+        "mounts": _mounts(mounts or [], tmpdir),
+        "hostname": hostname,
+        "argv": argv,
+        "env": _env(env, hostname),
+        "user": user,
         "cwd": posixpath.normpath(working_dir),
     }
+
+
+def build(command: Command, state_dir: str) -> dict[str, Any]:
+    """The launch spec of ``command``, or a ConfigError naming the field."""
+    _unsupported(command)
+    config = command.process_config
+    return launch_spec(
+        container_id=command.id,
+        state_dir=state_dir,
+        argv=[config.entrypoint, *(config.arguments or ())],
+        rootfs=command.rootfs,
+        readonly=command.readonly_rootfs,
+        layer_paths=command.layer_paths,
+        layer_folder=command.layer_folder,
+        mounts=[(m.source, m.destination, m.writable) for m in command.mounts or ()],
+        tmpdir=command.tmpdir,
+        hostname=command.hostname,
+        working_dir=command.working_dir,
+        env=config.env,
+        user=config.user,
+    )

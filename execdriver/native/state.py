@@ -14,32 +14,38 @@ removes it first, so a crashed container's id can be reused.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
-import re
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+
+try:  # json's own C string encoder: the json package would pull in re
+    from _json import encode_basestring_ascii as _quote
+except ImportError:  # pragma: no cover - other interpreters
+    from json.encoder import py_encode_basestring_ascii as _quote
 
 from execdriver.errors import ConfigError, ContainerExistsError, NotRunningError
 from execdriver.linux import process
 
 DEFAULT_ROOT = "/run/execdriver"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
 
 
-@dataclass
+def _valid_id(name: str) -> bool:
+    return 0 < len(name) <= 128 and name[0].isascii() and name[0].isalnum() and _ID_CHARS.issuperset(name)
+
+
 class State:
-    id: str
-    pid: int = 0
-    pid_start: int = 0
-    rootfs: str = ""
-    created: float = 0.0
-    owner: int = 0
-    owner_start: int = 0
+    """What state.json holds. A plain class: dataclasses are slow to import."""
+
+    FIELDS = ("id", "pid", "pid_start", "rootfs", "created", "owner", "owner_start")
+
+    def __init__(self, id: str, pid: int = 0, pid_start: int = 0, rootfs: str = "", created: float = 0.0,
+                 owner: int = 0, owner_start: int = 0) -> None:
+        self.id, self.pid, self.pid_start, self.rootfs = id, pid, pid_start, rootfs
+        self.created, self.owner, self.owner_start = created, owner, owner_start
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     def alive(self) -> bool:
         return process.is_alive(self.pid, self.pid_start)
@@ -51,7 +57,7 @@ class State:
 
 
 def check_id(container_id: str) -> None:
-    if not _ID.match(container_id):
+    if not _valid_id(container_id):
         raise ConfigError(
             f"id: {container_id!r} is not a valid container id "
             "(letters, digits, '_', '.', '+', '-'; at most 128; not starting with a symbol)"
@@ -66,15 +72,8 @@ class StateStore:
         check_id(container_id)
         return os.path.join(self.root, container_id)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> _Lock:
+        return _Lock(self.root)
 
     def create(self, container_id: str, rootfs: str) -> State:
         """Claim ``container_id``: its directory, with a state of no process yet."""
@@ -96,17 +95,22 @@ class StateStore:
     def save(self, state: State) -> None:
         directory = self.path(state.id)
         temporary = os.path.join(directory, ".state.json.tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(asdict(state), handle)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, _flat_json(state.as_dict()).encode())
+        finally:
+            os.close(fd)
         os.rename(temporary, os.path.join(directory, "state.json"))
 
     def load(self, container_id: str) -> State | None:
         try:
+            import json
+
             with open(os.path.join(self.path(container_id), "state.json"), encoding="utf-8") as handle:
                 raw = json.load(handle)
         except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
-        return State(**{k: v for k, v in raw.items() if k in State.__dataclass_fields__})
+        return State(**{k: v for k, v in raw.items() if k in State.FIELDS})
 
     def load_running(self, container_id: str) -> State:
         state = self.load(container_id)
@@ -120,18 +124,52 @@ class StateStore:
 
     def ids(self) -> list[str]:
         try:
-            return sorted(name for name in os.listdir(self.root) if _ID.match(name))
+            return sorted(name for name in os.listdir(self.root) if _valid_id(name))
         except FileNotFoundError:
             return []
 
 
-def remove_tree(directory: str) -> None:
-    # The rootfs mount point is only ever mounted in the container's own
-    # namespace; should a mount have leaked here, detach it rather than
-    # delete through it.
-    mount_point = os.path.join(directory, "rootfs")
-    if os.path.ismount(mount_point):
-        from execdriver.linux.syscalls import MNT_DETACH, umount2
+def _flat_json(values: dict[str, object]) -> str:
+    """JSON of a flat dict of strings and numbers, without importing json."""
+    items = (f"{_quote(key)}:{_quote(v) if isinstance(v, str) else repr(v)}" for key, v in values.items())
+    return "{" + ",".join(items) + "}"
 
-        umount2(mount_point, MNT_DETACH)
-    shutil.rmtree(directory, ignore_errors=True)
+
+class _Lock:
+    """flock on <root>/.lock, for the short moments that create or remove an id."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
+
+
+def remove_tree(directory: str) -> None:
+    """Remove an id's directory: its layout is ours and flat, no shutil needed.
+
+    The rootfs mount point is only ever mounted inside the container's own
+    mount namespace, so the host has nothing mounted here to detach.
+    """
+    try:
+        os.unlink(os.path.join(directory, "state.json"))
+        os.rmdir(os.path.join(directory, "rootfs"))
+        os.rmdir(directory)
+        return
+    except OSError:
+        pass  # something else is there, or a part is missing: the general way
+    try:
+        for entry in os.scandir(directory):
+            if entry.is_dir(follow_symlinks=False):
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass

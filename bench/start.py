@@ -1,0 +1,127 @@
+"""Start-to-exit of ``true``: execdriver's API and CLI beside runc and crun.
+
+    .venv/bin/python bench/start.py [--runs N]
+
+Every runtime runs ``true`` on the same busybox bundle, in turns (one run of
+each, N times), so machine noise hits all alike; the script prints medians
+and ratios, and the issue's targets with a verdict. It runs in a private
+mount namespace of its own, where /dev/null is bound over
+/sys/fs/cgroup/unified/cgroup.controllers: crun 1.8 refuses this machine's
+hybrid cgroup layout otherwise. The host is left untouched.
+
+What each runtime does differs: runc and crun also create cgroups, which
+execdriver's run path does not do yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from execdriver import Command, Pipes, ProcessConfig
+from execdriver.linux import syscalls
+from execdriver.native.driver import NativeDriver
+from tests.conftest import make_busybox_rootfs
+
+CLI = str(Path(sys.executable).parent / "execdriver")
+
+
+def private_mount_namespace() -> None:
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    controllers = "/sys/fs/cgroup/unified/cgroup.controllers"
+    if os.path.exists(controllers):
+        syscalls.mount("/dev/null", controllers, None, syscalls.MS_BIND)
+
+
+def make_bundle(directory: Path) -> Path:
+    make_busybox_rootfs(directory / "rootfs")
+    subprocess.run(["runc", "spec"], cwd=directory, check=True)
+    config = json.loads((directory / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["true"]
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+    private_mount_namespace()
+    work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
+    try:
+        bundle = make_bundle(work / "bundle")
+        rootfs = str(bundle / "rootfs")
+        state = str(work / "state")
+        peers_root = work / "peers"
+        served = NativeDriver(root=state)
+        direct = NativeDriver(root=state, fork_server=False)
+
+        def api(driver: NativeDriver) -> Callable[[], object]:
+            return lambda: driver.run(
+                Command(id=f"b-{uuid.uuid4().hex[:10]}", rootfs=rootfs,
+                        process_config=ProcessConfig(entrypoint="true")), Pipes())
+
+        def cli(*argv: str) -> Callable[[], object]:
+            return lambda: subprocess.run([*argv], check=True, stdin=subprocess.DEVNULL)
+
+        def peer(binary: str) -> Callable[[], object]:
+            def go() -> object:
+                return subprocess.run([binary, "--root", str(peers_root / binary), "run", "--bundle", str(bundle),
+                                       f"b-{uuid.uuid4().hex[:10]}"], check=True, stdin=subprocess.DEVNULL)
+            return go
+
+        cases: dict[str, Callable[[], object]] = {
+            "execdriver API (fork server)": api(served),
+            "execdriver API (direct clone)": api(direct),
+            "execdriver sandbox (CLI)": cli(CLI, "--root", state, "sandbox", "--rootfs", rootfs, "true"),
+            "runc run": peer("runc"),
+            "crun run": peer("crun"),
+        }
+        for action in cases.values():  # warm-up: page cache, fork server
+            for _ in range(3):
+                action()
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, action in cases.items():
+                samples[name].append(timed(action))
+        served.close()
+        median = {name: statistics.median(values) for name, values in samples.items()}
+        print(f"start-to-exit of `true`, {args.runs} runs each, interleaved (ms)")
+        print(f"{'':32} {'median':>8} {'p10':>8} {'p90':>8}")
+        for name, values in samples.items():
+            deciles = statistics.quantiles(values, n=10)
+            print(f"{name:32} {median[name]:8.2f} {deciles[0]:8.2f} {deciles[-1]:8.2f}")
+        api_ms, cli_ms = median["execdriver API (fork server)"], median["execdriver sandbox (CLI)"]
+        runc_ms, crun_ms = median["runc run"], median["crun run"]
+        print()
+        print(f"API / crun: {api_ms / crun_ms:.2f}   CLI / runc: {cli_ms / runc_ms:.2f}   "
+              f"CLI / crun: {cli_ms / crun_ms:.2f}")
+        print(f"target API median <= 5 ms:   {api_ms:.2f} ms -> {'met' if api_ms <= 5 else 'NOT met'}")
+        print(f"target CLI <= runc:          {cli_ms:.2f} vs {runc_ms:.2f} ms -> "
+              f"{'met' if cli_ms <= runc_ms else 'NOT met'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
