@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/start.py [--runs N]
 
-Every runtime runs ``true`` on the same busybox bundle, in turns (one run of
-each, N times), so machine noise hits all alike; the script prints medians
-and ratios, and the issue's targets with a verdict. It runs in a private
+Every runtime runs ``true`` on the same busybox bundle, in turns: blocks of
+``--block`` runs (back to back, as hyperfine runs a command), one block of
+each runtime per round, so machine noise hits all alike. ``--block 1``
+interleaves single runs, which leaves every runtime cold and is slower for
+all. The script prints medians and ratios, and the issue's targets with a
+verdict. It runs in a private
 mount namespace of its own, where /dev/null is bound over
 /sys/fs/cgroup/unified/cgroup.controllers: crun 1.8 refuses this machine's
 hybrid cgroup layout otherwise. The host is left untouched.
@@ -64,7 +67,8 @@ def timed(action: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=50, help="runs of each runtime")
+    parser.add_argument("--block", type=int, default=10, help="consecutive runs of one runtime")
     args = parser.parse_args()
     private_mount_namespace()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
@@ -101,12 +105,14 @@ def main() -> None:
             for _ in range(3):
                 action()
         samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
+        block = max(1, min(args.block, args.runs))
+        for _ in range(max(1, args.runs // block)):
             for name, action in cases.items():
-                samples[name].append(timed(action))
+                samples[name].extend(timed(action) for _ in range(block))
         served.close()
         median = {name: statistics.median(values) for name, values in samples.items()}
-        print(f"start-to-exit of `true`, {args.runs} runs each, interleaved (ms)")
+        runs = len(next(iter(samples.values())))
+        print(f"start-to-exit of `true`, {runs} runs each, in blocks of {block} (ms)")
         print(f"{'':32} {'median':>8} {'p10':>8} {'p90':>8}")
         for name, values in samples.items():
             deciles = statistics.quantiles(values, n=10)

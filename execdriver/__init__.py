@@ -6,7 +6,7 @@ start) stays cheap.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from execdriver.errors import (
     ConfigError,
@@ -101,6 +101,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'execdriver' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    __import__(module)  # importlib itself would cost a millisecond on the CLI's start
+    value = getattr(sys.modules[module], name)
     globals()[name] = value
     return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import selectors
 
 TYPE_CHECKING = False
@@ -50,10 +51,13 @@ class StdConsole:
     def attach_pipes(self, pipes: Pipes) -> tuple[int, int, int]:
         """Descriptors for the process's stdin, stdout and stderr."""
         result = []
+        devnull = -1
         for index, stream in enumerate((pipes.stdin, pipes.stdout, pipes.stderr)):
             if stream is None:
-                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                self._child.append(fd)
+                if devnull < 0:
+                    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                    self._child.append(devnull)
+                fd = devnull
             elif (direct := _fileno(stream)) is not None:
                 fd = direct
             else:
@@ -81,6 +85,12 @@ class StdConsole:
     def transfer(self, exit_fd: int) -> None:
         """Serve the pipes until ``exit_fd`` is readable and output is drained."""
         self.release_child_ends()
+        if not self._feeds and not self._drains:
+            poller = select.poll()
+            poller.register(exit_fd, select.POLLIN)
+            while not poller.poll():
+                pass
+            return
         selector = selectors.DefaultSelector()
         try:
             selector.register(exit_fd, selectors.EVENT_READ, "exit")

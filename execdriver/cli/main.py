@@ -8,7 +8,6 @@ must take runc's exact arguments, because engines call them that way.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 from execdriver.cli.flags import Flag, UsageError, parse, usage
@@ -52,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                              "which this version does not have yet")
         if verb not in VERBS:
             raise UsageError(f"unknown verb '{verb}' (see execdriver --help)")
-        module = importlib.import_module(VERBS[verb][0])
+        __import__(VERBS[verb][0])
+        module = sys.modules[VERBS[verb][0]]
         verb_options, verb_args = parse(module.FLAGS, args, verb)
         if verb_options.get("help"):
             print(usage(module.FLAGS, module.SYNOPSIS, module.DESCRIPTION))

@@ -45,7 +45,8 @@ def resolve(spec: str) -> User:
     else:
         raise UserError(f"unable to find user {name}: no matching entries in passwd file")
 
-    if not group and not user_name:
+    if not spec or (not group and not user_name):
+        # The default user (root) and bare numeric ids: no group file to read.
         return User(uid, gid, [gid], home)
     groups_file = _entries("/etc/group")
     if group:

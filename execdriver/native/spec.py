@@ -157,7 +157,9 @@ def launch_spec(
         "state_dir": state_dir,
         "rootfs": rootfs,
         "clone_flags": CLONE_FLAGS,
-        "mountpoint": os.path.join(state_dir, "rootfs"),
+        # The root is assembled on the state directory itself, inside the
+        # container's private mount namespace: the host never sees it.
+        "mountpoint": state_dir,
         "root": root,
         "tmpfs_tmp": root["kind"] == "host" and not tmpdir,
         "tmpfs_run": root["kind"] == "host",

@@ -2,9 +2,9 @@
 
     <root>/                 default /run/execdriver, mode 0700
         .lock               flock: creating and removing id directories
+        <id>/               also the mount point of the container's root,
+                            used only inside its own mount namespace
         <id>/state.json     pid, its start time, rootfs, creation time
-        <id>/rootfs/        mount point of the root, used only inside the
-                            container's own mount namespace
 
 Any process (the API that started the container, the CLI) can read the
 state, so it can list, signal or clean a container that another started.
@@ -85,7 +85,6 @@ class StateStore:
                     raise ContainerExistsError(f"container id {container_id} is already in use")
                 remove_tree(directory)
             os.mkdir(directory, 0o700)
-            os.mkdir(os.path.join(directory, "rootfs"), 0o755)
             owner = os.getpid()
             state = State(container_id, rootfs=rootfs, created=time.time(), owner=owner,
                           owner_start=process.start_time(owner) or 0)
@@ -154,12 +153,11 @@ class _Lock:
 def remove_tree(directory: str) -> None:
     """Remove an id's directory: its layout is ours and flat, no shutil needed.
 
-    The rootfs mount point is only ever mounted inside the container's own
-    mount namespace, so the host has nothing mounted here to detach.
+    The directory is only ever mounted on inside the container's own mount
+    namespace, so the host has nothing mounted here to detach.
     """
     try:
         os.unlink(os.path.join(directory, "state.json"))
-        os.rmdir(os.path.join(directory, "rootfs"))
         os.rmdir(directory)
         return
     except OSError:
