@@ -33,7 +33,8 @@ python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# compat mode: a plain path in a .pth file, which bin/execdriver reads without site
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
 
 case "$mode" in
 demo)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -416,15 +419,25 @@ def test_a_busy_id_is_refused(driver: NativeDriver, busybox_rootfs: Path, cid: s
     assert status.exit_code == 0
 
 
-def test_another_process_can_see_and_kill_the_container(busybox_rootfs: Path, state_root: Path,
-                                                        cid: str) -> None:
-    with NativeDriver(root=str(state_root)) as starter, NativeDriver(root=str(state_root)) as other:
-        thread, result = start_in_background(starter, shell(cid, busybox_rootfs, "sleep 60"))
-        assert cid in other.list()
-        assert other.get_pids_for_container(cid) == [result["pid"]]
-        other.kill(Command(id=cid), signal.SIGKILL)
-        thread.join(10)
-        assert result["status"].exit_code == 137  # type: ignore[attr-defined]
+def test_another_process_can_see_and_kill_the_container(driver: NativeDriver, busybox_rootfs: Path,
+                                                        state_root: Path, cid: str) -> None:
+    thread, result = start_in_background(driver, shell(cid, busybox_rootfs, "sleep 60 & sleep 60"))
+    program = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from execdriver import Command
+from execdriver.native.driver import NativeDriver
+other = NativeDriver(root={str(state_root)!r})
+pids = other.get_pids_for_container({cid!r})
+print(json.dumps({{"ids": other.list(), "pids": pids}}))
+other.kill(Command(id={cid!r}), 9)
+"""
+    seen = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=True)
+    report = json.loads(seen.stdout)
+    thread.join(10)
+    assert cid in report["ids"]
+    assert result["pid"] in report["pids"] and len(report["pids"]) == 3
+    assert result["status"].exit_code == 137  # type: ignore[attr-defined]
 
 
 def test_container_pid_is_set(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
