@@ -421,7 +421,8 @@ def test_a_busy_id_is_refused(driver: NativeDriver, busybox_rootfs: Path, cid: s
 
 def test_another_process_can_see_and_kill_the_container(driver: NativeDriver, busybox_rootfs: Path,
                                                         state_root: Path, cid: str) -> None:
-    thread, result = start_in_background(driver, shell(cid, busybox_rootfs, "sleep 60 & sleep 60"))
+    thread, result = start_in_background(driver, shell(cid, busybox_rootfs, "sleep 60 & sleep 61; true"))
+    wait_for(lambda: len(driver.get_pids_for_container(cid)) == 3)
     program = f"""
 import json, sys
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
