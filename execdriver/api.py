@@ -305,7 +305,8 @@ class ProcessConfig(_Struct):
     ``env`` stands for the environment of Go's embedded exec.Cmd, which Go
     keeps out of JSON (so does this class); ``None`` gives a default PATH.
     ``user`` is ``uid[:gid]`` or ``name[:group]`` from the container's
-    /etc/passwd and /etc/group.
+    /etc/passwd and /etc/group. A process keeps Docker's default
+    capabilities (less CAP_MKNOD); ``privileged`` keeps them all.
     """
 
     tty: bool = False

@@ -473,3 +473,46 @@ def test_twenty_containers_from_four_threads(driver: NativeDriver, busybox_rootf
     assert len(results) == 20
     for name, (code, out) in results.items():
         assert out == name and code == int(name.rsplit("-", 1)[1])
+
+
+# -- capabilities -------------------------------------------------------------
+
+
+def _capability_masks(status_text: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in status_text.split("\n")
+            if line.startswith("Cap")}
+
+
+def test_root_keeps_only_the_default_capabilities(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    from execdriver.linux import capabilities
+
+    script = "cat /proc/self/status; mount -t tmpfs none /mnt 2>&1 && echo mounted || echo mount-refused"
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, script))
+    assert status.exit_code == 0
+    masks = _capability_masks(out)
+    expected = sum(1 << cap for cap in capabilities.DEFAULT)
+    assert masks["CapBnd"] == expected and masks["CapEff"] == expected and masks["CapPrm"] == expected
+    assert masks["CapInh"] == 0 and masks["CapAmb"] == 0
+    assert "mount-refused" in out
+
+
+def test_mknod_is_refused(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    # Without a devices cgroup, a block node of the host's disk would be a way out.
+    _, out, _ = run(driver, shell(cid, busybox_rootfs, "mknod /tmp/disk b 8 0 2>/dev/null || echo refused"))
+    assert out.strip() == "refused"
+
+
+def test_a_non_root_user_has_no_capabilities(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    config = ProcessConfig(entrypoint="cat", arguments=["/proc/self/status"], user="nobody")
+    status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=config))
+    masks = _capability_masks(out)
+    assert status.exit_code == 0 and masks["CapEff"] == 0 and masks["CapPrm"] == 0
+
+
+def test_privileged_keeps_every_capability(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    script = "grep CapEff /proc/self/status; mount -t tmpfs none /mnt && echo mounted"
+    config = ProcessConfig(entrypoint="sh", arguments=["-c", script], privileged=True)
+    status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=config))
+    assert status.exit_code == 0 and "mounted" in out
+    ours = next(line for line in Path("/proc/self/status").read_text().split("\n") if line.startswith("CapPrm"))
+    assert int(out.split()[1], 16) == int(ours.split()[1], 16)  # all the host's caps

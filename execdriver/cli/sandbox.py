@@ -25,6 +25,7 @@ FLAGS = (
     Flag("--workdir", "-w", default="", metavar="DIR", help="working directory in the container"),
     Flag("--env", "-e", kind="append", metavar="KEY=VALUE", help="set an environment variable"),
     Flag("--user", "-u", default="", metavar="USER[:GROUP]", help="run as this user of the rootfs"),
+    Flag("--privileged", kind="bool", help="keep every capability (default: Docker's set, less MKNOD)"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 _FORWARDED = (
@@ -66,6 +67,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         working_dir=str(options["workdir"]),
         env=options["env"],  # type: ignore[arg-type]
         user=str(options["user"]),
+        privileged=bool(options["privileged"]),
     )
 
     def forward(signum: int, _frame: object) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from execdriver.linux import rootfs, syscalls, users
+from execdriver.linux import capabilities, rootfs, syscalls, users
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,10 +79,13 @@ def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
     return _find_executable(spec["argv"][0], env), user, environ
 
 
-def _enter_user(user: users.User, cwd: str) -> None:
+def _enter_user(user: users.User, cwd: str, keep: list[int], last_cap: int) -> None:
+    capabilities.drop_bounding(keep, last_cap)
     os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
+    # A non-root user lost its capabilities with setuid; root keeps the set.
+    capabilities.set_process(keep if user.uid == 0 else [])
     try:
         os.chdir(cwd)
     except OSError as err:
@@ -124,7 +127,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         if os.read(go, 1) != GO:
             os._exit(1)
         os.umask(0o022)
-        _enter_user(user, spec["cwd"])
+        _enter_user(user, spec["cwd"], spec["capabilities"], spec["last_cap"])
         os.execve(executable, spec["argv"], env)
     except InitError as err:
         _report(status, str(err))

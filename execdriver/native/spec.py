@@ -13,7 +13,7 @@ import os
 import posixpath
 
 from execdriver.errors import ConfigError
-from execdriver.linux import syscalls
+from execdriver.linux import capabilities, syscalls
 from execdriver.linux.rootfs import HOST_VIEW_SKIP
 from execdriver.native.init import DEFAULT_PATH
 
@@ -136,6 +136,7 @@ def launch_spec(
     working_dir: str = "",
     env: list[str] | None = None,
     user: str = "",
+    privileged: bool = False,
 ) -> dict[str, Any]:
     """Validate a container's settings and turn them into the init's launch spec.
 
@@ -152,6 +153,7 @@ def launch_spec(
     if not working_dir.startswith("/"):
         raise ConfigError(f"working_dir: {working_dir!r} must be an absolute path inside the rootfs")
     root = _root(rootfs, layer_paths, layer_folder)
+    last_cap = capabilities.last_cap()
     return {
         "id": container_id,
         "state_dir": state_dir,
@@ -170,6 +172,8 @@ def launch_spec(
         "env": _env(env, hostname),
         "user": user,
         "cwd": posixpath.normpath(working_dir),
+        "capabilities": capabilities.available() if privileged else list(capabilities.DEFAULT),
+        "last_cap": last_cap,
     }
 
 
@@ -191,4 +195,5 @@ def build(command: Command, state_dir: str) -> dict[str, Any]:
         working_dir=command.working_dir,
         env=config.env,
         user=config.user,
+        privileged=config.privileged,
     )

@@ -1,0 +1,91 @@
+"""The capabilities a container's process keeps.
+
+Root in a container is not root on the host: every capability outside the
+kept set leaves the bounding set (so no exec can regain it), and the
+process's own sets are cut to it. The default is Docker's set less
+CAP_MKNOD: without a devices cgroup, a container that can mknod could
+open the host's disks through a node of its own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from execdriver.linux.syscalls import _fail, _libc
+
+NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+NUMBERS = {name: number for number, name in enumerate(NAMES)}
+
+# Docker's default set, but for CAP_MKNOD (see the module docstring).
+DEFAULT = tuple(NUMBERS[name] for name in (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+))
+
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_VERSION_3 = 0x20080522
+
+
+class _Header(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _Data(ctypes.Structure):
+    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
+            return int(handle.read())
+    except OSError:
+        return len(NAMES) - 1
+
+
+def available() -> list[int]:
+    """The capabilities this process holds (permitted): all it can pass on.
+
+    Privileged containers get these; a host that runs us without some
+    capability cannot give it to a container either.
+    """
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("CapPrm:"):
+                mask = int(line.split()[1], 16)
+                return [cap for cap in range(mask.bit_length()) if mask >> cap & 1]
+    return []
+
+
+def drop_bounding(keep: list[int], last: int) -> None:
+    """Remove every capability outside ``keep`` from the bounding set."""
+    kept = set(keep)
+    for cap in range(last + 1):
+        if cap not in kept and _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise _fail(f"dropping {NAMES[cap] if cap < len(NAMES) else cap}")
+    _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+
+def set_process(keep: list[int]) -> None:
+    """Permitted and effective become ``keep``; inheritable becomes empty."""
+    mask = 0
+    for cap in keep:
+        mask |= 1 << cap
+    data = (_Data * 2)(
+        _Data(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0),
+        _Data(mask >> 32, mask >> 32, 0),
+    )
+    if _libc.capset(ctypes.byref(_Header(_VERSION_3, 0)), data) != 0:
+        raise _fail("capset")
