@@ -516,3 +516,21 @@ def test_privileged_keeps_every_capability(driver: NativeDriver, busybox_rootfs:
     assert status.exit_code == 0 and "mounted" in out
     ours = next(line for line in Path("/proc/self/status").read_text().split("\n") if line.startswith("CapPrm"))
     assert int(out.split()[1], 16) == int(ours.split()[1], 16)  # all the host's caps
+
+
+def test_fork_server_survives_a_dead_blank(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    # The fork server keeps an init cloned ahead of time; if it dies before
+    # use, the next run must still start.
+    run(driver, shell(cid, busybox_rootfs, "true"))
+    server = driver._spawner._process  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    blanks: list[int] = []
+    while not blanks:
+        assert time.monotonic() < deadline, "no blank init appeared"
+        blanks = [int(name) for name in os.listdir("/proc") if name.isdigit()
+                  and process.parent(int(name)) == server.pid]
+        time.sleep(0.01)
+    for pid in blanks:
+        os.kill(pid, signal.SIGKILL)
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, "echo again"))
+    assert status.exit_code == 0 and out == "again\n"

@@ -46,13 +46,18 @@ class _Data(ctypes.Structure):
     _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
 
 
+_last_cap: list[int] = []
+
+
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
-            return int(handle.read())
-    except OSError:
-        return len(NAMES) - 1
+    """The highest capability number this kernel knows (read once)."""
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
+                _last_cap.append(int(handle.read()))
+        except OSError:
+            _last_cap.append(len(NAMES) - 1)
+    return _last_cap[0]
 
 
 def available() -> list[int]:

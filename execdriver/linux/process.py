@@ -24,6 +24,16 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def parent(pid: int) -> int | None:
+    """The parent's pid, None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[1])
+
+
 def is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:

@@ -3,31 +3,38 @@
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
 control socket. Each request is one message: the launch spec as JSON, with
 six descriptors (reply socket, the init's two sync pipe ends, stdin, stdout,
-stderr).
-It answers on the reply socket with ``P<pid>`` (or ``E<error>``) at once,
-and ``X<wait status>`` when that init exits; the server is the init's parent
-and so the one that reaps it.
+stderr). It answers on the reply socket with ``P<pid>`` and the init's pidfd
+(or ``E<error>``) at once, and ``X<wait status>`` when that init exits; the
+server is the init's parent and so the one that reaps it.
+
+Creating namespaces is the largest single cost of a start, so the server
+keeps one *blank* init ready: cloned into fresh namespaces ahead of time,
+waiting for a spec and nothing else. A request with the blank's clone flags
+gets the blank (it has never run anything); the server clones the next
+blank once the request is answered, while the container sets itself up.
+Its idle cost is one sleeping process and an empty set of namespaces.
 
 When the control socket closes (the API process exited, or was killed) the
-server kills every init it started, reaps them, removes their state
-directories and exits: nothing outlives the program that ran it. If the
-server itself is killed, each init dies with it (PR_SET_PDEATHSIG).
+server kills every init it started, and its blank, reaps them, removes their
+state directories and exits: nothing outlives the program that ran it. If
+the server itself is killed, each init dies with it (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
 import socket
 
 from execdriver.linux import syscalls
-from execdriver.native import init as _init  # noqa: F401 - loaded once, not per child
+from execdriver.native import init
 from execdriver.native.spawn import clone_init
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 
 class _Child:
@@ -38,62 +45,150 @@ class _Child:
         self.state_dir = state_dir
 
 
-def _handle(control: socket.socket, children: dict[int, _Child], poller: select.poll) -> bool:
-    message, fds, _, _ = socket.recv_fds(control, 1 << 20, 6)
-    if not message:
-        return False
-    reply = socket.socket(fileno=fds[0])
-    try:
-        spec: dict[str, Any] = json.loads(message)
-        inherited = (control.fileno(), reply.fileno(),
-                     *(c.pidfd for c in children.values()), *(c.reply.fileno() for c in children.values()))
-        pid, pidfd = clone_init(spec, (fds[1], fds[2]), (fds[3], fds[4], fds[5]), inherited)
-    except Exception as err:  # noqa: BLE001 - reported to the caller
-        reply.send(b"E" + str(err).encode())
-        reply.close()
+class _Blank:
+    """An init cloned ahead of time, waiting on ``channel`` for its spec."""
+
+    def __init__(self, pid: int, pidfd: int, flags: int, channel: socket.socket) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.flags = flags
+        self.channel = channel
+
+
+class _Server:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.poller = select.poll()
+        self.poller.register(control, select.POLLIN)
+        self.children: dict[int, _Child] = {}
+        self.blank: _Blank | None = None
+        self.blank_flags = 0
+
+    def _ours(self) -> tuple[int, ...]:
+        """Descriptors a new clone must not keep."""
+        fds = [self.control.fileno()]
+        for child in self.children.values():
+            fds += (child.pidfd, child.reply.fileno())
+        if self.blank is not None:
+            fds += (self.blank.pidfd, self.blank.channel.fileno())
+        return tuple(fds)
+
+    def _clone_blank(self, flags: int) -> None:
+        channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        inherited = (*self._ours(), channel.fileno())
+        pid, pidfd = syscalls.clone(flags)
+        if pid == 0:
+            _wait_as_blank(theirs, inherited)
+        theirs.close()
+        self.blank = _Blank(pid, pidfd, flags, channel)
+
+    def _take_blank(self, flags: int) -> _Blank | None:
+        blank, self.blank = self.blank, None
+        if blank is not None and blank.flags != flags:
+            _discard(blank)
+            blank = None
+        return blank
+
+    def handle(self) -> bool:
+        message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 6)
+        if not message:
+            return False
+        reply = socket.socket(fileno=fds[0])
+        try:
+            spec: dict[str, Any] = json.loads(message)
+            flags = spec["clone_flags"]
+            blank = self._take_blank(flags)
+            if blank is not None:
+                try:
+                    socket.send_fds(blank.channel, [message], fds[1:])
+                except OSError:  # the blank died: clone afresh
+                    _discard(blank)
+                    blank = None
+            if blank is not None:
+                blank.channel.close()
+                pid, pidfd = blank.pid, blank.pidfd
+            else:
+                pid, pidfd = clone_init(spec, (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
+                                        (*self._ours(), reply.fileno()))
+        except Exception as err:  # noqa: BLE001 - reported to the caller
+            reply.send(b"E" + str(err).encode())
+            reply.close()
+            return True
+        finally:
+            for fd in fds[1:]:
+                os.close(fd)
+        self.children[pidfd] = _Child(pid, pidfd, reply, spec.get("state_dir", ""))
+        self.poller.register(pidfd, select.POLLIN)
+        socket.send_fds(reply, [b"P%d" % pid], [pidfd])
+        self.blank_flags = flags
         return True
-    finally:
-        for fd in fds[1:]:
-            os.close(fd)
-    children[pidfd] = _Child(pid, pidfd, reply, spec.get("state_dir", ""))
-    poller.register(pidfd, select.POLLIN)
-    socket.send_fds(reply, [b"P%d" % pid], [pidfd])
-    return True
+
+    def reap(self, pidfd: int) -> None:
+        self.poller.unregister(pidfd)
+        child = self.children.pop(pidfd)
+        _, status = os.waitpid(child.pid, 0)
+        os.close(child.pidfd)
+        try:
+            child.reply.send(b"X%d" % status)
+        except OSError:
+            pass
+        child.reply.close()
+
+    def serve(self) -> None:
+        while True:
+            # With nothing else to do, get the next blank ready.
+            ready = self.poller.poll(0 if self.blank is None and self.blank_flags else None)
+            if not ready and self.blank is None and self.blank_flags:
+                try:
+                    self._clone_blank(self.blank_flags)
+                except OSError:
+                    self.blank_flags = 0  # cannot clone ahead: clone per request
+                continue
+            for fd, _ in ready:
+                if fd == self.control.fileno():
+                    if not self.handle():
+                        self.shutdown()
+                        return
+                else:
+                    self.reap(fd)
+
+    def shutdown(self) -> None:
+        from execdriver.native.state import remove_tree
+
+        if self.blank is not None:
+            _discard(self.blank)
+        for child in self.children.values():
+            syscalls.pidfd_send_signal(child.pidfd, syscalls.SIGKILL)
+        for pidfd in list(self.children):
+            state_dir = self.children[pidfd].state_dir
+            self.reap(pidfd)
+            if state_dir:
+                remove_tree(state_dir)
 
 
-def _reap(child: _Child) -> None:
-    _, status = os.waitpid(child.pid, 0)
-    os.close(child.pidfd)
+def _discard(blank: _Blank) -> None:
+    blank.channel.close()  # end of file: the blank exits
+    syscalls.pidfd_send_signal(blank.pidfd, syscalls.SIGKILL)
+    os.waitpid(blank.pid, 0)
+    os.close(blank.pidfd)
+
+
+def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...]) -> NoReturn:
+    """In the blank init: wait for a spec and its descriptors, then be that init."""
+    gc.disable()
     try:
-        child.reply.send(b"X%d" % status)
-    except OSError:
+        syscalls.set_pdeathsig(syscalls.SIGKILL)
+        for fd in inherited:
+            os.close(fd)
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 5)
+        channel.close()
+        if message and len(fds) == 5:
+            init.run(json.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]))
+    except BaseException:  # noqa: BLE001 - a blank that fails just exits; its user sees EOF
         pass
-    child.reply.close()
-
-
-def _shutdown(children: dict[int, _Child]) -> None:
-    from execdriver.native.state import remove_tree
-
-    for child in children.values():
-        syscalls.pidfd_send_signal(child.pidfd, syscalls.SIGKILL)
-    for child in children.values():
-        _reap(child)
-        if child.state_dir:
-            remove_tree(child.state_dir)
+    os._exit(1)
 
 
 def main(control_fd: int) -> None:
     syscalls.signal_ignore(syscalls.SIGINT)
-    control = socket.socket(fileno=control_fd)
-    poller = select.poll()
-    poller.register(control, select.POLLIN)
-    children: dict[int, _Child] = {}
-    while True:
-        for fd, _ in poller.poll():
-            if fd == control_fd:
-                if not _handle(control, children, poller):
-                    _shutdown(children)
-                    return
-            else:
-                poller.unregister(fd)
-                _reap(children.pop(fd))
+    _Server(socket.socket(fileno=control_fd)).serve()

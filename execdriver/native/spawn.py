@@ -153,6 +153,9 @@ class ForkServerSpawner:
                 import socket
                 import subprocess
 
+                if self._control is not None:  # the server died: start another
+                    self._control.close()
+
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                 bootstrap = (

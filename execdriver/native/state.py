@@ -88,18 +88,25 @@ class StateStore:
             owner = os.getpid()
             state = State(container_id, rootfs=rootfs, created=time.time(), owner=owner,
                           owner_start=process.start_time(owner) or 0)
-            self.save(state)
+            # The first write needs no rename: only a creator reads a state
+            # to decide whether it is stale, and creators hold this lock.
+            self._write(os.path.join(directory, "state.json"), state)
             return state
 
     def save(self, state: State) -> None:
+        """Replace the state atomically: readers see the old or the new one."""
         directory = self.path(state.id)
         temporary = os.path.join(directory, ".state.json.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._write(temporary, state)
+        os.rename(temporary, os.path.join(directory, "state.json"))
+
+    @staticmethod
+    def _write(path: str, state: State) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, _flat_json(state.as_dict()).encode())
         finally:
             os.close(fd)
-        os.rename(temporary, os.path.join(directory, "state.json"))
 
     def load(self, container_id: str) -> State | None:
         try:
