@@ -532,5 +532,6 @@ def test_fork_server_survives_a_dead_blank(driver: NativeDriver, busybox_rootfs:
         time.sleep(0.01)
     for pid in blanks:
         os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all(process.is_zombie(pid) for pid in blanks))
     status, out, _ = run(driver, shell(cid, busybox_rootfs, "echo again"))
     assert status.exit_code == 0 and out == "again\n"

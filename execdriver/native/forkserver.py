@@ -84,7 +84,7 @@ class _Server:
 
     def _take_blank(self, flags: int) -> _Blank | None:
         blank, self.blank = self.blank, None
-        if blank is not None and blank.flags != flags:
+        if blank is not None and (blank.flags != flags or _exited(blank.pidfd)):
             _discard(blank)
             blank = None
         return blank
@@ -164,6 +164,12 @@ class _Server:
             self.reap(pidfd)
             if state_dir:
                 remove_tree(state_dir)
+
+
+def _exited(pidfd: int) -> bool:
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _discard(blank: _Blank) -> None:
