@@ -13,6 +13,7 @@ import io
 import os
 import select
 import selectors
+from dataclasses import dataclass, field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,16 +38,24 @@ def _fileno(stream: IO[bytes]) -> int | None:
     return fd
 
 
+@dataclass
 class StdConsole:
-    """Connects Pipes to a container process, without a terminal."""
+    """Connects Pipes to a container process, without a terminal.
 
-    def __init__(self, process_config: ProcessConfig, pipes: Pipes) -> None:
-        self.process_config = process_config
-        self.closers: list[int] = []  # our descriptors, closed by close()
-        self._feeds: dict[int, IO[bytes]] = {}  # pipe write end -> source
-        self._drains: dict[int, IO[bytes]] = {}  # pipe read end -> sink
-        self._child: list[int] = []  # descriptors to close once the child has them
-        self.stdio = self.attach_pipes(pipes)
+    ``stdio`` holds the process's three descriptors; ``closers`` ours,
+    released by :meth:`close`.
+    """
+
+    process_config: ProcessConfig
+    pipes: Pipes
+    closers: list[int] = field(default_factory=list)
+    stdio: tuple[int, int, int] = field(init=False)
+    _feeds: dict[int, IO[bytes]] = field(default_factory=dict, init=False, repr=False)  # write end -> source
+    _drains: dict[int, IO[bytes]] = field(default_factory=dict, init=False, repr=False)  # read end -> sink
+    _child: list[int] = field(default_factory=list, init=False, repr=False)  # the process's ends
+
+    def __post_init__(self) -> None:
+        self.stdio = self.attach_pipes(self.pipes)
 
     def attach_pipes(self, pipes: Pipes) -> tuple[int, int, int]:
         """Descriptors for the process's stdin, stdout and stderr."""

@@ -162,3 +162,30 @@ def test_every_reference_method_is_abstract() -> None:
         "terminate", "clean", "stats", "update", "supports_hooks",
     }
     assert methods <= Driver.__abstractmethods__
+
+
+def test_std_console_attaches_pipes() -> None:
+    import dataclasses
+    import io
+    import os
+
+    from execdriver import Pipes, StdConsole
+
+    with open(os.devnull, "rb") as real_stdin:
+        console = StdConsole(ProcessConfig(), Pipes(stdin=real_stdin, stdout=io.BytesIO(), stderr=None))
+        try:
+            assert dataclasses.is_dataclass(console)
+            stdin, stdout, stderr = console.stdio
+            assert stdin == real_stdin.fileno()  # a real descriptor is handed over as it is
+            assert stdout not in (stdin, stderr) and os.get_blocking(stdout)  # a pipe for BytesIO
+            assert len(console.closers) == 1  # the pipe's read end is ours
+            console.resize(24, 80)  # no terminal: nothing to resize
+        finally:
+            console.close()
+        assert console.closers == []
+        for fd in (stdout, stderr):
+            try:
+                os.fstat(fd)
+                raise AssertionError(f"descriptor {fd} still open")
+            except OSError:
+                pass
