@@ -13,34 +13,35 @@ import os
 from execdriver.linux import syscalls
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, None if it is gone."""
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name, None if gone.
+
+    Index 0 is the state (field 3 of proc(5)), 1 the parent, 19 the start time.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it is gone."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def parent(pid: int) -> int | None:
     """The parent's pid, None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return int(data[data.rindex(b")") + 2 :].split()[1])
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return True
-    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] in (b"Z", b"X")
+    """Gone, or dead and not yet reaped."""
+    fields = _stat(pid)
+    return fields is None or fields[0] in (b"Z", b"X")
 
 
 def is_alive(pid: int, started: int) -> bool:
