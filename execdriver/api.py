@@ -285,16 +285,39 @@ class Network(_Struct):
 
 @dataclass
 class Resources(_Struct):
-    """cgroup limits; 0 means unset."""
+    """cgroup limits; 0 (or "") means unset.
+
+    The reference's three fields, then those of Docker's Linux build (with
+    its JSON tags): ``memory_swap`` counts memory plus swap (-1: unlimited
+    swap), ``cpu_quota``/``cpu_period`` in microseconds, ``pids_limit`` (-1:
+    unlimited). A limit this host's cgroups cannot apply is an error, never
+    dropped.
+    """
 
     memory: int = 0
     memory_reservation: int = 0
     blkio_weight: int = 0
+    cpu_shares: int = 0
+    memory_swap: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    cpu_period: int = 0
+    oom_kill_disable: bool = False
+    pids_limit: int = 0
 
     _json = (
         ("memory", "memory", _INT64),
         ("memory_reservation", "memory_reservation", _INT64),
         ("blkio_weight", "blkio_weight", _UINT16),
+        ("cpu_shares", "cpu_shares", _INT64),
+        ("memory_swap", "memory_swap", _INT64),
+        ("cpu_quota", "cpu_quota", _INT64),
+        ("cpuset_cpus", "cpuset_cpus", "str"),
+        ("cpuset_mems", "cpuset_mems", "str"),
+        ("cpu_period", "cpu_period", _INT64),
+        ("oom_kill_disable", "oom_kill_disable", "bool"),
+        ("pids_limit", "pids_limit", _INT64),
     )
 
 
@@ -337,7 +360,9 @@ class Command(_Struct):
     "process"; "hyperv" and ``hv_partition`` are refused. ``first_start`` and
     ``args_escaped`` concern Windows only and change nothing here.
     ``rootfs`` "/" is the host's own filesystem, seen read-only through a
-    private root (see docs/architecture.md).
+    private root (see docs/architecture.md). The container's cgroup is
+    ``<cgroup_parent>/<id>`` in every hierarchy, ``execdriver/<id>`` by
+    default.
     """
 
     container_pid: int = 0
@@ -359,6 +384,7 @@ class Command(_Struct):
     args_escaped: bool = False
     hv_partition: bool = False
     readonly_rootfs: bool = False
+    cgroup_parent: str = ""
 
     _json = (
         ("container_pid", "container_pid", _INT64),
@@ -380,6 +406,7 @@ class Command(_Struct):
         ("args_escaped", "args_escaped", "bool"),
         ("hv_partition", "hv_partition", "bool"),
         ("readonly_rootfs", "readonly_rootfs", "bool"),
+        ("cgroup_parent", "cgroup_parent", "str"),
     )
 
     @classmethod
@@ -390,12 +417,14 @@ class Command(_Struct):
 
 @dataclass
 class ExitStatus:
-    """How the container's process ended: its exit code, or 128+signal."""
+    """How the container's process ended: its exit code, or 128+signal, and
+    whether the kernel's OOM killer struck in its cgroup (Docker's OOMKilled)."""
 
     exit_code: int
+    oom_killed: bool = False
 
     def to_json(self) -> str:
-        return go_json({"ExitCode": self.exit_code})
+        return go_json({"ExitCode": self.exit_code, "OOMKilled": self.oom_killed})
 
 
 class OOMEvents:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import io
 import os
 import select
-import selectors
 from dataclasses import dataclass, field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import IO
 
     from execdriver.api import Pipes, ProcessConfig
@@ -91,51 +91,51 @@ class StdConsole:
             os.close(fd)
         self._child.clear()
 
-    def transfer(self, exit_fd: int) -> None:
-        """Serve the pipes until ``exit_fd`` is readable and output is drained."""
+    def transfer(self, exit_fd: int, watches: Sequence[tuple[int, int, Callable[[], None]]] = ()) -> None:
+        """Serve the pipes until ``exit_fd`` is readable and output is drained.
+
+        Each watch is (descriptor, poll events, callback): the callback runs
+        when the descriptor fires (the container's OOM events).
+        """
         self.release_child_ends()
-        if not self._feeds and not self._drains:
-            poller = select.poll()
-            poller.register(exit_fd, select.POLLIN)
-            while not poller.poll():
-                pass
-            return
-        selector = selectors.DefaultSelector()
-        try:
-            selector.register(exit_fd, selectors.EVENT_READ, "exit")
-            for fd in self._feeds:
-                selector.register(fd, selectors.EVENT_WRITE, "feed")
-            for fd in self._drains:
-                selector.register(fd, selectors.EVENT_READ, "drain")
-            pending = b""
-            exited = False
-            while not exited or self._drains:
-                for key, _ in selector.select():
-                    fd = int(key.fd)
-                    if key.data == "exit":
-                        exited = True
-                        selector.unregister(fd)
-                    elif key.data == "drain":
-                        data = os.read(fd, _CHUNK)
-                        if data:
-                            self._drains[fd].write(data)
-                        else:
-                            selector.unregister(fd)
-                            del self._drains[fd]
-                    else:
-                        if not pending:
-                            pending = self._feeds[fd].read(_CHUNK) or b""
-                        done = not pending  # the source is at its end
-                        if pending:
-                            try:
-                                pending = pending[os.write(fd, pending) :]
-                            except BrokenPipeError:  # the process closed its stdin
-                                pending, done = b"", True
-                        if done:
-                            selector.unregister(fd)
-                            self._close_feed(fd)
-        finally:
-            selector.close()
+        poller = select.poll()
+        poller.register(exit_fd, select.POLLIN)
+        for fd in self._feeds:
+            poller.register(fd, select.POLLOUT)
+        for fd in self._drains:
+            poller.register(fd, select.POLLIN)
+        callbacks = {}
+        for fd, events, callback in watches:
+            poller.register(fd, events)
+            callbacks[fd] = callback
+        pending = b""
+        exited = False
+        while not exited or self._drains:
+            for fd, _ in poller.poll():
+                if fd == exit_fd:
+                    exited = True
+                    poller.unregister(fd)
+                elif fd in callbacks:
+                    callbacks[fd]()
+                elif fd in self._drains:
+                    data = os.read(fd, _CHUNK)
+                    if data:
+                        self._drains[fd].write(data)
+                    else:  # end of file (or POLLHUP): the writers are gone
+                        poller.unregister(fd)
+                        del self._drains[fd]
+                elif fd in self._feeds:
+                    if not pending:
+                        pending = self._feeds[fd].read(_CHUNK) or b""
+                    done = not pending  # the source is at its end
+                    if pending:
+                        try:
+                            pending = pending[os.write(fd, pending) :]
+                        except BrokenPipeError:  # the process closed its stdin
+                            pending, done = b"", True
+                    if done:
+                        poller.unregister(fd)
+                        self._close_feed(fd)
 
     def _close_feed(self, fd: int) -> None:
         del self._feeds[fd]

@@ -35,7 +35,7 @@ GO_ZERO_COMMAND = (
     '"process_config":{"tty":false,"entrypoint":"","arguments":null,"privileged":false,"user":""},'
     '"process_label":"","resources":null,"rootfs":"","working_dir":"","tmpdir":"",'
     '"first_start":false,"hostname":"","layer_folder":"","layer_paths":null,"isolation":"",'
-    '"args_escaped":false,"hv_partition":false,"readonly_rootfs":false}'
+    '"args_escaped":false,"hv_partition":false,"readonly_rootfs":false,"cgroup_parent":""}'
 )
 
 
@@ -133,7 +133,7 @@ def test_malformed_json_is_a_config_error() -> None:
 
 
 def test_exit_status_json() -> None:
-    assert ExitStatus(137).to_json() == '{"ExitCode":137}'
+    assert ExitStatus(137).to_json() == '{"ExitCode":137,"OOMKilled":false}'
 
 
 def test_errors_keep_the_reference_messages() -> None:

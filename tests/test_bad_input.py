@@ -141,7 +141,11 @@ def test_unknown_user(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> N
         ({"isolation": "hyperv"}, "isolation: 'hyperv' is not available on Linux"),
         ({"hv_partition": True}, "hv_partition: Hyper-V partitions need Windows"),
         ({"process_label": "system_u:system_r:container_t:s0"}, "process_label: SELinux labels need SELinux"),
-        ({"resources": Resources(memory=1 << 26)}, "resources: cgroup limits are not supported"),
+        ({"resources": Resources(memory=1 << 20)}, "resources.memory: the minimum is 6 MiB"),
+        ({"resources": Resources(cpu_period=10)}, "resources.cpu_period: must lie between"),
+        ({"resources": Resources(cpuset_cpus="zero")}, "resources.cpuset_cpus: 'zero' is not a list"),
+        ({"resources": Resources(memory=1 << 26, memory_swap=1 << 25)}, "resources.memory_swap: must be at least"),
+        ({"cgroup_parent": "../escape"}, r"cgroup_parent: '\.\./escape/t-\w+' does not name a cgroup"),
         ({"network": Network(interface=NetworkInterface(bridge="br0"))}, "network: only the default"),
         ({"id": "bad/id"}, "id: 'bad/id' is not a valid container id"),
         ({"id": ""}, "id: '' is not a valid container id"),
@@ -165,3 +169,19 @@ def test_isolation_process_and_default_run(driver: NativeDriver, busybox_rootfs:
 def test_errors_share_one_base(driver: NativeDriver, tmp_path: Path, cid: str) -> None:
     with pytest.raises(ExecDriverError):
         run(driver, shell(cid, tmp_path / "nope", "true"))
+
+
+def test_a_limit_the_host_cannot_apply(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    # This host's blkio controller may have no weight file (no CFQ or BFQ
+    # weights): then the limit is refused, not dropped, and nothing stays.
+    from execdriver.linux.cgroups.v1 import hierarchies
+
+    blkio = hierarchies().get("blkio", "")
+    command = shell(cid, busybox_rootfs, "cat /proc/self/cgroup", resources=Resources(blkio_weight=500))
+    if os.path.exists(os.path.join(blkio, "blkio.weight")):
+        status, _, _ = run(driver, command)  # the host can: the container runs
+        assert status.exit_code == 0
+        return
+    with pytest.raises(ExecDriverError, match=r"resources\.blkio_weight: this host's cgroups have no blkio\.weight"):
+        run(driver, command)
+    assert not os.path.exists(os.path.join(blkio, "execdriver", cid))

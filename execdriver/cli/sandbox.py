@@ -82,4 +82,5 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     # the container gets our own standard streams.
     sys.stdout.flush()
     sys.stderr.flush()
-    return container.run(store, DirectSpawner(), launch_spec, (0, 1, 2))
+    code, _ = container.run(store, DirectSpawner(), launch_spec, (0, 1, 2))
+    return code

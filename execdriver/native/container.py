@@ -4,40 +4,46 @@
 exit code; the driver (driver.py) translates Commands, Pipes and Hooks to
 and from this, and the CLI calls it without them.
 
-    1. claim      the id's state directory (state.py); a live id is refused
+    1. claim      the id's state directory (state.py); a live id is refused,
+                  a stale one's leftovers (cgroups) removed
     2. clone      the init, in new namespaces (spawn.py, init.py)
-    3. ready      the init built the rootfs and found the program
-    4. pre_start  callbacks, with the init's host pid
-    5. go         the init execs the program; end of file on sync proves it
-    6. start      callback
-    7. serve      the streams until the init exits; reap it
-    8. post_stop  callbacks, every one even if one raises
-    9. remove     the state directory (the namespaces and every mount in
-                  them died with the init)
+    3. cgroup     created with its limits, the init moved in, while the
+                  init builds its rootfs
+    4. ready      the init built the rootfs and found the program
+    5. pre_start  callbacks, with the init's host pid
+    6. go         the init execs the program; end of file on sync proves it
+    7. start      callback
+    8. serve      the streams (and OOM events) until the init exits; reap it
+    9. post_stop  callbacks, every one even if one raises
+   10. remove     the cgroup, then the state directory (the namespaces and
+                  every mount in them died with the init)
 
 Any failure after step 1 kills the init (through its pidfd), reaps it and
-removes the state before the error reaches the caller.
+removes the cgroup and the state before the error reaches the caller.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import time
 
 from execdriver.errors import ContainerError, NotRunningError
-from execdriver.linux import process
+from execdriver.linux import cgroups, process
 from execdriver.native import init
-from execdriver.native.state import StateStore
+from execdriver.native.state import State, StateStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
+    from execdriver.linux.cgroups.base import Manager
     from execdriver.native.spawn import Launch, Spawner
 
     PidCallback = Callable[[int], None]
+    Watch = tuple[int, int, Callable[[], None]]  # descriptor, poll events, callback
 
 _GONE_TIMEOUT = 10.0
 
@@ -46,13 +52,6 @@ def exit_code(status: int) -> int:
     """Docker's exit code: the process's own, or 128+signal."""
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def _wait_readable(fd: int) -> None:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    while not poller.poll():
-        pass
 
 
 def _expect(status: int, expected: bytes, container_id: str) -> None:
@@ -70,54 +69,69 @@ def run(
     launch_spec: dict[str, Any],
     stdio: tuple[int, int, int],
     *,
-    serve: Callable[[int], None] | None = None,
+    serve: Callable[[int, Sequence[Watch]], None] | None = None,
     pre_start: Sequence[PidCallback] = (),
     start: PidCallback | None = None,
     post_stop: Sequence[PidCallback] = (),
-) -> int:
-    """Run the container to completion and return its exit code.
+    on_oom: Callable[[], None] | None = None,
+) -> tuple[int, bool]:
+    """Run the container to completion: (exit code, whether OOM kills happened).
 
-    ``serve(exit_fd)`` moves the streams until ``exit_fd`` is readable;
+    ``serve(exit_fd, watches)`` moves the streams until ``exit_fd`` is
+    readable, calling each watch's callback when its descriptor fires;
     without it the descriptors belong to the process alone.
     """
     container_id: str = launch_spec["id"]
-    state = store.create(container_id, launch_spec["rootfs"])  # 1
+    cgroup_spec = launch_spec["cgroup"]
+    state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
+                         cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
+    cgroup = cgroups.manager(cgroup_spec["path"])
     launch: Launch | None = None
-    ours: tuple[int, ...] = ()
+    ours: list[int] = []
     reaped = False
     try:
         go_read, go_write = os.pipe2(os.O_CLOEXEC)
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
-        ours = (go_write, status_read)
+        ours += (go_write, status_read)
         try:
             launch = spawner.spawn(launch_spec, (go_read, status_write), stdio)  # 2
         finally:
             os.close(go_read)
             os.close(status_write)
+        # While the init builds its rootfs: its cgroup, with the limits.
+        cgroup.create(cgroups.Limits(**cgroup_spec["limits"]))  # 3
+        try:
+            cgroup.add(launch.pid)
+        except cgroups.CgroupError as err:
+            if err.errno != errno.ESRCH:
+                raise
+            # The init already failed; its own message follows on the pipe.
         state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
         store.save(state)
-        _expect(status_read, init.READY, container_id)  # 3
-        for callback in pre_start:  # 4
+        watches = _oom_watches(cgroup, on_oom, ours)
+        _expect(status_read, init.READY, container_id)  # 4
+        for callback in pre_start:  # 5
             callback(launch.pid)
-        os.write(go_write, init.GO)  # 5
+        os.write(go_write, init.GO)  # 6
         _expect(status_read, b"", container_id)
-        if start is not None:  # 6
+        if start is not None:  # 7
             start(launch.pid)
-        if serve is not None:  # 7
-            serve(launch.fileno())
+        if serve is not None:  # 8
+            serve(launch.fileno(), watches)
         else:
-            _wait_readable(launch.fileno())
+            wait(launch.fileno(), watches)
         code = exit_code(launch.reap())
         reaped = True
+        oom_killed = cgroup.oom_kills() > 0
         errors: list[Exception] = []
-        for callback in post_stop:  # 8
+        for callback in post_stop:  # 9
             try:
                 callback(launch.pid)
             except Exception as err:  # noqa: BLE001 - every post_stop callback runs
                 errors.append(err)
         if errors:
             raise errors[0]
-        return code
+        return code, oom_killed
     finally:
         if launch is not None:
             if not reaped:
@@ -129,7 +143,53 @@ def run(
             launch.close()
         for fd in ours:
             os.close(fd)
-        store.remove(container_id)  # 9
+        try:
+            cgroup.destroy(cgroup_spec["parent_levels"])  # 10
+        finally:
+            store.remove(container_id)
+
+
+def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int]) -> list[Watch]:
+    if on_oom is None:
+        return []
+    watch = cgroup.oom_watch()
+    if watch is None:
+        return []
+    fd, events = watch
+    ours.append(fd)
+
+    def fired() -> None:
+        if events == select.POLLIN:
+            os.read(fd, 8)  # an eventfd: reset its counter
+        else:
+            os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
+        on_oom()
+
+    return [(fd, events, fired)]
+
+
+def wait(exit_fd: int, watches: Sequence[Watch] = ()) -> None:
+    """Block until ``exit_fd`` is readable, serving the watches meanwhile."""
+    poller = select.poll()
+    poller.register(exit_fd, select.POLLIN)
+    callbacks = {}
+    for fd, events, callback in watches:
+        poller.register(fd, events)
+        callbacks[fd] = callback
+    while True:
+        for fd, _ in poller.poll():
+            if fd == exit_fd:
+                return
+            callbacks[fd]()
+
+
+def _remove_cgroup(old: State) -> None:
+    """What a crashed container left in the cgroups (its state is stale)."""
+    if old.cgroup:
+        cgroup = cgroups.manager(old.cgroup)
+        if cgroup.exists():
+            cgroup.kill()
+            cgroup.destroy(old.cgroup_parent_levels)
 
 
 def kill(store: StateStore, container_id: str, signum: int) -> None:
@@ -139,21 +199,51 @@ def kill(store: StateStore, container_id: str, signum: int) -> None:
         raise NotRunningError(f"Container is not running: {container_id}")
 
 
-def pids(store: StateStore, container_id: str) -> list[int]:
-    """Host pids of every process in the container's pid namespace."""
+def _running_cgroup(store: StateStore, container_id: str) -> tuple[State, Manager]:
     state = store.load_running(container_id)
-    namespace = process.pid_namespace(state.pid)
-    if namespace is None:
-        raise NotRunningError(f"Container is not running: {container_id}")
-    return process.pids_in_namespace(namespace)
+    return state, cgroups.manager(state.cgroup)
+
+
+def pids(store: StateStore, container_id: str) -> list[int]:
+    """Host pids of every process in the container's cgroup."""
+    return _running_cgroup(store, container_id)[1].pids()
+
+
+def pause(store: StateStore, container_id: str) -> None:
+    """Freeze every process of the container; returns once they are frozen."""
+    _running_cgroup(store, container_id)[1].freeze()
+
+
+def unpause(store: StateStore, container_id: str) -> None:
+    _running_cgroup(store, container_id)[1].thaw()
+
+
+def update(store: StateStore, container_id: str, limits: dict[str, Any]) -> None:
+    """Change the limits of the running container."""
+    wanted = cgroups.Limits(**limits)
+    wanted.check()
+    _running_cgroup(store, container_id)[1].set(wanted, running=True)
+
+
+def stats(store: StateStore, container_id: str) -> dict[str, Any]:
+    """libcontainer's Stats of the running container, with Docker's extras."""
+    state, cgroup = _running_cgroup(store, container_id)
+    return {
+        "cgroup_stats": cgroup.stats(),
+        "interfaces": cgroups.interface_stats(state.pid),
+        "memory_limit": cgroup.memory_limit(),
+        "system_usage": cgroups.system_cpu_usage(),
+    }
 
 
 def clean(store: StateStore, container_id: str) -> None:
-    """Kill whatever runs of the container and remove its state."""
+    """Kill whatever runs of the container and remove its cgroups and state."""
     state = store.load(container_id)
-    if state is not None and state.alive():
-        process.send_signal(state.pid, state.pid_start, 9)
-        deadline = time.monotonic() + _GONE_TIMEOUT
-        while state.alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
+    if state is not None:
+        if state.alive():
+            process.send_signal(state.pid, state.pid_start, 9)
+            deadline = time.monotonic() + _GONE_TIMEOUT
+            while state.alive() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        _remove_cgroup(state)
     store.remove(container_id)

@@ -65,16 +65,17 @@ class NativeDriver(Driver):
 
         console = StdConsole(config, pipes)
         try:
-            code = container.run(
+            code, oom_killed = container.run(
                 self._store, self._spawner, launch_spec, console.stdio,
                 serve=console.transfer,
                 pre_start=[record_pid, *map(bind, hooks.pre_start)],
                 start=bind(hooks.start) if hooks.start is not None else None,
                 post_stop=[bind(hook) for hook in hooks.post_stop],
+                on_oom=oom.notify,
             )
         finally:
             console.close()
-        return ExitStatus(code)
+        return ExitStatus(code, oom_killed)
 
     def exec(self, command: Command, process_config: ProcessConfig, pipes: Pipes,
              hooks: Hooks | None = None) -> int:
@@ -87,10 +88,10 @@ class NativeDriver(Driver):
         self.kill(command, 9)
 
     def pause(self, command: Command) -> None:
-        raise UnsupportedError("pause needs the freezer cgroup, which this driver does not manage yet")
+        container.pause(self._store, command.id)
 
     def unpause(self, command: Command) -> None:
-        raise UnsupportedError("unpause needs the freezer cgroup, which this driver does not manage yet")
+        container.unpause(self._store, command.id)
 
     def name(self) -> str:
         return f"native-{execdriver.__version__}"
@@ -102,10 +103,16 @@ class NativeDriver(Driver):
         container.clean(self._store, id)
 
     def stats(self, id: str) -> ResourceStats:
-        raise UnsupportedError("stats need cgroups, which this driver does not manage yet")
+        sample = container.stats(self._store, id)
+        return ResourceStats(
+            cgroup_stats=sample["cgroup_stats"],
+            interfaces=sample["interfaces"],
+            memory_limit=sample["memory_limit"],
+            system_usage=sample["system_usage"],
+        )
 
     def update(self, command: Command) -> None:
-        raise UnsupportedError("update needs cgroups, which this driver does not manage yet")
+        container.update(self._store, command.id, spec.limits_of(command.resources))
 
     def supports_hooks(self) -> bool:
         return True

@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 
 
 class _Child:
-    def __init__(self, pid: int, pidfd: int, reply: socket.socket, state_dir: str) -> None:
+    def __init__(self, pid: int, pidfd: int, reply: socket.socket, spec: dict[str, Any]) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.reply = reply
-        self.state_dir = state_dir
+        self.state_dir: str = spec.get("state_dir", "")
+        self.cgroup: dict[str, Any] = spec.get("cgroup", {})
 
 
 class _Blank:
@@ -117,7 +118,7 @@ class _Server:
         finally:
             for fd in fds[1:]:
                 os.close(fd)
-        self.children[pidfd] = _Child(pid, pidfd, reply, spec.get("state_dir", ""))
+        self.children[pidfd] = _Child(pid, pidfd, reply, spec)
         self.poller.register(pidfd, select.POLLIN)
         socket.send_fds(reply, [b"P%d" % pid], [pidfd])
         self.blank_flags = flags
@@ -153,6 +154,8 @@ class _Server:
                     self.reap(fd)
 
     def shutdown(self) -> None:
+        """The program that ran the containers is gone: so are they, and all they held."""
+        from execdriver.linux import cgroups
         from execdriver.native.state import remove_tree
 
         if self.blank is not None:
@@ -160,10 +163,17 @@ class _Server:
         for child in self.children.values():
             syscalls.pidfd_send_signal(child.pidfd, syscalls.SIGKILL)
         for pidfd in list(self.children):
-            state_dir = self.children[pidfd].state_dir
+            child = self.children[pidfd]
             self.reap(pidfd)
-            if state_dir:
-                remove_tree(state_dir)
+            try:
+                if child.cgroup:
+                    cgroup = cgroups.manager(child.cgroup["path"])
+                    cgroup.kill()
+                    cgroup.destroy(child.cgroup["parent_levels"])
+            except cgroups.CgroupError:
+                continue  # the state stays, so that clean(id) finds the cgroup
+            if child.state_dir:
+                remove_tree(child.state_dir)
 
 
 def _exited(pidfd: int) -> bool:

@@ -14,6 +14,7 @@ import posixpath
 
 from execdriver.errors import ConfigError
 from execdriver.linux import capabilities, syscalls
+from execdriver.linux.cgroups import Limits
 from execdriver.linux.rootfs import HOST_VIEW_SKIP
 from execdriver.native.init import DEFAULT_PATH
 
@@ -21,8 +22,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from execdriver.api import Command
+    from execdriver.api import Command, Resources
 
+DEFAULT_CGROUP_PARENT = "execdriver"
 CLONE_FLAGS = (
     syscalls.CLONE_NEWNS
     | syscalls.CLONE_NEWUTS
@@ -45,9 +47,6 @@ def _unsupported(command: Command) -> None:
             raise ConfigError(f"{name}: SELinux labels need SELinux, which this host does not have")
         if getattr(command, name):
             raise ConfigError(f"{name}: SELinux labels are not supported by this driver yet")
-    resources = command.resources
-    if resources is not None and any((resources.memory, resources.memory_reservation, resources.blkio_weight)):
-        raise ConfigError("resources: cgroup limits are not supported by this driver yet")
     if command.network is not None and (command.network.interface is not None or command.network.container_id):
         raise ConfigError("network: only the default network (loopback alone) is supported by this driver yet")
     if command.process_config.tty:
@@ -137,6 +136,8 @@ def launch_spec(
     env: list[str] | None = None,
     user: str = "",
     privileged: bool = False,
+    limits: dict[str, Any] | None = None,
+    cgroup_path: str = "",
 ) -> dict[str, Any]:
     """Validate a container's settings and turn them into the init's launch spec.
 
@@ -154,6 +155,7 @@ def launch_spec(
         raise ConfigError(f"working_dir: {working_dir!r} must be an absolute path inside the rootfs")
     root = _root(rootfs, layer_paths, layer_folder)
     last_cap = capabilities.last_cap()
+    Limits(**(limits or {})).check()
     return {
         "id": container_id,
         "state_dir": state_dir,
@@ -174,7 +176,24 @@ def launch_spec(
         "cwd": posixpath.normpath(working_dir),
         "capabilities": capabilities.available() if privileged else list(capabilities.DEFAULT),
         "last_cap": last_cap,
+        "cgroup": _cgroup(container_id, cgroup_path, limits or {}),
     }
+
+
+def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, Any]:
+    """Where the cgroup goes; the runtime's own parent is removed when empty."""
+    if not path:
+        return {"path": f"{DEFAULT_CGROUP_PARENT}/{container_id}", "parent_levels": 1, "limits": limits}
+    if ".." in path.split("/") or not path.strip("/"):
+        raise ConfigError(f"cgroup_parent: {path!r} does not name a cgroup below the root")
+    return {"path": path.strip("/"), "parent_levels": 0, "limits": limits}
+
+
+def limits_of(resources: Resources | None) -> dict[str, Any]:
+    """The set fields of ``resources``, as the cgroup managers take them."""
+    if resources is None:
+        return {}
+    return {name: getattr(resources, name) for name in Limits.FIELDS if getattr(resources, name)}
 
 
 def build(command: Command, state_dir: str) -> dict[str, Any]:
@@ -196,4 +215,6 @@ def build(command: Command, state_dir: str) -> dict[str, Any]:
         env=config.env,
         user=config.user,
         privileged=config.privileged,
+        limits=limits_of(command.resources),
+        cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
     )

@@ -26,6 +26,10 @@ except ImportError:  # pragma: no cover - other interpreters
 from execdriver.errors import ConfigError, ContainerExistsError, NotRunningError
 from execdriver.linux import process
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DEFAULT_ROOT = "/run/execdriver"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
 
@@ -37,12 +41,14 @@ def _valid_id(name: str) -> bool:
 class State:
     """What state.json holds. A plain class: dataclasses are slow to import."""
 
-    FIELDS = ("id", "pid", "pid_start", "rootfs", "created", "owner", "owner_start")
+    FIELDS = ("id", "pid", "pid_start", "rootfs", "created", "owner", "owner_start", "cgroup",
+              "cgroup_parent_levels")
 
     def __init__(self, id: str, pid: int = 0, pid_start: int = 0, rootfs: str = "", created: float = 0.0,
-                 owner: int = 0, owner_start: int = 0) -> None:
+                 owner: int = 0, owner_start: int = 0, cgroup: str = "", cgroup_parent_levels: int = 0) -> None:
         self.id, self.pid, self.pid_start, self.rootfs = id, pid, pid_start, rootfs
         self.created, self.owner, self.owner_start = created, owner, owner_start
+        self.cgroup, self.cgroup_parent_levels = cgroup, cgroup_parent_levels
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -75,19 +81,27 @@ class StateStore:
     def _locked(self) -> _Lock:
         return _Lock(self.root)
 
-    def create(self, container_id: str, rootfs: str) -> State:
-        """Claim ``container_id``: its directory, with a state of no process yet."""
+    def create(self, container_id: str, rootfs: str, cgroup: str = "", cgroup_parent_levels: int = 0,
+               on_stale: Callable[[State], None] | None = None) -> State:
+        """Claim ``container_id``: its directory, with a state of no process yet.
+
+        A stale claim (its process is gone) is handed to ``on_stale``, which
+        removes what the state points at, then replaced.
+        """
         directory = self.path(container_id)
         with self._locked():
             if os.path.lexists(directory):
                 old = self.load(container_id)
                 if old is not None and old.busy():
                     raise ContainerExistsError(f"container id {container_id} is already in use")
+                if old is not None and on_stale is not None:
+                    on_stale(old)
                 remove_tree(directory)
             os.mkdir(directory, 0o700)
             owner = os.getpid()
             state = State(container_id, rootfs=rootfs, created=time.time(), owner=owner,
-                          owner_start=process.start_time(owner) or 0)
+                          owner_start=process.start_time(owner) or 0, cgroup=cgroup,
+                          cgroup_parent_levels=cgroup_parent_levels)
             # The first write needs no rename: only a creator reads a state
             # to decide whether it is stale, and creators hold this lock.
             self._write(os.path.join(directory, "state.json"), state)

@@ -1,0 +1,126 @@
+"""cgroups: one interface, one manager per cgroup version.
+
+:func:`manager` picks the manager for what the host has: v2 where
+/sys/fs/cgroup is the unified hierarchy, v1 where the controllers are
+mounted one by one (legacy and hybrid hosts; on a hybrid host the v1
+controllers are used, as runc and crun do). A container's cgroup is named by
+one path relative to the root of each hierarchy, e.g. ``execdriver/<id>``,
+or ``/docker/<id>`` when an engine chooses it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from execdriver.errors import ConfigError, ExecDriverError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from execdriver.linux.cgroups.base import Manager
+
+ROOT = "/sys/fs/cgroup"
+
+
+class CgroupError(ExecDriverError):
+    """A cgroup operation failed; the message names the file and the value."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class Limits:
+    """Resource limits, 0 (or "") meaning unset. A plain class: see state.py."""
+
+    FIELDS = (
+        "memory", "memory_reservation", "memory_swap", "cpu_shares", "cpu_period", "cpu_quota",
+        "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown limits {sorted(unknown)}")
+        self.memory: int = values.get("memory", 0)
+        self.memory_reservation: int = values.get("memory_reservation", 0)
+        self.memory_swap: int = values.get("memory_swap", 0)  # memory + swap; -1 is unlimited
+        self.cpu_shares: int = values.get("cpu_shares", 0)
+        self.cpu_period: int = values.get("cpu_period", 0)
+        self.cpu_quota: int = values.get("cpu_quota", 0)
+        self.cpuset_cpus: str = values.get("cpuset_cpus", "")
+        self.cpuset_mems: str = values.get("cpuset_mems", "")
+        self.pids_limit: int = values.get("pids_limit", 0)  # -1 is unlimited
+        self.blkio_weight: int = values.get("blkio_weight", 0)
+        self.oom_kill_disable: bool = values.get("oom_kill_disable", False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def check(self) -> None:
+        """Values no kernel accepts: refused before anything is created."""
+        for name in ("memory", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota"):
+            if getattr(self, name) < 0 and not (name == "cpu_quota" and self.cpu_quota == -1):
+                raise ConfigError(f"resources.{name}: must not be negative")
+        if self.memory and self.memory < 6 * 1024 * 1024:
+            raise ConfigError("resources.memory: the minimum is 6 MiB")
+        if self.memory_swap > 0 and self.memory and self.memory_swap < self.memory:
+            raise ConfigError("resources.memory_swap: must be at least resources.memory (it counts both)")
+        if self.memory_swap > 0 and not self.memory:
+            raise ConfigError("resources.memory_swap: needs resources.memory")
+        if self.cpu_period and not 1000 <= self.cpu_period <= 1_000_000:
+            raise ConfigError("resources.cpu_period: must lie between 1000 and 1000000 microseconds")
+        if self.cpu_quota > 0 and self.cpu_quota < 1000:
+            raise ConfigError("resources.cpu_quota: the minimum is 1000 microseconds")
+        if self.blkio_weight and not 10 <= self.blkio_weight <= 1000:
+            raise ConfigError("resources.blkio_weight: must lie between 10 and 1000")
+        for name in ("cpuset_cpus", "cpuset_mems"):
+            value = getattr(self, name)
+            if value and not all(part.replace("-", "", 1).isdigit() for part in value.split(",")):
+                raise ConfigError(f"resources.{name}: {value!r} is not a list like '0-2,4'")
+
+
+def version() -> int:
+    """2 on a unified host, 1 on a legacy or hybrid one."""
+    return 2 if os.path.exists(os.path.join(ROOT, "cgroup.controllers")) else 1
+
+
+def manager(path: str, root: str | None = None, cgroup_version: int | None = None) -> Manager:
+    """The manager of the cgroup at ``path`` for this host (or for ``root``)."""
+    if (cgroup_version or version()) == 2:
+        from execdriver.linux.cgroups.v2 import V2Manager
+
+        return V2Manager(path, root or ROOT)
+    from execdriver.linux.cgroups.v1 import V1Manager
+
+    return V1Manager(path)
+
+
+def system_cpu_usage() -> int:
+    """Host CPU time in nanoseconds, as Docker computes it from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = handle.readline().split()[1:8]  # user nice system idle iowait irq softirq
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields) * 1_000_000_000 // ticks
+
+
+def interface_stats(pid: int) -> list[dict[str, Any]]:
+    """Counters of every interface in the network namespace of ``pid`` (libcontainer's shape)."""
+    try:
+        with open(f"/proc/{pid}/net/dev", encoding="ascii") as handle:
+            lines = handle.readlines()[2:]
+    except OSError:
+        return []
+    result = []
+    for line in lines:
+        name, _, counters = line.partition(":")
+        values = [int(v) for v in counters.split()]
+        if len(values) < 12:
+            continue
+        result.append({
+            "name": name.strip(),
+            "rx_bytes": values[0], "rx_packets": values[1], "rx_errors": values[2], "rx_dropped": values[3],
+            "tx_bytes": values[8], "tx_packets": values[9], "tx_errors": values[10], "tx_dropped": values[11],
+        })
+    return result

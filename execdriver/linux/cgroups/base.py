@@ -1,0 +1,208 @@
+"""What every cgroup manager offers, and the file plumbing they share."""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+import time
+
+from execdriver.linux import process
+from execdriver.linux.cgroups import CgroupError, Limits
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_RMDIR_TIMEOUT = 5.0
+_FREEZE_TIMEOUT = 10.0
+
+
+def read(path: str) -> str:
+    with open(path, encoding="ascii") as handle:
+        return handle.read().strip()
+
+
+def read_int(path: str, default: int = 0) -> int:
+    """An integer file; "max" and absent files read as ``default``."""
+    try:
+        text = read(path)
+    except OSError:
+        return default
+    return default if text == "max" else int(text)
+
+
+def read_map(path: str) -> dict[str, int]:
+    """A "key value" per line file (memory.stat, cpu.stat ...)."""
+    try:
+        text = read(path)
+    except OSError:
+        return {}
+    result = {}
+    for line in text.split("\n"):
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            result[key] = int(value)
+    return result
+
+
+def write(path: str, value: str | int, what: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise CgroupError(f"{what}: this host's cgroups have no {os.path.basename(path)}") from None
+    try:
+        os.write(fd, str(value).encode())
+    except OSError as err:
+        raise CgroupError(f"{what}: writing {value} to {path}: {err.strerror}", err.errno or 0) from None
+    finally:
+        os.close(fd)
+
+
+def remove_dir(path: str) -> None:
+    """rmdir a cgroup, waiting while its last tasks finish exiting."""
+    deadline = time.monotonic() + _RMDIR_TIMEOUT
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise CgroupError(f"cannot remove cgroup {path}: {err.strerror}") from None
+            time.sleep(0.002)
+
+
+def make_dirs(path: str, created: list[str]) -> None:
+    """mkdir -p that notes which directories it made (and may remove)."""
+    missing = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    for directory in reversed(missing):
+        for _ in range(3):  # a concurrent destroy may remove a parent under us
+            try:
+                os.mkdir(directory, 0o755)
+                created.append(directory)
+                break
+            except FileExistsError:
+                break
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(directory), 0o755, exist_ok=True)
+
+
+class Manager(abc.ABC):
+    """One container's cgroup. ``path`` is relative to each hierarchy's root."""
+
+    version: int
+
+    def __init__(self, path: str) -> None:
+        self.path = path.strip("/")
+        if not self.path or ".." in self.path.split("/"):
+            raise CgroupError(f"cgroup path {path!r}: must name a cgroup below the root")
+
+    @abc.abstractmethod
+    def directories(self) -> list[str]:
+        """The container's directory in every hierarchy it uses."""
+
+    @abc.abstractmethod
+    def create(self, limits: Limits) -> None:
+        """Make the cgroup and apply ``limits``; on error nothing is left."""
+
+    @abc.abstractmethod
+    def set(self, limits: Limits, *, running: bool = False) -> None:
+        """Apply the set fields of ``limits``; ``running`` checks lowering memory."""
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (and so its future children) into the cgroup."""
+        for directory in self.directories():
+            write(os.path.join(directory, "cgroup.procs"), pid, "cgroup")
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.directories())
+
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and the cgroups below it."""
+        found: set[int] = set()
+        top = self.directories()[0]
+        for directory, _, _ in os.walk(top):
+            try:
+                text = read(os.path.join(directory, "cgroup.procs"))
+            except OSError:
+                continue
+            found.update(int(line) for line in text.split())
+        return sorted(found)
+
+    @abc.abstractmethod
+    def freeze(self) -> None: ...
+
+    @abc.abstractmethod
+    def thaw(self) -> None: ...
+
+    @abc.abstractmethod
+    def frozen(self) -> bool: ...
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """libcontainer's cgroups.Stats, as JSON-ready data."""
+
+    @abc.abstractmethod
+    def memory_limit(self) -> int: ...
+
+    @abc.abstractmethod
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer killed in the cgroup."""
+
+    @abc.abstractmethod
+    def oom_watch(self) -> tuple[int, int] | None:
+        """(fd, poll events) that fire on an OOM event, None if not available."""
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup, and wait until they are gone."""
+        deadline = time.monotonic() + _RMDIR_TIMEOUT
+        while True:
+            pids = self.pids()
+            live = [pid for pid in pids if not process.is_zombie(pid)]
+            if not live or time.monotonic() > deadline:
+                return
+            for pid in live:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.002)
+
+    def destroy(self, parent_levels: int = 0) -> None:
+        """Remove the cgroup everywhere, then up to ``parent_levels`` ancestors if empty.
+
+        Only the runtime's own parent (``execdriver``) is removed so; a
+        parent that an engine chose is the engine's.
+        """
+        for directory in self.directories():
+            remove_dir(directory)
+            parent = directory
+            for _ in range(parent_levels):
+                parent = os.path.dirname(parent)
+                try:
+                    os.rmdir(parent)
+                except OSError as err:
+                    if err.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
+                        raise CgroupError(f"cannot remove cgroup {parent}: {err.strerror}") from None
+                    break
+
+    def wait_frozen(self, want: bool) -> None:
+        deadline = time.monotonic() + _FREEZE_TIMEOUT
+        while self.frozen() != want:
+            if time.monotonic() > deadline:
+                raise CgroupError(f"cgroup {self.path}: the freezer did not reach {'FROZEN' if want else 'THAWED'}")
+            time.sleep(0.001)
+
+    @staticmethod
+    def remove_created(created: list[str]) -> None:
+        for directory in sorted(created, key=len, reverse=True):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass  # not empty: another container uses it

@@ -1,0 +1,196 @@
+"""The cgroup v2 manager: one directory in the unified hierarchy."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from execdriver.linux.cgroups import CgroupError, Limits
+from execdriver.linux.cgroups.base import Manager, make_dirs, read, read_int, read_map, remove_dir, write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Which controller each limit needs, enabled in the parents on demand.
+_NEEDS = {
+    "memory": "memory", "memory_reservation": "memory", "memory_swap": "memory", "cpu_shares": "cpu",
+    "cpu_period": "cpu", "cpu_quota": "cpu", "cpuset_cpus": "cpuset", "cpuset_mems": "cpuset",
+    "pids_limit": "pids", "blkio_weight": "io",
+}
+
+
+class V2Manager(Manager):
+    version = 2
+
+    def __init__(self, path: str, root: str) -> None:
+        super().__init__(path)
+        self.root = root
+        self.dir = os.path.join(root, self.path)
+
+    def directories(self) -> list[str]:
+        return [self.dir]
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def create(self, limits: Limits) -> None:
+        created: list[str] = []
+        try:
+            make_dirs(self.dir, created)
+            self._enable(limits)
+            self.set(limits)
+        except BaseException:
+            try:
+                remove_dir(self.dir)
+            except CgroupError:
+                pass
+            self.remove_created(created)
+            raise
+
+    def _enable(self, limits: Limits) -> None:
+        """Delegate the controllers the limits need, from our root down."""
+        wanted = sorted({_NEEDS[name] for name in _NEEDS if getattr(limits, name)})
+        if not wanted:
+            return
+        parent = self.root
+        for part in self.path.split("/"):
+            available = read(os.path.join(parent, "cgroup.controllers")).split()
+            missing = [c for c in wanted if c not in available]
+            if missing:
+                raise CgroupError(f"resources: the unified hierarchy offers no {', '.join(missing)} controller "
+                                  f"at {parent} (cgroup.controllers: {' '.join(available) or 'none'})")
+            write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted), "cgroup")
+            parent = os.path.join(parent, part)
+
+    def set(self, limits: Limits, *, running: bool = False) -> None:
+        if limits.oom_kill_disable:
+            raise CgroupError("resources.oom_kill_disable: cgroup v2 cannot disable the OOM killer")
+        if limits.memory:
+            if running and read_int(self._file("memory.current")) > limits.memory:
+                raise CgroupError(
+                    f"resources.memory: cannot lower the limit to {limits.memory} bytes: the container uses "
+                    f"{read_int(self._file('memory.current'))} bytes; the old limit stays")
+            write(self._file("memory.max"), limits.memory, "resources.memory")
+        if limits.memory_reservation:
+            write(self._file("memory.low"), limits.memory_reservation, "resources.memory_reservation")
+        if limits.memory_swap:
+            swap = "max" if limits.memory_swap < 0 else limits.memory_swap - limits.memory
+            write(self._file("memory.swap.max"), swap, "resources.memory_swap")
+        if limits.cpu_shares:
+            weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
+            write(self._file("cpu.weight"), max(1, min(10000, weight)), "resources.cpu_shares")
+        if limits.cpu_quota or limits.cpu_period:
+            quota = "max" if limits.cpu_quota <= 0 else str(limits.cpu_quota)
+            write(self._file("cpu.max"), f"{quota} {limits.cpu_period or 100000}", "resources.cpu_quota")
+        if limits.cpuset_cpus:
+            write(self._file("cpuset.cpus"), limits.cpuset_cpus, "resources.cpuset_cpus")
+        if limits.cpuset_mems:
+            write(self._file("cpuset.mems"), limits.cpuset_mems, "resources.cpuset_mems")
+        if limits.pids_limit:
+            write(self._file("pids.max"), "max" if limits.pids_limit < 0 else limits.pids_limit,
+                  "resources.pids_limit")
+        if limits.blkio_weight:
+            weight = 1 + (limits.blkio_weight - 10) * 9999 // 990
+            write(self._file("io.weight"), f"default {weight}", "resources.blkio_weight")
+
+    def freeze(self) -> None:
+        write(self._file("cgroup.freeze"), 1, "pause")
+        self.wait_frozen(True)
+
+    def thaw(self) -> None:
+        write(self._file("cgroup.freeze"), 0, "unpause")
+        self.wait_frozen(False)
+
+    def frozen(self) -> bool:
+        return read_map(self._file("cgroup.events")).get("frozen", 0) == 1
+
+    def kill(self) -> None:
+        if not os.path.exists(self._file("cgroup.kill")):
+            super().kill()
+            return
+        write(self._file("cgroup.kill"), 1, "kill")
+        deadline = time.monotonic() + 5
+        while read_map(self._file("cgroup.events")).get("populated", 0) and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def memory_limit(self) -> int:
+        return read_int(self._file("memory.max"))
+
+    def oom_kills(self) -> int:
+        return read_map(self._file("memory.events")).get("oom_kill", 0)
+
+    def oom_watch(self) -> tuple[int, int] | None:
+        try:
+            return os.open(self._file("memory.events"), os.O_RDONLY | os.O_CLOEXEC), select.POLLPRI
+        except OSError:
+            return None
+
+    def stats(self) -> dict[str, Any]:
+        cpu = read_map(self._file("cpu.stat"))
+        memory = read_map(self._file("memory.stat"))
+        events = read_map(self._file("memory.events"))
+        return {
+            "cpu_stats": {
+                "cpu_usage": {
+                    "total_usage": cpu.get("usage_usec", 0) * 1000,
+                    "percpu_usage": [],
+                    "usage_in_kernelmode": cpu.get("system_usec", 0) * 1000,
+                    "usage_in_usermode": cpu.get("user_usec", 0) * 1000,
+                },
+                "throttling_data": {
+                    "periods": cpu.get("nr_periods", 0),
+                    "throttled_periods": cpu.get("nr_throttled", 0),
+                    "throttled_time": cpu.get("throttled_usec", 0) * 1000,
+                },
+            },
+            "memory_stats": {
+                "cache": memory.get("file", 0),
+                "usage": {"usage": read_int(self._file("memory.current")),
+                          "max_usage": read_int(self._file("memory.peak")),
+                          "failcnt": events.get("max", 0), "limit": read_int(self._file("memory.max"))},
+                "swap_usage": {"usage": read_int(self._file("memory.swap.current")), "max_usage": 0,
+                               "failcnt": 0, "limit": read_int(self._file("memory.swap.max"))},
+                "kernel_usage": {"usage": memory.get("kernel", 0), "max_usage": 0, "failcnt": 0, "limit": 0},
+                "kernel_tcp_usage": {"usage": memory.get("sock", 0), "max_usage": 0, "failcnt": 0, "limit": 0},
+                "use_hierarchy": True,
+                "stats": memory,
+            },
+            "pids_stats": {"current": read_int(self._file("pids.current")),
+                           "limit": read_int(self._file("pids.max"))},
+            "blkio_stats": {
+                "io_service_bytes_recursive": self._io("rbytes", "wbytes"),
+                "io_serviced_recursive": self._io("rios", "wios"),
+                "io_queue_recursive": [], "io_service_time_recursive": [], "io_wait_time_recursive": [],
+                "io_merged_recursive": [], "io_time_recursive": [], "sectors_recursive": [],
+            },
+            "hugetlb_stats": self._hugetlb(),
+        }
+
+    def _io(self, read_key: str, write_key: str) -> list[dict[str, Any]]:
+        try:
+            text = read(self._file("io.stat"))
+        except OSError:
+            return []
+        entries = []
+        for line in text.split("\n"):
+            device, *pairs = line.split()
+            if ":" not in device:
+                continue
+            major, minor = (int(n) for n in device.split(":"))
+            values = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+            for op, key in (("Read", read_key), ("Write", write_key)):
+                entries.append({"major": major, "minor": minor, "op": op, "value": int(values.get(key, 0))})
+        return entries
+
+    def _hugetlb(self) -> dict[str, Any]:
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return {}
+        sizes = sorted({n.split(".")[1] for n in names if n.startswith("hugetlb.") and n.endswith(".current")})
+        return {size: {"usage": read_int(self._file(f"hugetlb.{size}.current")),
+                       "max_usage": read_int(self._file(f"hugetlb.{size}.max_usage_in_bytes")),
+                       "failcnt": read_map(self._file(f"hugetlb.{size}.events")).get("max", 0)}
+                for size in sizes}
