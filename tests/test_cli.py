@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from execdriver.linux.cgroups.v1 import hierarchies
+
 CLI = [sys.executable, "-m", "execdriver"]
 
 
@@ -102,6 +104,7 @@ driver.run(Command(id={cid!r}, rootfs={str(busybox_rootfs)!r},
         time.sleep(0.01)
     os.kill(api.pid, signal.SIGKILL)
     api.wait()
-    while os.path.exists(f"/proc/{pid}") or (state_root / cid).exists():
-        assert time.monotonic() < deadline, "container or state outlived the killed API process"
+    memory = Path(hierarchies()["memory"]) / "execdriver" / cid
+    while os.path.exists(f"/proc/{pid}") or (state_root / cid).exists() or memory.exists():
+        assert time.monotonic() < deadline, "container, cgroup or state outlived the killed API process"
         time.sleep(0.01)

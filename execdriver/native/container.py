@@ -112,7 +112,10 @@ def run(
         _expect(status_read, init.READY, container_id)  # 4
         for callback in pre_start:  # 5
             callback(launch.pid)
-        os.write(go_write, init.GO)  # 6
+        try:
+            os.write(go_write, init.GO)  # 6
+        except BrokenPipeError:
+            pass  # the init is gone (killed meanwhile): _expect says so
         _expect(status_read, b"", container_id)
         if start is not None:  # 7
             start(launch.pid)

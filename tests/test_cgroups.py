@@ -1,0 +1,339 @@
+"""cgroups: limits, OOM, update, stats, pause, pids, clean; the v2 manager on a cgroup2 mount of our own.
+
+Limits are checked twice: in the cgroup files, and by what the container can
+do. Memory tests run on the host view (the host's python3), since busybox
+has no way to allocate a chosen amount of memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from execdriver import Command, ExecDriverError, Hooks, NotRunningError, OOMEvents, ProcessConfig, Resources
+from execdriver.linux import cgroups, process
+from execdriver.linux.cgroups import CgroupError, Limits
+from execdriver.linux.cgroups.v1 import hierarchies
+from execdriver.linux.cgroups.v2 import V2Manager
+from execdriver.native.driver import NativeDriver
+from tests.helpers import run, shell
+from tests.test_run import start_in_background, wait_for
+
+pytestmark = pytest.mark.skipif(cgroups.version() != 1, reason="these tests read cgroup v1 files; the host is v2")
+
+MiB = 1024 * 1024
+
+
+def cgroup_file(controller: str, cid: str, name: str) -> Path:
+    return Path(hierarchies()[controller]) / "execdriver" / cid / name
+
+
+def python(cid: str, code: str, **fields: object) -> Command:
+    """A container on the host view running python3 -c CODE."""
+    return Command(id=cid, rootfs="/", readonly_rootfs=True,
+                   process_config=ProcessConfig(entrypoint="python3", arguments=["-I", "-c", code]),
+                   **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def no_cgroup_left(cid: str) -> Iterator[None]:
+    yield
+    for mount in set(hierarchies().values()):
+        assert not os.path.exists(os.path.join(mount, "execdriver", cid)), f"cgroup left in {mount}"
+
+
+def test_every_container_is_in_its_cgroup(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, "cat /proc/self/cgroup"))
+    assert status.exit_code == 0 and status.oom_killed is False
+    lines = dict(line.split(":", 2)[1:] for line in out.strip().split("\n"))
+    for controller in ("memory", "cpu", "pids", "freezer", "cpuset", "devices", "blkio"):
+        assert lines[controller] == f"/execdriver/{cid}", controller
+
+
+def test_limits_reach_the_cgroup_files(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    resources = Resources(memory=64 * MiB, memory_reservation=32 * MiB, memory_swap=64 * MiB, cpu_shares=512,
+                          cpu_quota=50000, cpu_period=100000, cpuset_cpus="0", cpuset_mems="0", pids_limit=42)
+    seen: dict[str, str] = {}
+
+    def read_files(_config: ProcessConfig, _pid: int, _oom: OOMEvents) -> None:
+        for controller, name in (("memory", "memory.limit_in_bytes"), ("memory", "memory.soft_limit_in_bytes"),
+                                 ("memory", "memory.memsw.limit_in_bytes"), ("cpu", "cpu.shares"),
+                                 ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"),
+                                 ("cpuset", "cpuset.cpus"), ("pids", "pids.max")):
+            seen[name] = cgroup_file(controller, cid, name).read_text().strip()
+
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, "nproc", resources=resources),
+                         hooks=Hooks(pre_start=[read_files]))
+    assert status.exit_code == 0
+    assert out.strip() == "1"  # cpuset_cpus "0": one CPU, seen from inside
+    assert seen == {
+        "memory.limit_in_bytes": str(64 * MiB), "memory.soft_limit_in_bytes": str(32 * MiB),
+        "memory.memsw.limit_in_bytes": str(64 * MiB), "cpu.shares": "512", "cpu.cfs_quota_us": "50000",
+        "cpu.cfs_period_us": "100000", "cpuset.cpus": "0", "pids.max": "42",
+    }
+
+
+def test_allocating_past_the_limit_is_oom_killed(driver: NativeDriver, cid: str) -> None:
+    events: list[int] = []
+
+    def after(_config: ProcessConfig, _pid: int, oom: OOMEvents) -> None:
+        events.append(oom.count)
+
+    command = python(cid, "b = b'x' * (200 << 20); print('survived')",
+                     resources=Resources(memory=48 * MiB, memory_swap=48 * MiB))
+    status, out, _ = run(driver, command, hooks=Hooks(post_stop=[after]))
+    assert status.exit_code == 137 and status.oom_killed is True
+    assert "survived" not in out
+    assert events and events[0] >= 1  # the OOM object handed to the hooks fired
+
+
+def test_within_the_limit_nothing_is_killed(driver: NativeDriver, cid: str) -> None:
+    command = python(cid, "b = b'x' * (16 << 20); print('fine')",
+                     resources=Resources(memory=96 * MiB, memory_swap=96 * MiB))
+    status, out, _ = run(driver, command)
+    assert (status.exit_code, status.oom_killed, out) == (0, False, "fine\n")
+
+
+def test_the_pids_limit_makes_fork_fail(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; echo started; kill $(jobs -p)"
+    status, out, err = run(driver, shell(cid, busybox_rootfs, script, resources=Resources(pids_limit=4)))
+    assert status.exit_code != 0 and "started" not in out
+    assert "can't fork: Resource temporarily unavailable" in err
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, script, resources=Resources(pids_limit=20)))
+    assert status.exit_code == 0 and "started" in out
+
+
+def running(driver: NativeDriver, cid: str) -> bool:
+    try:
+        return driver.get_pids_for_container(cid) != []
+    except NotRunningError:
+        return False
+
+
+def _cpu_seconds(driver: NativeDriver, cid: str, wall: float) -> float:
+    before = driver.stats(cid).cgroup_stats["cpu_stats"]["cpu_usage"]["total_usage"]  # type: ignore[index]
+    time.sleep(wall)
+    after = driver.stats(cid).cgroup_stats["cpu_stats"]["cpu_usage"]["total_usage"]  # type: ignore[index]
+    return float(after - before) / 1e9
+
+
+def test_cpu_quota_caps_cpu_time_and_stats_see_spinning(driver: NativeDriver, busybox_rootfs: Path,
+                                                         cid: str) -> None:
+    spin = "while :; do :; done"
+    thread, _ = start_in_background(driver, shell(cid, busybox_rootfs, spin,
+                                                  resources=Resources(cpu_quota=20000, cpu_period=100000)))
+    try:
+        capped = _cpu_seconds(driver, cid, 1.0)
+        throttled = driver.stats(cid).cgroup_stats["cpu_stats"]["throttling_data"]  # type: ignore[index]
+    finally:
+        driver.terminate(Command(id=cid))
+        thread.join(10)
+    other = f"{cid}-free"
+    thread, _ = start_in_background(driver, shell(other, busybox_rootfs, spin))
+    try:
+        free = _cpu_seconds(driver, other, 1.0)
+    finally:
+        driver.terminate(Command(id=other))
+        thread.join(10)
+        driver.clean(other)
+    assert 0.05 < capped < 0.35, capped  # 20% of one CPU over one second
+    assert throttled["throttled_periods"] > 0
+    assert free > 0.6, free
+
+
+def test_update_raises_and_lowers_limits_live(driver: NativeDriver, cid: str) -> None:
+    code = "import time; b = b'x' * (40 << 20); print('ready', flush=True); time.sleep(60)"
+    command = python(cid, code, resources=Resources(memory=128 * MiB, memory_swap=128 * MiB, pids_limit=50))
+    thread, _ = start_in_background(driver, command)
+    limit = cgroup_file("memory", cid, "memory.limit_in_bytes")
+    try:
+        wait_for(lambda: driver.stats(cid).cgroup_stats["memory_stats"]["usage"]["usage"] > 40 * MiB)  # type: ignore[index]
+        driver.update(Command(id=cid, resources=Resources(memory=256 * MiB, memory_swap=256 * MiB)))
+        assert limit.read_text().strip() == str(256 * MiB)
+        driver.update(Command(id=cid, resources=Resources(pids_limit=20)))
+        assert cgroup_file("pids", cid, "pids.max").read_text().strip() == "20"
+        assert limit.read_text().strip() == str(256 * MiB)  # 0 leaves a limit unchanged
+        driver.update(Command(id=cid, resources=Resources(memory=96 * MiB)))
+        assert limit.read_text().strip() == str(96 * MiB)
+        with pytest.raises(ExecDriverError, match=r"cannot lower the limit .* the old limit stays"):
+            driver.update(Command(id=cid, resources=Resources(memory=16 * MiB)))
+        assert limit.read_text().strip() == str(96 * MiB)
+        assert driver.stats(cid).memory_limit == 96 * MiB
+    finally:
+        driver.terminate(Command(id=cid))
+        thread.join(10)
+
+
+def test_stats_memory_grows_with_allocation(driver: NativeDriver, cid: str) -> None:
+    code = ("import sys, time; sys.stdin.read(1); b = b'x' * (64 << 20); print('grown', flush=True); "
+            "time.sleep(60)")
+    read_end, write_end = os.pipe()
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        with os.fdopen(read_end, "rb") as stdin:
+            from execdriver import Pipes
+
+            result["status"] = driver.run(python(cid, code), Pipes(stdin=stdin))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    try:
+        wait_for(lambda: running(driver, cid))
+        time.sleep(0.3)
+        before = driver.stats(cid)
+        os.write(write_end, b"g")
+        wait_for(lambda: driver.stats(cid).cgroup_stats["memory_stats"]["usage"]["usage"]  # type: ignore[index]
+                 > before.cgroup_stats["memory_stats"]["usage"]["usage"] + 60 * MiB)  # type: ignore[index]
+        after = driver.stats(cid)
+        assert after.system_usage > before.system_usage > 0
+        assert after.read > before.read
+        assert "rss" in after.cgroup_stats["memory_stats"]["stats"]  # type: ignore[index]
+        assert [i["name"] for i in after.interfaces or []] == ["lo"]
+        assert '"cgroup_stats":{"cpu_stats":{"cpu_usage":{"total_usage":' in after.to_json()
+    finally:
+        os.close(write_end)
+        driver.terminate(Command(id=cid))
+        thread.join(10)
+
+
+def test_pause_stops_and_unpause_resumes(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    thread, _ = start_in_background(driver, shell(cid, busybox_rootfs, "while :; do :; done"))
+    state = cgroup_file("freezer", cid, "freezer.state")
+    try:
+        driver.pause(Command(id=cid))
+        assert state.read_text().strip() == "FROZEN"
+        assert _cpu_seconds(driver, cid, 0.5) == 0.0
+        driver.unpause(Command(id=cid))
+        assert state.read_text().strip() == "THAWED"
+        assert _cpu_seconds(driver, cid, 0.5) > 0.2
+    finally:
+        driver.terminate(Command(id=cid))
+        thread.join(10)
+    with pytest.raises(NotRunningError):
+        driver.pause(Command(id=cid))
+    with pytest.raises(NotRunningError):
+        driver.unpause(Command(id=cid))
+    with pytest.raises(NotRunningError):
+        driver.stats(cid)
+
+
+def test_a_custom_cgroup_parent(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    parent = f"execdriver-test-{uuid.uuid4().hex[:8]}"
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, "grep memory /proc/self/cgroup", cgroup_parent=parent))
+    try:
+        assert status.exit_code == 0 and out.strip().endswith(f"/{parent}/{cid}")
+        # The engine's parent is the engine's: it stays, empty.
+        assert os.path.isdir(os.path.join(hierarchies()["memory"], parent))
+        assert not os.path.exists(os.path.join(hierarchies()["memory"], parent, cid))
+    finally:
+        for mount in set(hierarchies().values()):
+            if os.path.isdir(os.path.join(mount, parent)):
+                os.rmdir(os.path.join(mount, parent))
+
+
+def test_clean_after_the_api_process_and_its_fork_server_were_killed(state_root: Path, busybox_rootfs: Path,
+                                                                       cid: str) -> None:
+    # Both die by SIGKILL: the init dies with the fork server (parent-death
+    # signal); the cgroup and the state stay until clean(id) removes them.
+    program = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from execdriver import Command, Pipes, ProcessConfig, Resources
+from execdriver.native.driver import NativeDriver
+driver = NativeDriver(root={str(state_root)!r})
+command = Command(id={cid!r}, rootfs={str(busybox_rootfs)!r}, resources=Resources(pids_limit=10),
+                  process_config=ProcessConfig(entrypoint="sleep", arguments=["60"]))
+driver.run(command, Pipes())
+"""
+    api = subprocess.Popen([sys.executable, "-c", program])
+    memory_dir = cgroup_file("memory", cid, "")
+    deadline = time.monotonic() + 20
+    while not (memory_dir.is_dir() and (memory_dir / "cgroup.procs").read_text().strip()):
+        assert time.monotonic() < deadline and api.poll() is None
+        time.sleep(0.01)
+    servers = [int(p) for p in os.listdir("/proc") if p.isdigit() and process.parent(int(p)) == api.pid]
+    for pid in (*servers, api.pid):
+        os.kill(pid, signal.SIGKILL)
+    api.wait()
+    wait_for(lambda: not (memory_dir / "cgroup.procs").read_text().strip())
+    assert memory_dir.exists() and (state_root / cid).exists()  # what a crash leaves
+    with NativeDriver(root=str(state_root)) as driver:
+        driver.clean(cid)
+    assert not memory_dir.exists()
+    assert not (state_root / cid).exists()
+
+
+# -- the v2 manager, on a cgroup2 mount of our own ----------------------------------
+
+
+@pytest.fixture()
+def cgroup2_root(tmp_path: Path) -> Iterator[Path]:
+    """A cgroup2 mount of our own, and a parent cgroup of ours inside it."""
+    mount_point = tmp_path / "cgroup2"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(mount_point)], check=True)
+    parent = mount_point / f"execdriver-test-{uuid.uuid4().hex[:8]}"
+    parent.mkdir()
+    try:
+        yield parent
+    finally:
+        for directory in sorted((p for p in parent.rglob("*") if p.is_dir()), key=lambda p: -len(str(p))):
+            directory.rmdir()
+        parent.rmdir()
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_v2_freezer_process_list_and_kill(cgroup2_root: Path) -> None:
+    manager = V2Manager("box/one", str(cgroup2_root))
+    manager.create(Limits())
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        manager.add(sleeper.pid)
+        assert manager.pids() == [sleeper.pid]
+        manager.freeze()
+        assert manager.frozen() and "frozen 1" in (cgroup2_root / "box/one/cgroup.events").read_text()
+        manager.thaw()
+        assert not manager.frozen()
+        manager.kill()
+        assert sleeper.wait(10) == -signal.SIGKILL
+        assert manager.pids() == []
+        manager.destroy(parent_levels=1)
+        assert not (cgroup2_root / "box").exists()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def test_v2_limits_without_their_controller_are_refused(cgroup2_root: Path) -> None:
+    available = (cgroup2_root / "cgroup.controllers").read_text().split()
+    if "memory" in available:
+        pytest.skip("this host delegates the memory controller to cgroup2: the limit would apply")
+    manager = V2Manager("box", str(cgroup2_root))
+    with pytest.raises(CgroupError, match="offers no memory controller"):
+        manager.create(Limits(memory=64 * MiB))
+    assert not (cgroup2_root / "box").exists()
+
+
+@pytest.mark.skipif("memory" not in Path("/sys/fs/cgroup/unified/cgroup.controllers").read_text().split()
+                    if Path("/sys/fs/cgroup/unified/cgroup.controllers").exists() else True,
+                    reason="the cgroup2 memory and cpu controllers are bound to cgroup v1 on this host, "
+                           "so v2 memory.max and cpu.max cannot be applied here")
+def test_v2_memory_and_cpu_limits(cgroup2_root: Path) -> None:
+    manager = V2Manager("box", str(cgroup2_root))
+    manager.create(Limits(memory=64 * MiB, cpu_quota=50000, cpu_period=100000))
+    try:
+        assert (cgroup2_root / "box/memory.max").read_text().strip() == str(64 * MiB)
+        assert (cgroup2_root / "box/cpu.max").read_text().strip() == "50000 100000"
+    finally:
+        manager.destroy()
