@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from execdriver.linux.cgroups.v1 import hierarchies
+from execdriver.native.driver import NativeDriver
 
 CLI = [sys.executable, "-m", "execdriver"]
 
@@ -104,7 +105,41 @@ driver.run(Command(id={cid!r}, rootfs={str(busybox_rootfs)!r},
         time.sleep(0.01)
     os.kill(api.pid, signal.SIGKILL)
     api.wait()
-    memory = Path(hierarchies()["memory"]) / "execdriver" / cid
+    memory = Path(hierarchies().get("memory", "/nonexistent")) / "execdriver" / cid
     while os.path.exists(f"/proc/{pid}") or (state_root / cid).exists() or memory.exists():
         assert time.monotonic() < deadline, "container, cgroup or state outlived the killed API process"
         time.sleep(0.01)
+
+
+def test_stats_table_json_and_watch(driver: NativeDriver, busybox_rootfs: Path, state_root: Path,
+                                    cid: str) -> None:
+    from execdriver import Command
+    from tests.helpers import shell
+    from tests.test_run import start_in_background
+
+    thread, _ = start_in_background(driver, shell(cid, busybox_rootfs, "while :; do :; done"))
+    base = [*CLI, "--root", str(state_root), "stats"]
+    try:
+        table = subprocess.run([*base, cid], capture_output=True, text=True, timeout=30, check=True).stdout
+        header, row = table.strip().split("\n")
+        assert header.split()[:3] == ["CONTAINER", "CPU", "%"]
+        assert row.startswith(cid) and float(row.split()[1].rstrip("%")) > 20  # it spins
+        sample = json.loads(subprocess.run([*base, "--json", cid], capture_output=True, text=True, timeout=30,
+                                           check=True).stdout)
+        assert sample["cgroup_stats"]["pids_stats"]["current"] == 1
+        assert sample["cgroup_stats"]["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert sample["interfaces"][0]["name"] == "lo" and sample["system_usage"] > 0
+        watch = subprocess.Popen([*base, "--json", "--watch", "--interval", "0.1", cid], stdout=subprocess.PIPE,
+                                 text=True)
+        assert watch.stdout is not None
+        lines = [watch.stdout.readline() for _ in range(3)]
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 0
+        watch.stdout.close()
+        usages = [json.loads(line)["cgroup_stats"]["cpu_stats"]["cpu_usage"]["total_usage"] for line in lines]
+        assert usages == sorted(usages) and usages[0] < usages[-1]
+    finally:
+        driver.terminate(Command(id=cid))
+        thread.join(10)
+    gone = subprocess.run([*base, cid], capture_output=True, text=True, timeout=30, check=False)
+    assert gone.returncode == 125 and "not running" in gone.stderr

@@ -15,6 +15,7 @@ from execdriver.errors import ExecDriverError
 
 VERBS = {
     "sandbox": ("execdriver.cli.sandbox", "run a command in a new container, in the foreground"),
+    "stats": ("execdriver.cli.stats", "show a running container's resource use"),
 }
 OCI_VERBS = (
     "create", "start", "run", "exec", "kill", "delete", "state", "list", "ps",
