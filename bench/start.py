@@ -49,12 +49,13 @@ def private_mount_namespace() -> None:
         syscalls.mount("/dev/null", controllers, None, syscalls.MS_BIND)
 
 
-def make_bundle(directory: Path) -> Path:
+def make_bundle(directory: Path, args: list[str] | None = None) -> Path:
+    """A runc bundle of a busybox rootfs running ``args`` (default: true)."""
     make_busybox_rootfs(directory / "rootfs")
     subprocess.run(["runc", "spec"], cwd=directory, check=True)
     config = json.loads((directory / "config.json").read_text())
     config["process"]["terminal"] = False
-    config["process"]["args"] = ["true"]
+    config["process"]["args"] = args or ["true"]
     (directory / "config.json").write_text(json.dumps(config))
     return directory
 

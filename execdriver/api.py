@@ -29,6 +29,7 @@ from execdriver.errors import (
     NotRunningError,
     WaitTimeoutError,
 )
+from execdriver.gojson import go_json, rfc3339nano
 
 __all__ = [
     "Command",
@@ -199,22 +200,6 @@ def _decode_portmap(value: object, path: str) -> dict[str, list[PortBinding] | N
 def _is_port_range(text: str) -> bool:
     low, sep, high = text.partition("-")
     return bool(sep) and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536
-
-
-def go_json(obj: Any) -> str:
-    """Serialise like Go's json.Marshal: compact, UTF-8, HTML characters escaped."""
-    import json
-
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    for char, escape in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(char, escape)
-    return text
 
 
 # --------------------------------------------------------------------------
@@ -505,17 +490,7 @@ class ResourceStats:
         if self.cgroup_stats is not None or self.interfaces is not None:
             obj["cgroup_stats"] = self.cgroup_stats
             obj["interfaces"] = self.interfaces
-        obj["read"] = _rfc3339nano(self.read)
+        obj["read"] = rfc3339nano(self.read)
         obj["memory_limit"] = self.memory_limit
         obj["system_usage"] = self.system_usage
         return go_json(obj)
-
-
-def _rfc3339nano(moment: datetime.datetime) -> str:
-    text = moment.isoformat()
-    if "." in text[:26]:
-        head, _, rest = text.partition(".")
-        digits = rest[:6].rstrip("0")
-        text = head + ("." + digits if digits else "") + rest[6:]
-    return text.replace("+00:00", "Z")
-

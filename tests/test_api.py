@@ -189,3 +189,31 @@ def test_std_console_attaches_pipes() -> None:
                 raise AssertionError(f"descriptor {fd} still open")
             except OSError:
                 pass
+
+
+def test_go_json_matches_json_dumps_with_go_escaping() -> None:
+    from execdriver.gojson import go_json, rfc3339nano_now
+
+    value = {"a": [1, -2, 3.5, True, False, None], "s": "é\u2028<tag>&\"\\\n\x01", "n": {"": []}}
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028")):
+        expected = expected.replace(char, escape)
+    assert go_json(value) == expected
+    assert json.loads(go_json(value)) == value
+    stamp = rfc3339nano_now()
+    assert stamp.endswith("Z") and len(stamp) >= 20 and stamp[10] == "T"
+
+
+@pytest.mark.parametrize("text", ['{"a":1,"b":[1.5,true,null,"x\\u00e9"]}', "[]", '"s"', "3", ' {"k": {"z": -1e3}} '])
+def test_lean_json_loads_agrees_with_json(text: str) -> None:
+    from execdriver.gojson import loads
+
+    assert loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["{", '{"a":1} x', "", "nope"])
+def test_lean_json_loads_refuses_what_json_refuses(text: str) -> None:
+    from execdriver.gojson import loads
+
+    with pytest.raises(ValueError):
+        loads(text)

@@ -12,7 +12,7 @@ import os
 import sys
 
 from execdriver.cli.flags import Flag, UsageError
-from execdriver.linux import syscalls
+from execdriver.linux import signals
 
 SYNOPSIS = "execdriver sandbox [flags] [--] CMD [ARG...]"
 DESCRIPTION = "Run CMD in a new container, in the foreground, and exit with its status."
@@ -29,7 +29,7 @@ FLAGS = (
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 _FORWARDED = (
-    syscalls.SIGINT, syscalls.SIGTERM, syscalls.SIGHUP, syscalls.SIGQUIT, syscalls.SIGUSR1, syscalls.SIGUSR2,
+    signals.SIGINT, signals.SIGTERM, signals.SIGHUP, signals.SIGQUIT, signals.SIGUSR1, signals.SIGUSR2,
 )
 
 
@@ -77,7 +77,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             pass
 
     for signum in _FORWARDED:
-        syscalls.signal_handle(signum, forward)
+        signals.signal_handle(signum, forward)
     # This process runs one thread, so it clones the container itself, and
     # the container gets our own standard streams.
     sys.stdout.flush()

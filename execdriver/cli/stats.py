@@ -68,15 +68,13 @@ def _table(rows: list[tuple[str, ...]]) -> str:
                      for row in rows)
 
 
-def _json(container_id: str, sample: dict[str, Any]) -> str:
-    import datetime
+def _json(sample: dict[str, Any]) -> str:
+    """ResourceStats.to_json's text, without the dataclasses of the API."""
+    from execdriver.gojson import go_json, rfc3339nano_now
 
-    from execdriver.api import ResourceStats
-
-    stats = ResourceStats(cgroup_stats=sample["cgroup_stats"], interfaces=sample["interfaces"],
-                          read=datetime.datetime.now(datetime.UTC),
-                          memory_limit=sample["memory_limit"], system_usage=sample["system_usage"])
-    return stats.to_json()
+    return go_json({"cgroup_stats": sample["cgroup_stats"], "interfaces": sample["interfaces"],
+                    "read": rfc3339nano_now(), "memory_limit": sample["memory_limit"],
+                    "system_usage": sample["system_usage"]})
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
@@ -98,7 +96,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
                 time.sleep(min(interval, 0.2) if not options["watch"] else interval)
             after = container.stats(store, container_id)
             if options["json"]:
-                print(_json(container_id, after), flush=True)
+                print(_json(after), flush=True)
             else:
                 if options["watch"]:
                     print("\033[H\033[2J", end="")  # a fresh screen, as docker stats does

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from execdriver.linux import syscalls
+from execdriver.linux import signals
 
 
 def _stat(pid: int) -> list[bytes] | None:
@@ -61,7 +61,7 @@ def send_signal(pid: int, started: int, signum: int) -> bool:
     try:
         if start_time(pid) != started:
             return False
-        syscalls.pidfd_send_signal(pidfd, signum)
+        signals.pidfd_send_signal(pidfd, signum)
         return True
     except ProcessLookupError:
         return False

@@ -12,7 +12,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    pass
 
 # mount(2) flags
 MS_RDONLY = 0x1
@@ -190,38 +190,3 @@ def loopback_up() -> None:
             raise _fail("ioctl(SIOCSIFFLAGS)", "lo")
     finally:
         _close(fd)
-
-
-# Signals, through the signal module's C core: the signal module itself
-# imports enum, which costs milliseconds on the CLI's start path.
-import _signal  # type: ignore[import-not-found]  # noqa: E402
-
-SIGHUP: int = _signal.SIGHUP
-SIGINT: int = _signal.SIGINT
-SIGQUIT: int = _signal.SIGQUIT
-SIGKILL: int = _signal.SIGKILL
-SIGUSR1: int = _signal.SIGUSR1
-SIGUSR2: int = _signal.SIGUSR2
-SIGPIPE: int = _signal.SIGPIPE
-SIGTERM: int = _signal.SIGTERM
-SIGXFSZ: int = _signal.SIGXFSZ
-
-
-def signal_default(signum: int) -> None:
-    _signal.signal(signum, _signal.SIG_DFL)
-
-
-def signal_ignore(signum: int) -> None:
-    _signal.signal(signum, _signal.SIG_IGN)
-
-
-def signal_handle(signum: int, handler: Callable[[int, object], None]) -> None:
-    _signal.signal(signum, handler)
-
-
-def unblock_all_signals() -> None:
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-
-
-def pidfd_send_signal(pidfd: int, signum: int) -> None:
-    _signal.pidfd_send_signal(pidfd, signum)

@@ -31,7 +31,6 @@ import time
 
 from execdriver.errors import ContainerError, NotRunningError
 from execdriver.linux import cgroups, process
-from execdriver.native import init
 from execdriver.native.state import State, StateStore
 
 TYPE_CHECKING = False
@@ -55,6 +54,8 @@ def exit_code(status: int) -> int:
 
 
 def _expect(status: int, expected: bytes, container_id: str) -> None:
+    from execdriver.native import init
+
     message = os.read(status, 65536)
     if message == expected:
         return
@@ -81,6 +82,8 @@ def run(
     readable, calling each watch's callback when its descriptor fires;
     without it the descriptors belong to the process alone.
     """
+    from execdriver.native import init  # run only: kill, stats and pids need no ctypes
+
     container_id: str = launch_spec["id"]
     cgroup_spec = launch_spec["cgroup"]
     state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1

@@ -28,7 +28,7 @@ import os
 import select
 import socket
 
-from execdriver.linux import syscalls
+from execdriver.linux import signals, syscalls
 from execdriver.native import init
 from execdriver.native.spawn import clone_init
 
@@ -161,7 +161,7 @@ class _Server:
         if self.blank is not None:
             _discard(self.blank)
         for child in self.children.values():
-            syscalls.pidfd_send_signal(child.pidfd, syscalls.SIGKILL)
+            signals.pidfd_send_signal(child.pidfd, signals.SIGKILL)
         for pidfd in list(self.children):
             child = self.children[pidfd]
             self.reap(pidfd)
@@ -184,7 +184,7 @@ def _exited(pidfd: int) -> bool:
 
 def _discard(blank: _Blank) -> None:
     blank.channel.close()  # end of file: the blank exits
-    syscalls.pidfd_send_signal(blank.pidfd, syscalls.SIGKILL)
+    signals.pidfd_send_signal(blank.pidfd, signals.SIGKILL)
     os.waitpid(blank.pid, 0)
     os.close(blank.pidfd)
 
@@ -193,7 +193,7 @@ def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...]) -> NoRetu
     """In the blank init: wait for a spec and its descriptors, then be that init."""
     gc.disable()
     try:
-        syscalls.set_pdeathsig(syscalls.SIGKILL)
+        syscalls.set_pdeathsig(signals.SIGKILL)
         for fd in inherited:
             os.close(fd)
         message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 5)
@@ -206,5 +206,5 @@ def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...]) -> NoRetu
 
 
 def main(control_fd: int) -> None:
-    syscalls.signal_ignore(syscalls.SIGINT)
+    signals.signal_ignore(signals.SIGINT)
     _Server(socket.socket(fileno=control_fd)).serve()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from execdriver.linux import capabilities, rootfs, syscalls, users
+from execdriver.linux import capabilities, rootfs, signals, syscalls, users
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
     """Set the container up, wait for the go, exec. Never returns."""
     go, status = sync
     try:
-        syscalls.set_pdeathsig(syscalls.SIGKILL)
+        syscalls.set_pdeathsig(signals.SIGKILL)
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         # Every other descriptor, inherited from our parent, closes on exec:
@@ -118,9 +118,9 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         os.setsid()
         # execve resets handled signals but keeps ignored ones: Python
         # ignores SIGPIPE and SIGXFSZ, the fork server SIGINT.
-        for signum in (syscalls.SIGPIPE, syscalls.SIGXFSZ, syscalls.SIGINT):
-            syscalls.signal_default(signum)
-        syscalls.unblock_all_signals()
+        for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT):
+            signals.signal_default(signum)
+        signals.unblock_all_signals()
         os.umask(0)
         executable, user, env = _prepare(spec)
         os.write(status, READY)

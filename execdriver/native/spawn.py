@@ -22,7 +22,7 @@ import os
 import sys
 
 from execdriver.errors import ContainerError
-from execdriver.linux import syscalls
+from execdriver.linux import signals, syscalls
 
 TYPE_CHECKING = False  # typing, subprocess, threading: not on the CLI's start path
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class _DirectLaunch:
 
 def _kill_pidfd(pidfd: int) -> None:
     try:
-        syscalls.pidfd_send_signal(pidfd, syscalls.SIGKILL)
+        signals.pidfd_send_signal(pidfd, signals.SIGKILL)
     except ProcessLookupError:
         pass
 

@@ -18,12 +18,8 @@ import fcntl
 import os
 import time
 
-try:  # json's own C string encoder: the json package would pull in re
-    from _json import encode_basestring_ascii as _quote
-except ImportError:  # pragma: no cover - other interpreters
-    from json.encoder import py_encode_basestring_ascii as _quote
-
 from execdriver.errors import ConfigError, ContainerExistsError, NotRunningError
+from execdriver.gojson import ascii_json, loads
 from execdriver.linux import process
 
 TYPE_CHECKING = False
@@ -118,16 +114,14 @@ class StateStore:
     def _write(path: str, state: State) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, _flat_json(state.as_dict()).encode())
+            os.write(fd, ascii_json(state.as_dict()).encode())
         finally:
             os.close(fd)
 
     def load(self, container_id: str) -> State | None:
         try:
-            import json
-
             with open(os.path.join(self.path(container_id), "state.json"), encoding="utf-8") as handle:
-                raw = json.load(handle)
+                raw = loads(handle.read())
         except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
         return State(**{k: v for k, v in raw.items() if k in State.FIELDS})
@@ -147,12 +141,6 @@ class StateStore:
             return sorted(name for name in os.listdir(self.root) if _valid_id(name))
         except FileNotFoundError:
             return []
-
-
-def _flat_json(values: dict[str, object]) -> str:
-    """JSON of a flat dict of strings and numbers, without importing json."""
-    items = (f"{_quote(key)}:{_quote(v) if isinstance(v, str) else repr(v)}" for key, v in values.items())
-    return "{" + ",".join(items) + "}"
 
 
 class _Lock:
