@@ -48,6 +48,25 @@ def make_busybox_rootfs(path: Path) -> Path:
     return path
 
 
+def _runtime_cgroups() -> set[str]:
+    base = "/sys/fs/cgroup"
+    found = set()
+    for hierarchy in os.listdir(base) if os.path.isdir(base) else ():
+        parent = os.path.join(base, hierarchy, "execdriver")
+        if os.path.isdir(parent):
+            found.update(os.path.join(parent, name) for name in os.listdir(parent)
+                         if os.path.isdir(os.path.join(parent, name)))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_cgroup_left_by_the_suite() -> Iterator[None]:
+    """Every container cgroup the tests made is gone when they end."""
+    before = _runtime_cgroups()
+    yield
+    assert _runtime_cgroups() - before == set()
+
+
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not os.path.exists(BUSYBOX):

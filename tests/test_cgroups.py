@@ -61,7 +61,8 @@ def test_every_container_is_in_its_cgroup(driver: NativeDriver, busybox_rootfs: 
 
 def test_limits_reach_the_cgroup_files(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     resources = Resources(memory=64 * MiB, memory_reservation=32 * MiB, memory_swap=64 * MiB, cpu_shares=512,
-                          cpu_quota=50000, cpu_period=100000, cpuset_cpus="0", cpuset_mems="0", pids_limit=42)
+                          cpu_quota=50000, cpu_period=100000, cpuset_cpus="0", cpuset_mems="0", pids_limit=42,
+                          oom_kill_disable=True)
     seen: dict[str, str] = {}
 
     def read_files(_config: ProcessConfig, _pid: int, _oom: OOMEvents) -> None:
@@ -70,6 +71,7 @@ def test_limits_reach_the_cgroup_files(driver: NativeDriver, busybox_rootfs: Pat
                                  ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"),
                                  ("cpuset", "cpuset.cpus"), ("pids", "pids.max")):
             seen[name] = cgroup_file(controller, cid, name).read_text().strip()
+        seen["oom_kill_disable"] = cgroup_file("memory", cid, "memory.oom_control").read_text().split()[1]
 
     status, out, _ = run(driver, shell(cid, busybox_rootfs, "nproc", resources=resources),
                          hooks=Hooks(pre_start=[read_files]))
@@ -78,7 +80,7 @@ def test_limits_reach_the_cgroup_files(driver: NativeDriver, busybox_rootfs: Pat
     assert seen == {
         "memory.limit_in_bytes": str(64 * MiB), "memory.soft_limit_in_bytes": str(32 * MiB),
         "memory.memsw.limit_in_bytes": str(64 * MiB), "cpu.shares": "512", "cpu.cfs_quota_us": "50000",
-        "cpu.cfs_period_us": "100000", "cpuset.cpus": "0", "pids.max": "42",
+        "cpu.cfs_period_us": "100000", "cpuset.cpus": "0", "pids.max": "42", "oom_kill_disable": "1",
     }
 
 
