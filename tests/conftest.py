@@ -50,7 +50,7 @@ def make_busybox_rootfs(path: Path) -> Path:
 
 def _runtime_cgroups() -> set[str]:
     base = "/sys/fs/cgroup"
-    found = set()
+    found: set[str] = set()
     for hierarchy in os.listdir(base) if os.path.isdir(base) else ():
         parent = os.path.join(base, hierarchy, "execdriver")
         if os.path.isdir(parent):

@@ -101,14 +101,19 @@ def run(
         finally:
             os.close(go_read)
             os.close(status_write)
-        # While the init builds its rootfs: its cgroup, with the limits.
+        # While the init builds its rootfs: its cgroup, with the limits. On
+        # v1 the init joins by itself (init.py says why); on v2 we move it.
         cgroup.create(cgroups.Limits(**cgroup_spec["limits"]))  # 3
         try:
-            cgroup.add(launch.pid)
+            if not cgroup_spec["join"]:
+                cgroup.add(launch.pid)
+            os.write(go_write, init.CGROUP)
         except cgroups.CgroupError as err:
             if err.errno != errno.ESRCH:
                 raise
             # The init already failed; its own message follows on the pipe.
+        except BrokenPipeError:
+            pass  # likewise
         state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
         store.save(state)
         watches = _oom_watches(cgroup, on_oom, ours)

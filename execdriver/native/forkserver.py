@@ -1,7 +1,8 @@
 """The fork server: a single-threaded interpreter that clones container inits.
 
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
-control socket. Each request is one message: the launch spec as JSON, with
+control socket. Each request is one message: the clone flags in decimal, a
+space and the launch spec as JSON, with
 six descriptors (reply socket, the init's two sync pipe ends, stdin, stdout,
 stderr). It answers on the reply socket with ``P<pid>`` and the init's pidfd
 (or ``E<error>``) at once, and ``X<wait status>`` when that init exits; the
@@ -38,12 +39,11 @@ if TYPE_CHECKING:
 
 
 class _Child:
-    def __init__(self, pid: int, pidfd: int, reply: socket.socket, spec: dict[str, Any]) -> None:
+    def __init__(self, pid: int, pidfd: int, reply: socket.socket, spec: bytes) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.reply = reply
-        self.state_dir: str = spec.get("state_dir", "")
-        self.cgroup: dict[str, Any] = spec.get("cgroup", {})
+        self.spec = spec  # parsed only if the server must clean up after it
 
 
 class _Blank:
@@ -96,12 +96,12 @@ class _Server:
             return False
         reply = socket.socket(fileno=fds[0])
         try:
-            spec: dict[str, Any] = json.loads(message)
-            flags = spec["clone_flags"]
+            flags_text, _, spec = message.partition(b" ")
+            flags = int(flags_text)
             blank = self._take_blank(flags)
             if blank is not None:
                 try:
-                    socket.send_fds(blank.channel, [message], fds[1:])
+                    socket.send_fds(blank.channel, [spec], fds[1:])
                 except OSError:  # the blank died: clone afresh
                     _discard(blank)
                     blank = None
@@ -109,7 +109,7 @@ class _Server:
                 blank.channel.close()
                 pid, pidfd = blank.pid, blank.pidfd
             else:
-                pid, pidfd = clone_init(spec, (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
+                pid, pidfd = clone_init(json.loads(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
                                         (*self._ours(), reply.fileno()))
         except Exception as err:  # noqa: BLE001 - reported to the caller
             reply.send(b"E" + str(err).encode())
@@ -163,17 +163,17 @@ class _Server:
         for child in self.children.values():
             signals.pidfd_send_signal(child.pidfd, signals.SIGKILL)
         for pidfd in list(self.children):
-            child = self.children[pidfd]
+            spec: dict[str, Any] = json.loads(self.children[pidfd].spec)
             self.reap(pidfd)
             try:
-                if child.cgroup:
-                    cgroup = cgroups.manager(child.cgroup["path"])
+                if spec.get("cgroup"):
+                    cgroup = cgroups.manager(spec["cgroup"]["path"])
                     cgroup.kill()
-                    cgroup.destroy(child.cgroup["parent_levels"])
+                    cgroup.destroy(spec["cgroup"]["parent_levels"])
             except cgroups.CgroupError:
                 continue  # the state stays, so that clean(id) finds the cgroup
-            if child.state_dir:
-                remove_tree(child.state_dir)
+            if spec.get("state_dir"):
+                remove_tree(spec["state_dir"])
 
 
 def _exited(pidfd: int) -> bool:

@@ -4,7 +4,9 @@ It runs in a copy of a single-threaded process (the fork server, or the
 CLI), already inside the new namespaces. It talks to the driver over two
 pipes, ``sync = (go, status)``:
 
-    init -> driver   b"R"            rootfs ready, user process resolved
+    driver -> init   b"C"            the cgroup exists: the init joins it
+    init -> driver   b"R"            rootfs ready, in its cgroup, user
+                                     process resolved
     driver -> init   b"G"            hooks ran, go ahead and exec
     init -> driver   b"E" + message  a step failed; init exits 1
     (end of file)                    execve succeeded: CLOEXEC closed status
@@ -25,6 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+CGROUP = b"C"
 READY = b"R"
 GO = b"G"
 ERROR = b"E"
@@ -98,6 +101,23 @@ def _enter_user(user: users.User, cwd: str, keep: list[int], last_cap: int) -> N
         raise InitError(f"working directory {cwd}: resolves outside the container's rootfs") from None
 
 
+def _join_cgroup(hierarchies: list[int], join: list[tuple[str, str]]) -> None:
+    """Move this (single-threaded) process into its v1 cgroups by itself.
+
+    Writing "0" to a ``tasks`` file moves the writer alone, which the kernel
+    does without the global threadgroup lock that a write of a pid to
+    cgroup.procs takes: that lock waits for an RCU grace period, often
+    10-30 ms, on every start.
+    """
+    for directory, (_, tasks) in zip(hierarchies, join, strict=True):
+        fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC, dir_fd=directory)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        os.close(directory)
+
+
 def _report(status: int, message: str) -> None:
     try:
         os.write(status, ERROR + message.encode("utf-8", "replace")[:4000])
@@ -122,7 +142,14 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             signals.signal_default(signum)
         signals.unblock_all_signals()
         os.umask(0)
+        # Directories of the host's cgroup hierarchies, opened before the
+        # pivot hides them; closed before exec (and close-on-exec anyway).
+        hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                       for mount, _ in spec["cgroup"]["join"]]
         executable, user, env = _prepare(spec)
+        if os.read(go, 1) != CGROUP:
+            os._exit(1)
+        _join_cgroup(hierarchies, spec["cgroup"]["join"])
         os.write(status, READY)
         if os.read(go, 1) != GO:
             os._exit(1)

@@ -180,7 +180,9 @@ class ForkServerSpawner:
         control = self._start()
         reply, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            payload = json.dumps(spec).encode()
+            # The clone flags lead, so that the server can hand a blank init
+            # the spec without parsing it.
+            payload = b"%d " % spec["clone_flags"] + json.dumps(spec).encode()
             try:
                 socket.send_fds(control, [payload], [server_end.fileno(), *sync, *stdio])
             finally:

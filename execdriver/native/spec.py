@@ -13,7 +13,7 @@ import os
 import posixpath
 
 from execdriver.errors import ConfigError
-from execdriver.linux import capabilities, syscalls
+from execdriver.linux import capabilities, cgroups, syscalls
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.rootfs import HOST_VIEW_SKIP
 from execdriver.native.init import DEFAULT_PATH
@@ -181,12 +181,23 @@ def launch_spec(
 
 
 def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, Any]:
-    """Where the cgroup goes; the runtime's own parent is removed when empty."""
+    """Where the cgroup goes; the runtime's own parent is removed when empty.
+
+    ``join`` lists, on cgroup v1, each hierarchy's mount point and the path
+    of the container's ``tasks`` file in it: the init joins them itself.
+    """
+    parent_levels = 0
     if not path:
-        return {"path": f"{DEFAULT_CGROUP_PARENT}/{container_id}", "parent_levels": 1, "limits": limits}
-    if ".." in path.split("/") or not path.strip("/"):
+        path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
+    elif ".." in path.split("/") or not path.strip("/"):
         raise ConfigError(f"cgroup_parent: {path!r} does not name a cgroup below the root")
-    return {"path": path.strip("/"), "parent_levels": 0, "limits": limits}
+    path = path.strip("/")
+    join = []
+    if cgroups.version() == 1:
+        from execdriver.linux.cgroups.v1 import mounts
+
+        join = [(mount, f"{path}/tasks") for mount in dict.fromkeys(mounts().values())]
+    return {"path": path, "parent_levels": parent_levels, "limits": limits, "join": join}
 
 
 def limits_of(resources: Resources | None) -> dict[str, Any]:

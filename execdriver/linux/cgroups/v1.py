@@ -38,7 +38,8 @@ def hierarchies() -> dict[str, str]:
 _hierarchies: dict[str, str] = {}
 
 
-def _mounts() -> dict[str, str]:
+def mounts() -> dict[str, str]:
+    """hierarchies(), read once per process."""
     if not _hierarchies:
         _hierarchies.update(hierarchies())
     return _hierarchies
@@ -49,7 +50,7 @@ class V1Manager(Manager):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        self.dirs = {name: os.path.join(mount, self.path) for name, mount in _mounts().items()}
+        self.dirs = {name: os.path.join(mount, self.path) for name, mount in mounts().items()}
         if "memory" not in self.dirs or "freezer" not in self.dirs:
             raise CgroupError("cgroup v1: this host mounts no memory or freezer hierarchy")
 
@@ -82,7 +83,7 @@ class V1Manager(Manager):
     def _inherit_cpuset(self) -> None:
         # A new v1 cpuset is empty and admits no task: copy the parent's,
         # from the hierarchy's root down.
-        mount = _mounts()["cpuset"]
+        mount = mounts()["cpuset"]
         directory = mount
         for part in self.path.split("/"):
             parent, directory = directory, os.path.join(directory, part)
