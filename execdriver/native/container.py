@@ -96,14 +96,16 @@ def run(
         go_read, go_write = os.pipe2(os.O_CLOEXEC)
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
         ours += (go_write, status_read)
+        limits = cgroups.Limits(**cgroup_spec["limits"])
         try:
-            launch = spawner.spawn(launch_spec, (go_read, status_write), stdio)  # 2
+            # While the init is cloned and builds its rootfs: its cgroup,
+            # with the limits. On v1 the init joins by itself (init.py says
+            # why); on v2 we move it.
+            launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 2
+                                   meanwhile=lambda: cgroup.create(limits))  # 3
         finally:
             os.close(go_read)
             os.close(status_write)
-        # While the init builds its rootfs: its cgroup, with the limits. On
-        # v1 the init joins by itself (init.py says why); on v2 we move it.
-        cgroup.create(cgroups.Limits(**cgroup_spec["limits"]))  # 3
         try:
             if not cgroup_spec["join"]:
                 cgroup.add(launch.pid)

@@ -82,8 +82,7 @@ def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
     return _find_executable(spec["argv"][0], env), user, environ
 
 
-def _enter_user(user: users.User, cwd: str, keep: list[int], last_cap: int) -> None:
-    capabilities.drop_bounding(keep, last_cap)
+def _enter_user(user: users.User, cwd: str, keep: list[int]) -> None:
     os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
@@ -147,6 +146,9 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                        for mount, _ in spec["cgroup"]["join"]]
         executable, user, env = _prepare(spec)
+        # Out of the bounding set now, while the driver still works on the
+        # cgroup: what stays effective is all the init needs until exec.
+        capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
         if os.read(go, 1) != CGROUP:
             os._exit(1)
         _join_cgroup(hierarchies, spec["cgroup"]["join"])
@@ -154,7 +156,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         if os.read(go, 1) != GO:
             os._exit(1)
         os.umask(0o022)
-        _enter_user(user, spec["cwd"], spec["capabilities"], spec["last_cap"])
+        _enter_user(user, spec["cwd"], spec["capabilities"])
         os.execve(executable, spec["argv"], env)
     except InitError as err:
         _report(status, str(err))

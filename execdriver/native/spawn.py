@@ -28,6 +28,7 @@ TYPE_CHECKING = False  # typing, subprocess, threading: not on the CLI's start p
 if TYPE_CHECKING:
     import socket
     import subprocess
+    from collections.abc import Callable
     from typing import Any, Protocol
 else:
     Protocol = object
@@ -49,7 +50,10 @@ class Launch(Protocol):
 
 
 class Spawner(Protocol):
-    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> Launch: ...
+    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
+              meanwhile: Callable[[], None] | None = None) -> Launch:
+        """Start the init; ``meanwhile`` runs while the clone is under way."""
+
 
     def close(self) -> None: ...
 
@@ -71,6 +75,29 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
                 pass
         init.run(spec, sync, stdio)
     return pid, pidfd
+
+
+def _attempt(action: Callable[[], None] | None) -> BaseException | None:
+    try:
+        if action is not None:
+            action()
+    except BaseException as err:  # noqa: BLE001 - raised once the init is reaped
+        return err
+    return None
+
+
+def _finish(launch: Launch, meanwhile: Callable[[], None] | None,
+            failure: BaseException | None = None) -> Launch:
+    """Run ``meanwhile``; if it (or an earlier one) failed, the init goes."""
+    failure = failure or _attempt(meanwhile)
+    if failure is None:
+        return launch
+    launch.kill()
+    try:
+        launch.reap()
+    finally:
+        launch.close()
+    raise failure
 
 
 class _DirectLaunch:
@@ -103,12 +130,13 @@ def _kill_pidfd(pidfd: int) -> None:
 class DirectSpawner:
     """Clone from this process: only for single-threaded callers."""
 
-    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> Launch:
+    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
+              meanwhile: Callable[[], None] | None = None) -> Launch:
         threading = sys.modules.get("threading")  # not imported: surely one thread
         if threading is not None and threading.active_count() > 1:
             raise ContainerError("DirectSpawner needs a single-threaded process; use the fork server")
         pid, pidfd = clone_init(spec, sync, stdio)
-        return _DirectLaunch(pid, pidfd)
+        return _finish(_DirectLaunch(pid, pidfd), meanwhile)
 
     def close(self) -> None:
         pass
@@ -173,7 +201,8 @@ class ForkServerSpawner:
                 self._control = ours
             return self._control
 
-    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> Launch:
+    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
+              meanwhile: Callable[[], None] | None = None) -> Launch:
         import json
         import socket
 
@@ -187,12 +216,17 @@ class ForkServerSpawner:
                 socket.send_fds(control, [payload], [server_end.fileno(), *sync, *stdio])
             finally:
                 server_end.close()
+        except OSError as err:
+            reply.close()
+            raise ContainerError(f"the fork server is gone: {err}") from None
+        failure = _attempt(meanwhile)  # while the server clones
+        try:
             message, fds, _, _ = socket.recv_fds(reply, 65536, 1)
         except OSError as err:
             reply.close()
             raise ContainerError(f"the fork server is gone: {err}") from None
         if message.startswith(b"P") and len(fds) == 1:
-            return _ServerLaunch(int(message[1:]), fds[0], reply)
+            return _finish(_ServerLaunch(int(message[1:]), fds[0], reply), None, failure)
         for fd in fds:
             os.close(fd)
         reply.close()
