@@ -535,3 +535,21 @@ def test_fork_server_survives_a_dead_blank(driver: NativeDriver, busybox_rootfs:
     wait_for(lambda: all(process.is_zombie(pid) for pid in blanks))
     status, out, _ = run(driver, shell(cid, busybox_rootfs, "echo again"))
     assert status.exit_code == 0 and out == "again\n"
+
+
+def test_a_rootfs_mounted_after_the_blank_was_cloned(driver: NativeDriver, busybox_rootfs: Path,
+                                                     tmp_path: Path, cid: str) -> None:
+    # Engines mount the rootfs (containerd's overlay) just before the start:
+    # the fork server's blank init, cloned earlier, must still see it.
+    run(driver, shell(cid, busybox_rootfs, "true"))  # the server now holds a blank
+    mount_point = tmp_path / "fresh-rootfs"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=True)
+    try:
+        subprocess.run(["cp", "-a", f"{busybox_rootfs}/.", str(mount_point)], check=True)
+        (mount_point / "marker").write_text("fresh")
+        status, out, err = run(driver, shell(cid, mount_point, "cat /marker"))
+        assert status.exit_code == 0, err
+        assert out == "fresh"
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)

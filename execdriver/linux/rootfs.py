@@ -20,7 +20,6 @@ from execdriver.linux.syscalls import (
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
-    MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
@@ -180,9 +179,11 @@ def _setup_dev(root: str) -> None:
 
 
 def setup(spec: dict[str, Any]) -> None:
-    """Assemble the rootfs that ``spec`` describes and pivot into it."""
-    # Nothing mounted from here on may propagate back to the host.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    """Assemble the rootfs that ``spec`` describes and pivot into it.
+
+    The caller has made every mount private (init.detach): nothing mounted
+    here propagates back to the host.
+    """
     root: str = spec["mountpoint"]
     _setup_root(spec["root"], root)
     _mount_at(root, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)

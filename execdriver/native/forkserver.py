@@ -77,9 +77,11 @@ class _Server:
     def _clone_blank(self, flags: int) -> None:
         channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         inherited = (*self._ours(), channel.fileno())
-        pid, pidfd = syscalls.clone(flags)
+        # Every namespace but the mount namespace: that one the blank makes
+        # when its spec comes, so that it sees the host's mounts of then.
+        pid, pidfd = syscalls.clone(flags & ~syscalls.CLONE_NEWNS)
         if pid == 0:
-            _wait_as_blank(theirs, inherited)
+            _wait_as_blank(theirs, inherited, flags)
         theirs.close()
         self.blank = _Blank(pid, pidfd, flags, channel)
 
@@ -189,17 +191,17 @@ def _discard(blank: _Blank) -> None:
     os.close(blank.pidfd)
 
 
-def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...]) -> NoReturn:
-    """In the blank init: wait for a spec and its descriptors, then be that init."""
+def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: int) -> NoReturn:
+    """In the blank init: do what any init does, wait for a spec, be that init."""
     gc.disable()
     try:
-        syscalls.set_pdeathsig(signals.SIGKILL)
         for fd in inherited:
             os.close(fd)
+        init.detach(flags)
         message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 5)
         channel.close()
         if message and len(fds) == 5:
-            init.run(json.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]))
+            init.run(json.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), detached=True)
     except BaseException:  # noqa: BLE001 - a blank that fails just exits; its user sees EOF
         pass
     os._exit(1)

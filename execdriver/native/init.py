@@ -63,8 +63,6 @@ def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
         raise InitError(f"rootfs: {err}") from None
     if spec["hostname"]:
         syscalls.sethostname(spec["hostname"])
-    if spec["clone_flags"] & syscalls.CLONE_NEWNET:
-        syscalls.loopback_up()
     try:
         user = users.resolve(spec["user"])
     except users.UserError as err:
@@ -124,23 +122,48 @@ def _report(status: int, message: str) -> None:
         pass
 
 
-def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]) -> NoReturn:
-    """Set the container up, wait for the go, exec. Never returns."""
+def detach(clone_flags: int) -> None:
+    """What the init does whatever its container: a blank init does it ahead.
+
+    Dies with its parent; leaves the caller's session; default signal
+    dispositions; in a new network namespace, ``lo`` is up. (The mount
+    namespace is the spec's business: a blank must see the host's mounts
+    as they are when its container comes, not when it was cloned.)
+    """
+    syscalls.set_pdeathsig(signals.SIGKILL)
+    os.setsid()
+    # execve resets handled signals but keeps ignored ones: Python ignores
+    # SIGPIPE and SIGXFSZ, the fork server SIGINT.
+    for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT):
+        signals.signal_default(signum)
+    signals.unblock_all_signals()
+    os.umask(0)
+    if clone_flags & syscalls.CLONE_NEWNET:
+        syscalls.loopback_up()
+
+
+def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
+        detached: bool = False) -> NoReturn:
+    """Set the container up, wait for the go, exec. Never returns.
+
+    ``detached``: :func:`detach` already ran (a blank init, cloned without
+    a mount namespace, which it makes now from the host's current one).
+    """
     go, status = sync
     try:
-        syscalls.set_pdeathsig(signals.SIGKILL)
+        if detached:
+            if spec["clone_flags"] & syscalls.CLONE_NEWNS:
+                syscalls.unshare(syscalls.CLONE_NEWNS)
+        else:
+            detach(spec["clone_flags"])
+        if spec["clone_flags"] & syscalls.CLONE_NEWNS:
+            # Nothing mounted from here on may propagate back to the host.
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         # Every other descriptor, inherited from our parent, closes on exec:
         # no host descriptor reaches the container (CVE-2024-21626).
         syscalls.close_range_cloexec(3)
-        os.setsid()
-        # execve resets handled signals but keeps ignored ones: Python
-        # ignores SIGPIPE and SIGXFSZ, the fork server SIGINT.
-        for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT):
-            signals.signal_default(signum)
-        signals.unblock_all_signals()
-        os.umask(0)
         # Directories of the host's cgroup hierarchies, opened before the
         # pivot hides them; closed before exec (and close-on-exec anyway).
         hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
