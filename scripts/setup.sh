@@ -6,7 +6,8 @@
 #   scripts/setup.sh test [ARGS] install, then lint, type-check and run the tests
 #
 # Debian packages: busybox-static (a static busybox for the tests' root
-# filesystems), runc and crun (the peers that bench/ measures against).
+# filesystems), runc and crun (the peers that bench/ measures against),
+# python3 and python3-venv (the interpreter; see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-demo}
@@ -17,7 +18,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages=(busybox-static runc crun)
+# python3-venv: the virtual environment, on Debian's own interpreter.
+packages=(busybox-static runc crun python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -27,9 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The real interpreter, not a version-manager shim: every CLI start pays for it.
-python=${PYTHON:-python3}
+# Debian's interpreter (statically linked, built with PGO and LTO) starts
+# and runs faster than a shared-library build such as pyenv's, and every
+# CLI start pays for it. Never a version-manager shim. PYTHON overrides.
+python=${PYTHON:-/usr/bin/python3}
 python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup.sh: $python is older than 3.11" >&2; exit 1; }
+if [ -f .venv/pyvenv.cfg ] && ! grep -qx "executable = $python" .venv/pyvenv.cfg; then
+    rm -rf .venv  # made with another interpreter
+fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
