@@ -1,8 +1,9 @@
 """The fork server: a single-threaded interpreter that clones container inits.
 
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
-control socket. Each request is one message: the clone flags in decimal, a
-space and the launch spec as JSON, with
+control socket. Each request is one message: the spec's profile (clone
+flags and capabilities, see spawn.profile), a space and the launch spec in
+marshal's format, with
 six descriptors (reply socket, the init's two sync pipe ends, stdin, stdout,
 stderr). It answers on the reply socket with ``P<pid>`` and the init's pidfd
 (or ``E<error>``) at once, and ``X<wait status>`` when that init exits; the
@@ -10,7 +11,7 @@ server is the init's parent and so the one that reaps it.
 
 Creating namespaces is the largest single cost of a start, so the server
 keeps one *blank* init ready: cloned into fresh namespaces ahead of time,
-waiting for a spec and nothing else. A request with the blank's clone flags
+waiting for a spec and nothing else. A request with the blank's profile
 gets the blank (it has never run anything); the server clones the next
 blank once the request is answered, while the container sets itself up.
 Its idle cost is one sleeping process and an empty set of namespaces.
@@ -24,12 +25,12 @@ the server itself is killed, each init dies with it (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import gc
-import json
+import marshal
 import os
 import select
 import socket
 
-from execdriver.linux import signals, syscalls
+from execdriver.linux import capabilities, signals, syscalls
 from execdriver.native import init
 from execdriver.native.spawn import clone_init
 
@@ -49,10 +50,10 @@ class _Child:
 class _Blank:
     """An init cloned ahead of time, waiting on ``channel`` for its spec."""
 
-    def __init__(self, pid: int, pidfd: int, flags: int, channel: socket.socket) -> None:
+    def __init__(self, pid: int, pidfd: int, profile: bytes, channel: socket.socket) -> None:
         self.pid = pid
         self.pidfd = pidfd
-        self.flags = flags
+        self.profile = profile
         self.channel = channel
 
 
@@ -63,7 +64,7 @@ class _Server:
         self.poller.register(control, select.POLLIN)
         self.children: dict[int, _Child] = {}
         self.blank: _Blank | None = None
-        self.blank_flags = 0
+        self.blank_profile = b""
 
     def _ours(self) -> tuple[int, ...]:
         """Descriptors a new clone must not keep."""
@@ -74,20 +75,22 @@ class _Server:
             fds += (self.blank.pidfd, self.blank.channel.fileno())
         return tuple(fds)
 
-    def _clone_blank(self, flags: int) -> None:
+    def _clone_blank(self, profile: bytes) -> None:
+        flags, mask, last_cap = (int(part) for part in profile.split(b":"))
         channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         inherited = (*self._ours(), channel.fileno())
         # Every namespace but the mount namespace: that one the blank makes
         # when its spec comes, so that it sees the host's mounts of then.
         pid, pidfd = syscalls.clone(flags & ~syscalls.CLONE_NEWNS)
         if pid == 0:
-            _wait_as_blank(theirs, inherited, flags)
+            keep = [cap for cap in range(last_cap + 1) if mask >> cap & 1]
+            _wait_as_blank(theirs, inherited, flags, keep, last_cap)
         theirs.close()
-        self.blank = _Blank(pid, pidfd, flags, channel)
+        self.blank = _Blank(pid, pidfd, profile, channel)
 
-    def _take_blank(self, flags: int) -> _Blank | None:
+    def _take_blank(self, profile: bytes) -> _Blank | None:
         blank, self.blank = self.blank, None
-        if blank is not None and (blank.flags != flags or _exited(blank.pidfd)):
+        if blank is not None and (blank.profile != profile or _exited(blank.pidfd)):
             _discard(blank)
             blank = None
         return blank
@@ -98,9 +101,8 @@ class _Server:
             return False
         reply = socket.socket(fileno=fds[0])
         try:
-            flags_text, _, spec = message.partition(b" ")
-            flags = int(flags_text)
-            blank = self._take_blank(flags)
+            profile, _, spec = message.partition(b" ")
+            blank = self._take_blank(profile)
             if blank is not None:
                 try:
                     socket.send_fds(blank.channel, [spec], fds[1:])
@@ -111,7 +113,7 @@ class _Server:
                 blank.channel.close()
                 pid, pidfd = blank.pid, blank.pidfd
             else:
-                pid, pidfd = clone_init(json.loads(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
+                pid, pidfd = clone_init(marshal.loads(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
                                         (*self._ours(), reply.fileno()))
         except Exception as err:  # noqa: BLE001 - reported to the caller
             reply.send(b"E" + str(err).encode())
@@ -123,7 +125,7 @@ class _Server:
         self.children[pidfd] = _Child(pid, pidfd, reply, spec)
         self.poller.register(pidfd, select.POLLIN)
         socket.send_fds(reply, [b"P%d" % pid], [pidfd])
-        self.blank_flags = flags
+        self.blank_profile = profile
         return True
 
     def reap(self, pidfd: int) -> None:
@@ -140,12 +142,12 @@ class _Server:
     def serve(self) -> None:
         while True:
             # With nothing else to do, get the next blank ready.
-            ready = self.poller.poll(0 if self.blank is None and self.blank_flags else None)
-            if not ready and self.blank is None and self.blank_flags:
+            ready = self.poller.poll(0 if self.blank is None and self.blank_profile else None)
+            if not ready and self.blank is None and self.blank_profile:
                 try:
-                    self._clone_blank(self.blank_flags)
+                    self._clone_blank(self.blank_profile)
                 except OSError:
-                    self.blank_flags = 0  # cannot clone ahead: clone per request
+                    self.blank_profile = b""  # cannot clone ahead: clone per request
                 continue
             for fd, _ in ready:
                 if fd == self.control.fileno():
@@ -165,7 +167,7 @@ class _Server:
         for child in self.children.values():
             signals.pidfd_send_signal(child.pidfd, signals.SIGKILL)
         for pidfd in list(self.children):
-            spec: dict[str, Any] = json.loads(self.children[pidfd].spec)
+            spec: dict[str, Any] = marshal.loads(self.children[pidfd].spec)
             self.reap(pidfd)
             try:
                 if spec.get("cgroup"):
@@ -191,17 +193,19 @@ def _discard(blank: _Blank) -> None:
     os.close(blank.pidfd)
 
 
-def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: int) -> NoReturn:
-    """In the blank init: do what any init does, wait for a spec, be that init."""
+def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: int, keep: list[int],
+                   last_cap: int) -> NoReturn:
+    """In the blank init: do what any init of its profile does, wait for a spec, be that init."""
     gc.disable()
     try:
         for fd in inherited:
             os.close(fd)
         init.detach(flags)
+        capabilities.drop_bounding(keep, last_cap)
         message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 5)
         channel.close()
         if message and len(fds) == 5:
-            init.run(json.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), detached=True)
+            init.run(marshal.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), detached=True)
     except BaseException:  # noqa: BLE001 - a blank that fails just exits; its user sees EOF
         pass
     os._exit(1)

@@ -170,8 +170,10 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                        for mount, _ in spec["cgroup"]["join"]]
         executable, user, env = _prepare(spec)
         # Out of the bounding set now, while the driver still works on the
-        # cgroup: what stays effective is all the init needs until exec.
-        capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
+        # cgroup (a blank init did it ahead): what stays effective is all the
+        # init needs until exec.
+        if not detached:
+            capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
         if os.read(go, 1) != CGROUP:
             os._exit(1)
         _join_cgroup(hierarchies, spec["cgroup"]["join"])
