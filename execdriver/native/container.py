@@ -86,9 +86,9 @@ def run(
 
     container_id: str = launch_spec["id"]
     cgroup_spec = launch_spec["cgroup"]
+    cgroup = cgroups.manager(cgroup_spec["path"])
     state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
                          cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
-    cgroup = cgroups.manager(cgroup_spec["path"])
     launch: Launch | None = None
     ours: list[int] = []
     reaped = False
@@ -156,10 +156,9 @@ def run(
             launch.close()
         for fd in ours:
             os.close(fd)
-        try:
-            cgroup.destroy(cgroup_spec["parent_levels"])  # 10
-        finally:
-            store.remove(container_id)
+        # Should the cgroup resist, the state stays: clean(id) finds it there.
+        cgroup.destroy(cgroup_spec["parent_levels"])  # 10
+        store.remove(container_id)
 
 
 def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int]) -> list[Watch]:
