@@ -553,3 +553,27 @@ def test_a_rootfs_mounted_after_the_blank_was_cloned(driver: NativeDriver, busyb
         assert out == "fresh"
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_swapped_standard_streams(busybox_rootfs: Path, state_root: Path, cid: str) -> None:
+    # The caller's own descriptors 1 and 2, handed over crosswise.
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            with NativeDriver(root=str(state_root), fork_server=False) as direct:
+                stdout, stderr = os.fdopen(2, "wb", closefd=False), os.fdopen(1, "wb", closefd=False)
+                status = direct.run(shell(cid, busybox_rootfs, "echo to-out; echo to-err >&2"),
+                                    Pipes(stdout=stdout, stderr=stderr))
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        out.seek(0)
+        err.seek(0)
+        assert status.exit_code == 0
+        assert (out.read(), err.read()) == (b"to-err\n", b"to-out\n")

@@ -19,6 +19,7 @@ arrives ready-made in the spec, so the child only makes system calls.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from execdriver.linux import capabilities, rootfs, signals, syscalls, users
@@ -159,7 +160,9 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         if spec["clone_flags"] & syscalls.CLONE_NEWNS:
             # Nothing mounted from here on may propagate back to the host.
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-        for target, fd in enumerate(stdio):
+        # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
+        for target, fd in enumerate(high):
             os.dup2(fd, target)
         # Every other descriptor, inherited from our parent, closes on exec:
         # no host descriptor reaches the container (CVE-2024-21626).
