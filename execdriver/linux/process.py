@@ -67,23 +67,3 @@ def send_signal(pid: int, started: int, signum: int) -> bool:
         return False
     finally:
         os.close(pidfd)
-
-
-def pid_namespace(pid: int) -> tuple[int, int] | None:
-    try:
-        info = os.stat(f"/proc/{pid}/ns/pid")
-    except OSError:  # gone, or a process we may not inspect
-        return None
-    return info.st_dev, info.st_ino
-
-
-def pids_in_namespace(namespace: tuple[int, int]) -> list[int]:
-    """Host pids of every live process whose pid namespace is ``namespace``."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        if pid_namespace(pid) == namespace and not is_zombie(pid):
-            pids.append(pid)
-    return sorted(pids)
