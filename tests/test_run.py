@@ -577,3 +577,18 @@ def test_swapped_standard_streams(busybox_rootfs: Path, state_root: Path, cid: s
         err.seek(0)
         assert status.exit_code == 0
         assert (out.read(), err.read()) == (b"to-err\n", b"to-out\n")
+
+
+def test_docker_masked_and_read_only_paths(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    script = (
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; "
+        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-rw || echo sys-ro; "
+        "echo h > /proc/sysrq-trigger 2>/dev/null && echo trigger-rw || echo trigger-ro"
+    )
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, script))
+    assert status.exit_code == 0
+    assert out.split() == ["0", "0", "sys-ro", "trigger-ro"]
+    privileged = ProcessConfig(entrypoint="sh", arguments=["-c", "[ $(wc -c < /proc/timer_list) -gt 0 ] && echo visible"],
+                               privileged=True)
+    status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=privileged))
+    assert out.strip() == "visible"

@@ -33,14 +33,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_DEVICES = (
-    # name, major, minor
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
+# The devices every container gets in its /dev (runc's default set):
+# (path, type, major, minor, mode, uid, gid)
+DEFAULT_DEVICES = (
+    ("/dev/null", "c", 1, 3, 0o666, 0, 0),
+    ("/dev/zero", "c", 1, 5, 0o666, 0, 0),
+    ("/dev/full", "c", 1, 7, 0o666, 0, 0),
+    ("/dev/random", "c", 1, 8, 0o666, 0, 0),
+    ("/dev/urandom", "c", 1, 9, 0o666, 0, 0),
+    ("/dev/tty", "c", 5, 0, 0o666, 0, 0),
 )
 _DEV_LINKS = (
     ("fd", "/proc/self/fd"),
@@ -51,8 +52,45 @@ _DEV_LINKS = (
 )
 _MAX_SYMLINKS = 40
 
+# Docker's defaults: hidden, and read-only, in every unprivileged container.
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
 # What the host view leaves out of the host's root: each gets a fresh mount.
 HOST_VIEW_SKIP = frozenset({"proc", "sys", "dev", "tmp", "run", "lost+found"})
+
+# A mount of the launch spec: (destination, source, type, flags, data,
+# propagation flags, flags of a remount after a bind, whether a bind's
+# mount point is a directory). Tuples: the spec crosses processes in
+# marshal's format.
+Mount = tuple[str, str, str, int, str, int, int, bool]
+
+
+def bind(source: str, destination: str, *, writable: bool, is_dir: bool, recursive: bool = True,
+         extra: int = 0) -> Mount:
+    """A bind mount; ``extra`` adds MS_NOSUID, MS_NODEV or MS_NOEXEC."""
+    remount = extra | (0 if writable else MS_RDONLY)
+    return (destination, source, "", MS_BIND | (MS_REC if recursive else 0), "", 0, remount, is_dir)
+
+
+def special(destination: str, fstype: str, flags: int, data: str = "", source: str = "") -> Mount:
+    """A mount of a filesystem type (proc, tmpfs, sysfs ...)."""
+    return (destination, source or fstype, fstype, flags, data, 0, 0, True)
+
+
+def default_mounts() -> list[Mount]:
+    """/proc, a tmpfs /dev with devpts, shm and mqueue, /sys read-only: Docker's set."""
+    return [
+        special("/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+        special("/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536k"),
+        special("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        special("/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", "shm"),
+        special("/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+        special("/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC),
+    ]
 
 
 class RootfsError(Exception):
@@ -120,20 +158,28 @@ def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
     return fd
 
 
-def _mount_at(root: str, dest: str, source: str | None, fstype: str | None, flags: int,
-              data: str | None = None, *, create_dir: bool = True) -> None:
+def _mount_entry(root: str, entry: Mount) -> None:
+    destination, source, fstype, flags, data, propagation, remount, is_dir = entry
+    is_bind = bool(flags & MS_BIND)
     try:
-        fd = _open_in_root(root, dest, create_dir=create_dir)
+        fd = _open_in_root(root, destination, create_dir=is_dir if is_bind else True)
     except OSError as err:
-        raise RootfsError(f"cannot create mount point {dest}: {err.strerror}") from None
+        raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
     try:
-        mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
-        if flags & MS_RDONLY and flags & MS_BIND:
-            # A bind mount ignores MS_RDONLY; the new mount sits on the path,
-            # not on the descriptor, so it is made read-only by path.
-            make_readonly_recursive(resolve_in_root(root, dest))
+        mount(source, f"/proc/self/fd/{fd}", fstype or None, flags, data or None)
+        # The new mount sits on the path, not on the descriptor: what follows
+        # works on the path, resolved again inside the root.
+        target = resolve_in_root(root, destination) if remount or propagation else ""
+        if remount:
+            # A bind mount ignores its flags: they take a remount, and a
+            # recursive read-only bind makes every submount read-only too.
+            mount(None, target, None, MS_REMOUNT | MS_BIND | remount)
+            if remount & MS_RDONLY and flags & MS_REC:
+                make_readonly_recursive(target)
+        if propagation:
+            mount(None, target, None, propagation)
     except OSError as err:
-        raise RootfsError(f"cannot mount {source or fstype} on {dest}: {err.strerror}") from None
+        raise RootfsError(f"cannot mount {source or fstype} on {destination}: {err.strerror}") from None
     finally:
         os.close(fd)
 
@@ -162,20 +208,38 @@ def _setup_root(spec: dict[str, Any], root: str) -> None:
         raise RootfsError(f"unknown root kind {kind!r}")
 
 
-def _setup_dev(root: str) -> None:
-    _mount_at(root, "/dev", "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]]) -> None:
+    for path, kind, major, minor, mode, uid, gid in devices:
+        target = resolve_in_root(root, path)
+        os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+        file_type = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+        try:
+            os.mknod(target, mode | file_type, os.makedev(major, minor))
+        except FileExistsError:
+            os.unlink(target)
+            os.mknod(target, mode | file_type, os.makedev(major, minor))
+        os.chown(target, uid, gid)
     dev = resolve_in_root(root, "/dev")
-    for name, major, minor in _DEVICES:
-        os.mknod(os.path.join(dev, name), 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-    for name, target in _DEV_LINKS:
-        os.symlink(target, os.path.join(dev, name))
-    for name in ("pts", "shm", "mqueue"):
-        os.mkdir(os.path.join(dev, name), 0o755)
-    mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    mount("shm", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-          "mode=1777,size=65536k")
-    mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name, link in _DEV_LINKS:
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(link, os.path.join(dev, name))
+
+
+def _mask(path: str) -> None:
+    """Hide ``path``: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+    else:
+        mount("/dev/null", path, None, MS_BIND)
+
+
+def _make_readonly(path: str) -> None:
+    if not os.path.lexists(path):
+        return
+    mount(path, path, None, MS_BIND | MS_REC)
+    make_readonly_recursive(path)
 
 
 def setup(spec: dict[str, Any]) -> None:
@@ -186,20 +250,18 @@ def setup(spec: dict[str, Any]) -> None:
     """
     root: str = spec["mountpoint"]
     _setup_root(spec["root"], root)
-    _mount_at(root, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _setup_dev(root)
-    _mount_at(root, "/sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if spec["tmpfs_tmp"]:
-        _mount_at(root, "/tmp", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    if spec["tmpfs_run"]:
-        _mount_at(root, "/run", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
-    for source, dest, writable, is_dir in spec["mounts"]:
-        flags = MS_BIND | MS_REC | (0 if writable else MS_RDONLY)
-        _mount_at(root, dest, source, None, flags, create_dir=is_dir)
+    for entry in spec["mounts"]:
+        _mount_entry(root, entry)
+    if spec["devices"] is not None:
+        _create_devices(root, spec["devices"])
 
     os.chdir(root)
     pivot_root(".", ".")
     umount2(".", MNT_DETACH)
     os.chdir("/")
+    for path in spec["readonly_paths"]:
+        _make_readonly(path)
+    for path in spec["masked_paths"]:
+        _mask(path)
     if spec["readonly"]:
         mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)

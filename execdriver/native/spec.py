@@ -15,7 +15,17 @@ import posixpath
 from execdriver.errors import ConfigError
 from execdriver.linux import capabilities, cgroups, syscalls
 from execdriver.linux.cgroups import Limits
-from execdriver.linux.rootfs import HOST_VIEW_SKIP
+from execdriver.linux.rootfs import (
+    DEFAULT_DEVICES,
+    HOST_VIEW_SKIP,
+    MASKED_PATHS,
+    READONLY_PATHS,
+    Mount,
+    bind,
+    default_mounts,
+    special,
+)
+from execdriver.linux.syscalls import MS_NODEV, MS_NOSUID
 from execdriver.native.init import DEFAULT_PATH
 
 TYPE_CHECKING = False
@@ -88,8 +98,13 @@ def _root(rootfs: str, layer_paths: list[str] | None, layer_folder: str) -> dict
     }
 
 
-def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str) -> list[tuple[str, str, bool, bool]]:
-    result = []
+def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str, host_view: bool) -> list[Mount]:
+    """Docker's standard mounts, a fresh /tmp and /run on the host view, then the binds."""
+    result = default_mounts()
+    if host_view:
+        if not tmpdir:
+            result.append(special("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
+        result.append(special("/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755"))
     for index, (source, destination, writable) in enumerate(mounts):
         where = f"mounts[{index}]"
         if not source or not os.path.exists(source):
@@ -100,11 +115,11 @@ def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str) -> list[tuple[str,
         if target == "/":
             raise ConfigError(f"{where}.destination: cannot mount over the container's root")
         real = os.path.realpath(source)
-        result.append((real, target, writable, os.path.isdir(real)))
+        result.append(bind(real, target, writable=writable, is_dir=os.path.isdir(real)))
     if tmpdir:
         if not os.path.isdir(tmpdir):
             raise ConfigError(f"tmpdir: {tmpdir} does not exist or is not a directory")
-        result.append((os.path.realpath(tmpdir), "/tmp", True, True))
+        result.append(bind(os.path.realpath(tmpdir), "/tmp", writable=True, is_dir=True))
     return result
 
 
@@ -165,10 +180,11 @@ def launch_spec(
         # container's private mount namespace: the host never sees it.
         "mountpoint": state_dir,
         "root": root,
-        "tmpfs_tmp": root["kind"] == "host" and not tmpdir,
-        "tmpfs_run": root["kind"] == "host",
         "readonly": readonly,
-        "mounts": _mounts(mounts or [], tmpdir),
+        "mounts": _mounts(mounts or [], tmpdir, root["kind"] == "host"),
+        "devices": list(DEFAULT_DEVICES),
+        "masked_paths": [] if privileged else list(MASKED_PATHS),
+        "readonly_paths": [] if privileged else list(READONLY_PATHS),
         "hostname": hostname,
         "argv": argv,
         "env": _env(env, hostname),
