@@ -588,7 +588,7 @@ def test_docker_masked_and_read_only_paths(driver: NativeDriver, busybox_rootfs:
     status, out, _ = run(driver, shell(cid, busybox_rootfs, script))
     assert status.exit_code == 0
     assert out.split() == ["0", "0", "sys-ro", "trigger-ro"]
-    privileged = ProcessConfig(entrypoint="sh", arguments=["-c", "[ $(wc -c < /proc/timer_list) -gt 0 ] && echo visible"],
-                               privileged=True)
+    script = "[ $(wc -c < /proc/timer_list) -gt 0 ] && echo visible"
+    privileged = ProcessConfig(entrypoint="sh", arguments=["-c", script], privileged=True)
     status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=privileged))
     assert out.strip() == "visible"
