@@ -119,7 +119,11 @@ def rfc3339nano(moment: datetime.datetime) -> str:
 
 def rfc3339nano_now() -> str:
     """The current UTC time in that form, without importing datetime."""
-    now = time.time_ns()
-    seconds, nanos = divmod(now, 1_000_000_000)
+    return rfc3339nano_from(time.time_ns() / 1e9)
+
+
+def rfc3339nano_from(timestamp: float) -> str:
+    """A Unix time in that form, without importing datetime."""
+    seconds, nanos = divmod(int(timestamp * 1e9), 1_000_000_000)
     fraction = f"{nanos:09d}".rstrip("0")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (f".{fraction}" if fraction else "") + "Z"

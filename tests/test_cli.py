@@ -55,9 +55,11 @@ def test_runtime_errors_exit_125(state_root: Path, busybox_rootfs: Path) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_runc_verbs_are_reserved(state_root: Path) -> None:
-    result = subprocess.run([*CLI, "run", "x"], capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 2 and "reserved for the OCI runtime" in result.stderr
+def test_unknown_verbs_and_flags(state_root: Path) -> None:
+    result = subprocess.run([*CLI, "frobnicate", "x"], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2 and "unknown verb 'frobnicate'" in result.stderr
+    result = subprocess.run([*CLI, "--bogus", "list"], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2 and "unknown flag --bogus" in result.stderr
 
 
 def test_signals_are_forwarded(state_root: Path, busybox_rootfs: Path, tmp_path: Path) -> None:
@@ -142,4 +144,4 @@ def test_stats_table_json_and_watch(driver: NativeDriver, busybox_rootfs: Path, 
         driver.terminate(Command(id=cid))
         thread.join(10)
     gone = subprocess.run([*base, cid], capture_output=True, text=True, timeout=30, check=False)
-    assert gone.returncode == 125 and "not running" in gone.stderr
+    assert gone.returncode == 1 and "not running" in gone.stderr

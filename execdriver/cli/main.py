@@ -1,9 +1,13 @@
 """``execdriver [global flags] VERB [flags] [args]``: dispatch to one verb module.
 
 Each verb lives in a module of its own with ``FLAGS``, ``SYNOPSIS``,
-``DESCRIPTION`` and ``main(options, args)``, imported only when called.
-The verbs of runc's command line are reserved for the OCI runtime: they
-must take runc's exact arguments, because engines call them that way.
+``DESCRIPTION`` and ``main(global_options, options, args)``, imported only
+when called. The verbs of runc's command line take runc's flags, since
+engines call them so; ``sandbox`` and ``stats`` are execdriver's own.
+
+Errors go to stderr and, with ``--log FILE``, to that file as well: one
+JSON object a line with ``--log-format json`` (containerd reads the last
+error back from it), logfmt otherwise.
 """
 
 from __future__ import annotations
@@ -16,14 +20,31 @@ from execdriver.errors import ExecDriverError
 VERBS = {
     "sandbox": ("execdriver.cli.sandbox", "run a command in a new container, in the foreground"),
     "stats": ("execdriver.cli.stats", "show a running container's resource use"),
+    "create": ("execdriver.cli.oci.create", "create a container from an OCI bundle"),
+    "start": ("execdriver.cli.oci.start", "start a created container"),
+    "run": ("execdriver.cli.oci.run", "create and start a container"),
+    "exec": ("execdriver.cli.oci.exec", "run a process in a running container"),
+    "state": ("execdriver.cli.oci.state", "print a container's state"),
+    "kill": ("execdriver.cli.oci.kill", "send a signal to a container"),
+    "delete": ("execdriver.cli.oci.delete", "delete a container"),
+    "list": ("execdriver.cli.oci.list", "list containers"),
+    "ps": ("execdriver.cli.oci.ps", "list a container's processes"),
+    "pause": ("execdriver.cli.oci.pause", "freeze a container"),
+    "resume": ("execdriver.cli.oci.resume", "thaw a paused container"),
+    "events": ("execdriver.cli.oci.events", "print a container's stats events"),
+    "update": ("execdriver.cli.oci.update", "update a container's resource limits"),
+    "spec": ("execdriver.cli.oci.spec", "write a default config.json"),
+    "features": ("execdriver.cli.oci.features", "print the runtime's features"),
 }
-OCI_VERBS = (
-    "create", "start", "run", "exec", "kill", "delete", "state", "list", "ps",
-    "pause", "resume", "events", "update", "spec", "features", "checkpoint", "restore",
-)
 GLOBAL_FLAGS = (
     Flag("--root", default="/run/execdriver", metavar="DIR", help="state directory (default /run/execdriver)"),
-    Flag("--version", kind="bool", help="print the version and exit"),
+    Flag("--log", default="", metavar="FILE", help="also write errors to FILE"),
+    Flag("--log-format", default="text", metavar="FORMAT", help="text (default) or json"),
+    Flag("--debug", kind="bool", help="log debug information"),
+    Flag("--systemd-cgroup", kind="bool", help="use systemd for cgroups (refused: no systemd here)"),
+    Flag("--rootless", default="auto", metavar="BOOL", help="true, false or auto (only false is supported)"),
+    Flag("--criu", default="", metavar="PATH", help="(accepted for runc compatibility; unused)"),
+    Flag("--version", "-v", kind="bool", help="print the version and exit"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 
@@ -35,25 +56,54 @@ def _help() -> str:
     return f"{text}\n\nverbs:\n{verbs}"
 
 
+def _log(options: dict[str, object], message: str) -> None:
+    path = str(options.get("log") or "")
+    if not path:
+        return
+    from execdriver.gojson import go_json, rfc3339nano_now
+
+    if options.get("log_format") == "json":
+        line = go_json({"level": "error", "msg": message, "time": rfc3339nano_now()})
+    else:
+        line = f'time="{rfc3339nano_now()}" level=error msg={go_json(message)}'
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError:
+        pass
+
+
+def _check_globals(options: dict[str, object]) -> None:
+    if options["log_format"] not in ("text", "json"):
+        raise UsageError(f"--log-format {options['log_format']}: text or json")
+    if options["systemd_cgroup"]:
+        raise UsageError("--systemd-cgroup: systemd is not running on this host (use cgroupfs paths)")
+    if options["rootless"] not in ("auto", "false", "true"):
+        raise UsageError(f"--rootless {options['rootless']}: true, false or auto")
+    if options["rootless"] == "true":
+        raise UsageError("--rootless true: rootless containers are not supported yet")
+
+
 def main(argv: list[str] | None = None) -> int:
+    options: dict[str, object] = {}
+    error_exit = 1  # runc's; a verb may choose its own (sandbox: 125, as docker run)
     try:
         options, rest = parse(GLOBAL_FLAGS, sys.argv[1:] if argv is None else argv, "")
         if options["version"]:
             from execdriver import __version__
 
-            print(f"execdriver {__version__}")
+            print(f"execdriver version {__version__}\nspec: 1.0.2")
             return 0
         if options["help"] or not rest:
             print(_help(), file=sys.stdout if options["help"] else sys.stderr)
             return 0 if options["help"] else 2
+        _check_globals(options)
         verb, args = rest[0], rest[1:]
-        if verb in OCI_VERBS:
-            raise UsageError(f"'{verb}' is reserved for the OCI runtime command line, "
-                             "which this version does not have yet")
         if verb not in VERBS:
             raise UsageError(f"unknown verb '{verb}' (see execdriver --help)")
         __import__(VERBS[verb][0])
         module = sys.modules[VERBS[verb][0]]
+        error_exit = getattr(module, "ERROR_EXIT", error_exit)
         verb_options, verb_args = parse(module.FLAGS, args, verb)
         if verb_options.get("help"):
             print(usage(module.FLAGS, module.SYNOPSIS, module.DESCRIPTION))
@@ -62,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except UsageError as err:
         print(f"execdriver: {err}", file=sys.stderr)
+        _log(options, str(err))
         return 2
     except ExecDriverError as err:
         print(f"execdriver: {err}", file=sys.stderr)
-        return 125
+        _log(options, str(err))
+        return error_exit
     except KeyboardInterrupt:
         return 130

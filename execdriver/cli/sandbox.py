@@ -15,6 +15,7 @@ from execdriver.cli.flags import Flag, UsageError
 from execdriver.linux import signals
 
 SYNOPSIS = "execdriver sandbox [flags] [--] CMD [ARG...]"
+ERROR_EXIT = 125  # the runtime's own errors, as docker run reports them
 DESCRIPTION = "Run CMD in a new container, in the foreground, and exit with its status."
 FLAGS = (
     Flag("--rootfs", metavar="DIR", help="root filesystem (default: the host's, read-only)"),

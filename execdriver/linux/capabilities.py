@@ -83,14 +83,28 @@ def drop_bounding(keep: list[int], last: int) -> None:
     _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 
 
-def set_process(keep: list[int]) -> None:
-    """Permitted and effective become ``keep``; inheritable becomes empty."""
+def _mask(caps: list[int]) -> int:
     mask = 0
-    for cap in keep:
+    for cap in caps:
         mask |= 1 << cap
+    return mask
+
+
+def set_process(permitted: list[int], effective: list[int] | None = None,
+                inheritable: list[int] | None = None) -> None:
+    """Set the process's sets; effective defaults to permitted, inheritable to empty.
+
+    Never an inheritable capability unless asked for (CVE-2022-29162).
+    """
+    perm, eff, inh = _mask(permitted), _mask(permitted if effective is None else effective), _mask(inheritable or [])
     data = (_Data * 2)(
-        _Data(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0),
-        _Data(mask >> 32, mask >> 32, 0),
+        _Data(eff & 0xFFFFFFFF, perm & 0xFFFFFFFF, inh & 0xFFFFFFFF),
+        _Data(eff >> 32, perm >> 32, inh >> 32),
     )
     if _libc.capset(ctypes.byref(_Header(_VERSION_3, 0)), data) != 0:
         raise _fail("capset")
+
+
+def raise_ambient(cap: int) -> None:
+    if _libc.prctl(_PR_CAP_AMBIENT, 2, cap, 0, 0) != 0:  # PR_CAP_AMBIENT_RAISE
+        raise _fail(f"raising ambient {NAMES[cap] if cap < len(NAMES) else cap}")

@@ -208,6 +208,30 @@ def _setup_root(spec: dict[str, Any], root: str) -> None:
         raise RootfsError(f"unknown root kind {kind!r}")
 
 
+def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
+    """A ``cgroup`` mount: the container's own cgroups, each hierarchy's under its name.
+
+    As runc does without a cgroup namespace: a tmpfs, and in it a bind of the
+    container's directory in every v1 hierarchy (or of its v2 directory).
+    """
+    destination, _, _, flags, _, _, _, _ = entry
+    readonly = flags & MS_RDONLY
+    if not cgroup["join"]:  # cgroup v2: one directory
+        source = os.path.join("/sys/fs/cgroup", cgroup["path"])
+        _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True))
+        return
+    _mount_entry(root, special(destination, "tmpfs", flags & ~MS_RDONLY, "mode=755"))
+    base = resolve_in_root(root, destination)
+    for hierarchy, _ in cgroup["join"]:
+        name = os.path.basename(hierarchy)
+        os.mkdir(os.path.join(base, name), 0o755)
+        target = os.path.join(destination, name)
+        _mount_entry(root, bind(os.path.join(hierarchy, cgroup["path"]), target, writable=not readonly,
+                                is_dir=True, extra=flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+    if readonly:
+        mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+
+
 def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]]) -> None:
     for path, kind, major, minor, mode, uid, gid in devices:
         target = resolve_in_root(root, path)
@@ -251,7 +275,10 @@ def setup(spec: dict[str, Any]) -> None:
     root: str = spec["mountpoint"]
     _setup_root(spec["root"], root)
     for entry in spec["mounts"]:
-        _mount_entry(root, entry)
+        if entry[2] == "cgroup":
+            _mount_cgroup(root, entry, spec["cgroup"])
+        else:
+            _mount_entry(root, entry)
     if spec["devices"] is not None:
         _create_devices(root, spec["devices"])
 
@@ -259,6 +286,15 @@ def setup(spec: dict[str, Any]) -> None:
     pivot_root(".", ".")
     umount2(".", MNT_DETACH)
     os.chdir("/")
+    if spec.get("propagation"):
+        mount(None, "/", None, spec["propagation"])
+    for key, value in spec.get("sysctl", ()):
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(value)
+        except OSError as err:
+            raise RootfsError(f"sysctl {key}: {err.strerror}") from None
     for path in spec["readonly_paths"]:
         _make_readonly(path)
     for path in spec["masked_paths"]:

@@ -132,6 +132,33 @@ def sethostname(name: str) -> None:
         raise _fail("sethostname")
 
 
+def set_keepcaps(keep: bool) -> None:
+    if _prctl(8, int(keep), 0, 0, 0) != 0:  # PR_SET_KEEPCAPS
+        raise _fail("prctl(PR_SET_KEEPCAPS)")
+
+
+def set_no_new_privs() -> None:
+    if _prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise _fail("prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    if _libc.setdomainname(raw, len(raw)) != 0:
+        raise _fail("setdomainname")
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = (("soft", ctypes.c_uint64), ("hard", ctypes.c_uint64))
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit on this process: values above a C long (RLIM_INFINITY) fit."""
+    limit = _Rlimit(soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF)
+    if _libc.prlimit(0, resource, ctypes.byref(limit), None) != 0:
+        raise _fail(f"setrlimit({resource})")
+
+
 def set_pdeathsig(signum: int) -> None:
     if _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         raise _fail("prctl(PR_SET_PDEATHSIG)")

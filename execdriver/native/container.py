@@ -259,3 +259,148 @@ def clean(store: StateStore, container_id: str) -> None:
                 time.sleep(0.005)
         _remove_cgroup(state)
     store.remove(container_id)
+
+
+# -- the OCI lifecycle: create leaves the init waiting, start releases it ------------
+
+EXEC_FIFO = "exec.fifo"
+
+
+def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
+           oci: dict[str, Any], on_created: Sequence[PidCallback] = ()) -> State:
+    """Create the container and leave its init waiting on the exec FIFO.
+
+    Steps 1 to 4 of run; then ``on_created`` (the OCI prestart and
+    createRuntime hooks) and the state, with ``oci`` (bundle, annotations,
+    hooks) in it. The init outlives this process: whoever reaps orphans
+    here (the engine's shim as subreaper, or pid 1) reaps it.
+    """
+    from execdriver.native import init
+
+    container_id: str = launch_spec["id"]
+    cgroup_spec = launch_spec["cgroup"]
+    cgroup = cgroups.manager(cgroup_spec["path"])
+    state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],
+                         cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
+    state.oci = oci
+    fifo = os.path.join(store.path(container_id), EXEC_FIFO)
+    launch: Launch | None = None
+    ours: list[int] = []
+    done = False
+    try:
+        os.mkfifo(fifo, 0o600)
+        launch_spec = {**launch_spec, "exec_fifo": fifo}
+        go_read, go_write = os.pipe2(os.O_CLOEXEC)
+        status_read, status_write = os.pipe2(os.O_CLOEXEC)
+        ours += (go_write, status_read)
+        limits = cgroups.Limits(**cgroup_spec["limits"])
+        try:
+            launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,
+                                   meanwhile=lambda: cgroup.create(limits))
+        finally:
+            os.close(go_read)
+            os.close(status_write)
+        try:
+            if not cgroup_spec["join"]:
+                cgroup.add(launch.pid)
+            os.write(go_write, init.CGROUP)
+        except cgroups.CgroupError as err:
+            if err.errno != errno.ESRCH:
+                raise
+        except BrokenPipeError:
+            pass
+        state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
+        store.save(state)
+        _expect(status_read, init.READY, container_id)
+        for callback in on_created:
+            callback(launch.pid)
+        done = True
+        return state
+    finally:
+        if launch is not None:
+            if not done:
+                launch.kill()
+                try:
+                    launch.reap()
+                except (OSError, ContainerError):
+                    pass
+            launch.close()
+        for fd in ours:
+            os.close(fd)
+        if not done:
+            cgroup.destroy(cgroup_spec["parent_levels"])
+            store.remove(container_id)
+
+
+def status(store: StateStore, state: State) -> str:
+    """The OCI status: creating, created, running, paused or stopped."""
+    if state.pid == 0:
+        return "creating" if state.busy() else "stopped"
+    if not state.alive():
+        return "stopped"
+    if os.path.exists(os.path.join(store.path(state.id), EXEC_FIFO)):
+        return "created"
+    if state.cgroup:
+        try:
+            if cgroups.manager(state.cgroup).frozen():
+                return "paused"
+        except (OSError, cgroups.CgroupError):
+            pass
+    return "running"
+
+
+def start(store: StateStore, container_id: str) -> State:
+    """Release a created container's init: it execs the process."""
+    state = store.load(container_id)
+    if state is None:
+        raise NotRunningError(f"container {container_id} does not exist")
+    current = status(store, state)
+    if current != "created":
+        raise ContainerError(f"cannot start container {container_id}: it is {current}, not created")
+    fifo = os.path.join(store.path(container_id), EXEC_FIFO)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except ProcessLookupError:
+        os.close(reader)
+        raise ContainerError(f"cannot start container {container_id}: its init is gone") from None
+    try:
+        poller = select.poll()
+        poller.register(reader, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if reader in events and os.read(reader, 1):
+                break
+            if pidfd in events:
+                raise ContainerError(f"cannot start container {container_id}: its init exited")
+            if reader in events:
+                time.sleep(0.001)  # the writer has not come yet: a hang-up without data
+    finally:
+        os.close(reader)
+        os.close(pidfd)
+    os.unlink(fifo)
+    return state
+
+
+def delete(store: StateStore, container_id: str, force: bool = False) -> State | None:
+    """Remove a stopped container (any container with ``force``): cgroup and state.
+
+    Returns the state it removed, None when there was none.
+    """
+    state = store.load(container_id)
+    if state is None:
+        if os.path.isdir(store.path(container_id)):  # a claim with no state: a crash while creating
+            store.remove(container_id)
+        return None
+    current = status(store, state)
+    if current not in ("stopped", "creating") and not force:
+        raise ContainerError(f"cannot delete container {container_id} that is not stopped: {current}")
+    if current != "stopped" and state.cgroup:
+        manager = cgroups.manager(state.cgroup)
+        if manager.exists():
+            if current == "paused":
+                manager.thaw()
+            manager.kill()
+    clean(store, container_id)
+    return state

@@ -64,10 +64,15 @@ def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
         raise InitError(f"rootfs: {err}") from None
     if spec["hostname"]:
         syscalls.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        syscalls.setdomainname(spec["domainname"])
     try:
         user = users.resolve(spec["user"])
     except users.UserError as err:
         raise InitError(str(err)) from None
+    for gid in spec.get("additional_gids", ()):
+        if gid not in user.groups:
+            user.groups.append(gid)
     env: list[str] = spec["env"]
     if not any(e.startswith("HOME=") for e in env):
         env = [*env, f"HOME={user.home}"]
@@ -81,12 +86,21 @@ def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
     return _find_executable(spec["argv"][0], env), user, environ
 
 
-def _enter_user(user: users.User, cwd: str, keep: list[int]) -> None:
+def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
+    sets = spec.get("capability_sets")
+    if sets is not None:  # an OCI config names every set: keep them across setuid
+        syscalls.set_keepcaps(True)
     os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
-    # A non-root user lost its capabilities with setuid; root keeps the set.
-    capabilities.set_process(keep if user.uid == 0 else [])
+    if sets is not None:
+        syscalls.set_keepcaps(False)
+        capabilities.set_process(sets["permitted"], sets["effective"], sets["inheritable"])
+        for cap in sets["ambient"]:
+            capabilities.raise_ambient(cap)
+    else:
+        # A non-root user lost its capabilities with setuid; root keeps the set.
+        capabilities.set_process(spec["capabilities"] if user.uid == 0 else [])
     try:
         os.chdir(cwd)
     except OSError as err:
@@ -123,7 +137,7 @@ def _report(status: int, message: str) -> None:
         pass
 
 
-def detach(clone_flags: int) -> None:
+def detach(clone_flags: int, pdeathsig: bool = True) -> None:
     """What the init does whatever its container: a blank init does it ahead.
 
     Dies with its parent; leaves the caller's session; default signal
@@ -131,7 +145,8 @@ def detach(clone_flags: int) -> None:
     namespace is the spec's business: a blank must see the host's mounts
     as they are when its container comes, not when it was cloned.)
     """
-    syscalls.set_pdeathsig(signals.SIGKILL)
+    if pdeathsig:
+        syscalls.set_pdeathsig(signals.SIGKILL)
     os.setsid()
     # execve resets handled signals but keeps ignored ones: Python ignores
     # SIGPIPE and SIGXFSZ, the fork server SIGINT.
@@ -141,6 +156,31 @@ def detach(clone_flags: int) -> None:
     os.umask(0)
     if clone_flags & syscalls.CLONE_NEWNET:
         syscalls.loopback_up()
+
+
+def _finish_process(spec: dict[str, Any]) -> None:
+    """The process attributes an OCI config may set, just before exec."""
+    for resource, soft, hard in spec.get("rlimits", ()):
+        syscalls.setrlimit(resource, soft, hard)
+    if spec.get("oom_score_adj") is not None:
+        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as handle:
+            handle.write(str(spec["oom_score_adj"]))
+    if spec.get("no_new_privileges"):
+        syscalls.set_no_new_privs()
+
+
+def _wait_for_start(fifo: int) -> None:
+    """OCI create: block until ``start`` opens the exec FIFO and reads it.
+
+    ``fifo`` is an O_PATH descriptor taken before the pivot hid the state
+    directory; opening it through /proc/self/fd waits for the reader.
+    """
+    fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+        os.close(fifo)
 
 
 def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
@@ -156,7 +196,13 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             if spec["clone_flags"] & syscalls.CLONE_NEWNS:
                 syscalls.unshare(syscalls.CLONE_NEWNS)
         else:
-            detach(spec["clone_flags"])
+            detach(spec["clone_flags"], spec.get("pdeathsig", True))
+        for path, nstype in spec.get("join_namespaces", ()):
+            namespace = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(namespace, nstype)
+            finally:
+                os.close(namespace)
         if spec["clone_flags"] & syscalls.CLONE_NEWNS:
             # Nothing mounted from here on may propagate back to the host.
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -171,20 +217,30 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         # pivot hides them; closed before exec (and close-on-exec anyway).
         hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                        for mount, _ in spec["cgroup"]["join"]]
+        fifo = os.open(spec["exec_fifo"], os.O_PATH | os.O_CLOEXEC) if spec.get("exec_fifo") else -1
+        if spec.get("cgroup_mount"):  # the cgroup is mounted in the rootfs: it must exist first
+            if os.read(go, 1) != CGROUP:
+                os._exit(1)
+            _join_cgroup(hierarchies, spec["cgroup"]["join"])
         executable, user, env = _prepare(spec)
         # Out of the bounding set now, while the driver still works on the
         # cgroup (a blank init did it ahead): what stays effective is all the
         # init needs until exec.
         if not detached:
             capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
-        if os.read(go, 1) != CGROUP:
-            os._exit(1)
-        _join_cgroup(hierarchies, spec["cgroup"]["join"])
+        if not spec.get("cgroup_mount"):
+            if os.read(go, 1) != CGROUP:
+                os._exit(1)
+            _join_cgroup(hierarchies, spec["cgroup"]["join"])
         os.write(status, READY)
-        if os.read(go, 1) != GO:
+        if fifo >= 0:
+            _wait_for_start(fifo)
+        elif os.read(go, 1) != GO:
             os._exit(1)
-        os.umask(0o022)
-        _enter_user(user, spec["cwd"], spec["capabilities"])
+        _finish_process(spec)
+        umask = spec.get("umask")
+        os.umask(0o022 if umask is None else umask)
+        _enter_user(user, spec["cwd"], spec)
         os.execve(executable, spec["argv"], env)
     except InitError as err:
         _report(status, str(err))

@@ -25,6 +25,7 @@ from execdriver.linux import process
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 DEFAULT_ROOT = "/run/execdriver"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
@@ -38,13 +39,17 @@ class State:
     """What state.json holds. A plain class: dataclasses are slow to import."""
 
     FIELDS = ("id", "pid", "pid_start", "rootfs", "created", "owner", "owner_start", "cgroup",
-              "cgroup_parent_levels")
+              "cgroup_parent_levels", "oci")
 
     def __init__(self, id: str, pid: int = 0, pid_start: int = 0, rootfs: str = "", created: float = 0.0,
-                 owner: int = 0, owner_start: int = 0, cgroup: str = "", cgroup_parent_levels: int = 0) -> None:
+                 owner: int = 0, owner_start: int = 0, cgroup: str = "", cgroup_parent_levels: int = 0,
+                 oci: dict[str, Any] | None = None) -> None:
         self.id, self.pid, self.pid_start, self.rootfs = id, pid, pid_start, rootfs
         self.created, self.owner, self.owner_start = created, owner, owner_start
         self.cgroup, self.cgroup_parent_levels = cgroup, cgroup_parent_levels
+        # An OCI container's bundle, annotations and hooks: what `state` and
+        # `delete` need after the command that created it has gone.
+        self.oci = oci
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.FIELDS}

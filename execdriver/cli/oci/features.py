@@ -1,0 +1,34 @@
+"""``features``: what this runtime implements, as the runtime spec's features JSON."""
+
+from __future__ import annotations
+
+from execdriver.cli.flags import Flag
+
+SYNOPSIS = "execdriver features"
+DESCRIPTION = "Print the features of this runtime (the OCI features document)."
+FLAGS = (Flag("--help", "-h", kind="bool", help="show this help"),)
+
+
+def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
+    import json
+
+    from execdriver.linux import capabilities
+    from execdriver.oci import config, hooks
+
+    document = {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.1.0",
+        "hooks": list(hooks.PHASES),
+        "mountOptions": sorted([*config.MOUNT_FLAGS, *config.PROPAGATION, "rro"]),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": list(capabilities.NAMES[: capabilities.last_cap() + 1]),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.opencontainers.runtime-spec.features.runtime": "execdriver"},
+    }
+    print(json.dumps(document, indent=2))
+    return 0

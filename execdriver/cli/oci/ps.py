@@ -1,0 +1,40 @@
+"""``ps``: the processes of a container, as ``ps -ef`` rows or a JSON list of pids."""
+
+from __future__ import annotations
+
+from execdriver.cli.flags import Flag, UsageError
+from execdriver.cli.oci.common import store
+
+SYNOPSIS = "execdriver ps [--format table|json] ID [ps options]"
+DESCRIPTION = "List the processes of a container."
+FLAGS = (
+    Flag("--format", "-f", default="table", metavar="FORMAT", help="table (default) or json"),
+    Flag("--help", "-h", kind="bool", help="show this help"),
+)
+
+
+def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
+    from execdriver.native import container
+
+    if not args:
+        raise UsageError("ps: expects a container id")
+    pids = container.pids(store(global_options), args[0])
+    if options["format"] == "json":
+        import json
+
+        print(json.dumps(pids))
+        return 0
+    if options["format"] != "table":
+        raise UsageError(f"ps: --format {options['format']}: table or json")
+    import subprocess
+
+    # As runc: the host's ps, its rows filtered to the container's pids.
+    lines = subprocess.run(["ps", *(args[1:] or ["-ef"])], capture_output=True, text=True, check=True).stdout
+    header, *rows = lines.splitlines()
+    column = header.split().index("PID")
+    print(header)
+    for row in rows:
+        fields = row.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            print(row)
+    return 0

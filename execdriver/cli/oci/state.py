@@ -1,0 +1,17 @@
+"""``state``: the runtime spec's state of a container, as JSON."""
+
+from __future__ import annotations
+
+from execdriver.cli.flags import Flag
+from execdriver.cli.oci.common import one_id, state_json, store
+
+SYNOPSIS = "execdriver state ID"
+DESCRIPTION = "Print the state of a container (the OCI runtime spec's JSON)."
+FLAGS = (Flag("--help", "-h", kind="bool", help="show this help"),)
+
+
+def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
+    import json
+
+    print(json.dumps(state_json(store(global_options), one_id(args, "state")), indent=2))
+    return 0

@@ -1,0 +1,314 @@
+"""An OCI bundle's config.json, read into the launch spec that the init carries out.
+
+Every field of the runtime spec (1.x) that Linux gives is either carried
+out or refused with a ConfigError that names it: nothing is dropped in
+silence. Mount options are read as runc reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from execdriver.errors import ConfigError
+from execdriver.gojson import loads
+from execdriver.linux import capabilities, cgroups, syscalls
+from execdriver.linux.rootfs import DEFAULT_DEVICES, Mount
+from execdriver.native import spec as native
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# mount(8) options: name -> (flags to set, flags to clear)
+MOUNT_FLAGS = {
+    "async": (0, 0x10), "atime": (0, 0x400), "bind": (syscalls.MS_BIND, 0), "defaults": (0, 0),
+    "dev": (0, syscalls.MS_NODEV), "diratime": (0, 0x800), "dirsync": (0x80, 0), "exec": (0, syscalls.MS_NOEXEC),
+    "mand": (0x40, 0), "noatime": (0x400, 0), "nodev": (syscalls.MS_NODEV, 0), "nodiratime": (0x800, 0),
+    "noexec": (syscalls.MS_NOEXEC, 0), "nomand": (0, 0x40), "norelatime": (0, 0x200000),
+    "nostrictatime": (0, 0x1000000), "nosuid": (syscalls.MS_NOSUID, 0),
+    "rbind": (syscalls.MS_BIND | syscalls.MS_REC, 0), "relatime": (0x200000, 0), "remount": (syscalls.MS_REMOUNT, 0),
+    "ro": (syscalls.MS_RDONLY, 0), "rw": (0, syscalls.MS_RDONLY), "strictatime": (0x1000000, 0),
+    "suid": (0, syscalls.MS_NOSUID), "sync": (0x10, 0),
+}
+_MS_SHARED, _MS_UNBINDABLE = 0x100000, 0x20000
+PROPAGATION = {
+    "private": syscalls.MS_PRIVATE, "shared": _MS_SHARED, "slave": syscalls.MS_SLAVE,
+    "unbindable": _MS_UNBINDABLE,
+}
+PROPAGATION.update({"r" + name: value | syscalls.MS_REC for name, value in list(PROPAGATION.items())})
+_NAMESPACES = {
+    "pid": syscalls.CLONE_NEWPID, "network": syscalls.CLONE_NEWNET, "mount": syscalls.CLONE_NEWNS,
+    "ipc": syscalls.CLONE_NEWIPC, "uts": syscalls.CLONE_NEWUTS, "cgroup": syscalls.CLONE_NEWCGROUP,
+    "user": syscalls.CLONE_NEWUSER, "time": 0x80,
+}
+_RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ConfigError(f"{where}.{key}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def load(bundle: str) -> dict[str, Any]:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config.json: {path} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"config.json: {path}: {err.strerror}") from None
+    try:
+        config = loads(text)
+    except ValueError as err:
+        raise ConfigError(f"config.json: not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError("config.json: expected an object")
+    version = _get(config, "ociVersion", str, "config", "")
+    if not version.startswith("1."):
+        raise ConfigError(f"ociVersion: {version!r} is not a 1.x version of the runtime spec")
+    return config
+
+
+def _mount(entry: Any, index: int, bundle: str) -> Mount:
+    where = f"mounts[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected an object")
+    destination = _get(entry, "destination", str, where, "")
+    if not destination.startswith("/"):
+        raise ConfigError(f"{where}.destination: {destination!r} is not an absolute path")
+    fstype = _get(entry, "type", str, where, "")
+    source = _get(entry, "source", str, where, "")
+    options = _get(entry, "options", list, where, [])
+    flags = cleared = propagation = 0
+    data = []
+    recursive_ro = False
+    for option in options:
+        if not isinstance(option, str):
+            raise ConfigError(f"{where}.options: expected strings")
+        if option in MOUNT_FLAGS:
+            add, clear = MOUNT_FLAGS[option]
+            flags, cleared = (flags | add) & ~clear, (cleared | clear) & ~add
+        elif option in PROPAGATION:
+            propagation = PROPAGATION[option]
+        elif option == "rro":
+            flags, recursive_ro = flags | syscalls.MS_RDONLY, True
+        elif option in ("tmpcopyup", "idmap", "ridmap") or option.startswith(("rro", "rrw", "rnosuid")):
+            raise ConfigError(f"{where}.options: {option!r} is not supported")
+        else:
+            data.append(option)
+    destination = posixpath.normpath(destination)
+    if fstype == "bind" or flags & syscalls.MS_BIND:
+        if not os.path.isabs(source):
+            source = os.path.join(bundle, source)
+        if not os.path.exists(source):
+            raise ConfigError(f"{where}.source: {source} does not exist")
+        real = os.path.realpath(source)
+        bind_flags = syscalls.MS_BIND | (flags & syscalls.MS_REC)
+        remount = flags & ~(syscalls.MS_BIND | syscalls.MS_REC | syscalls.MS_REMOUNT)
+        if recursive_ro:
+            bind_flags |= syscalls.MS_REC
+        return (destination, real, "", bind_flags, ",".join(data), propagation, remount, os.path.isdir(real))
+    if fstype == "cgroup":
+        return (destination, "cgroup", "cgroup", flags, "", propagation, 0, True)
+    if not fstype:
+        raise ConfigError(f"{where}.type: a mount that is not a bind needs a type")
+    return (destination, source or fstype, fstype, flags, ",".join(data), propagation, 0, True)
+
+
+def _capabilities(process: dict[str, Any]) -> dict[str, list[int]]:
+    sets = _get(process, "capabilities", dict, "process", {})
+    result = {}
+    for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        numbers = []
+        for cap in _get(sets, name, list, "process.capabilities", []):
+            number = capabilities.NUMBERS.get(cap) if isinstance(cap, str) else None
+            if number is None:
+                raise ConfigError(f"process.capabilities.{name}: unknown capability {cap!r}")
+            if number <= capabilities.last_cap():
+                numbers.append(number)
+        result[name] = numbers
+    return result
+
+
+def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+    flags, join = 0, []
+    for index, entry in enumerate(_get(linux, "namespaces", list, "linux", [])):
+        where = f"linux.namespaces[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object")
+        kind = _get(entry, "type", str, where, "")
+        if kind not in _NAMESPACES:
+            raise ConfigError(f"{where}.type: unknown namespace {kind!r}")
+        if kind in ("user", "time"):
+            raise ConfigError(f"{where}: {kind} namespaces are not supported by this runtime yet")
+        path = _get(entry, "path", str, where, "")
+        if not path:
+            flags |= _NAMESPACES[kind]
+            continue
+        if kind in ("pid", "mount"):
+            raise ConfigError(f"{where}: joining an existing {kind} namespace is not supported yet")
+        if not os.path.exists(path):
+            raise ConfigError(f"{where}.path: {path} does not exist")
+        join.append((path, _NAMESPACES[kind]))
+    if not flags & syscalls.CLONE_NEWNS:
+        raise ConfigError("linux.namespaces: a mount namespace is required (the rootfs is pivoted into)")
+    return flags, join
+
+
+def _limits(linux: dict[str, Any]) -> dict[str, Any]:
+    return resource_limits(_get(linux, "resources", dict, "linux", {}))
+
+
+def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -> dict[str, Any]:
+    """An OCI LinuxResources object as Limits fields; zero and absent mean unset."""
+    limits: dict[str, Any] = {}
+    memory = _get(resources, "memory", dict, where, {})
+    for key, name in (("limit", "memory"), ("reservation", "memory_reservation"), ("swap", "memory_swap")):
+        value = _get(memory, key, int, f"{where}.memory", 0)
+        if value:
+            limits[name] = value
+    if _get(memory, "disableOOMKiller", bool, f"{where}.memory", False):
+        limits["oom_kill_disable"] = True
+    for key in ("kernel", "kernelTCP", "swappiness"):
+        if memory.get(key) not in (None, 0) and not (key == "swappiness" and memory.get(key) in (None, -1)):
+            raise ConfigError(f"{where}.memory.{key}: not supported by this runtime")
+    cpu = _get(resources, "cpu", dict, where, {})
+    for key, name in (("shares", "cpu_shares"), ("quota", "cpu_quota"), ("period", "cpu_period")):
+        value = _get(cpu, key, int, f"{where}.cpu", 0)
+        if value:
+            limits[name] = value
+    for key, name in (("cpus", "cpuset_cpus"), ("mems", "cpuset_mems")):
+        value = _get(cpu, key, str, f"{where}.cpu", "")
+        if value:
+            limits[name] = value
+    for key in ("realtimeRuntime", "realtimePeriod", "idle", "burst"):
+        if cpu.get(key):
+            raise ConfigError(f"{where}.cpu.{key}: not supported by this runtime")
+    pids = _get(resources, "pids", dict, where, {})
+    pids_limit = _get(pids, "limit", int, f"{where}.pids", 0)
+    if pids_limit:
+        limits["pids_limit"] = pids_limit
+    block = _get(resources, "blockIO", dict, where, {})
+    weight = _get(block, "weight", int, f"{where}.blockIO", 0)
+    if weight:
+        limits["blkio_weight"] = weight
+    for key in ("leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
+        if block.get(key):
+            raise ConfigError(f"{where}.blockIO.{key}: not supported by this runtime")
+    for key in ("hugepageLimits", "network", "rdma", "unified"):
+        if resources.get(key):
+            raise ConfigError(f"{where}.{key}: not supported by this runtime")
+    for index, rule in enumerate(resources.get("devices") or []):
+        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
+            raise ConfigError(f"{where}.devices[{index}]: needs allow (true or false)")
+    return limits
+
+
+def _devices(linux: dict[str, Any]) -> list[tuple[str, str, int, int, int, int, int]]:
+    devices = list(DEFAULT_DEVICES)
+    for index, entry in enumerate(_get(linux, "devices", list, "linux", [])):
+        where = f"linux.devices[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object")
+        path = _get(entry, "path", str, where, "")
+        kind = _get(entry, "type", str, where, "")
+        if not path.startswith("/dev/") or kind not in ("c", "b", "u", "p"):
+            raise ConfigError(f"{where}: needs a path under /dev and a type c, b, u or p")
+        devices.append((path, kind, _get(entry, "major", int, where, 0), _get(entry, "minor", int, where, 0),
+                        _get(entry, "fileMode", int, where, 0o666), _get(entry, "uid", int, where, 0),
+                        _get(entry, "gid", int, where, 0)))
+    return devices
+
+
+def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
+    result = []
+    for index, entry in enumerate(_get(process, "rlimits", list, "process", [])):
+        where = f"process.rlimits[{index}]"
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind not in _RLIMITS:
+            raise ConfigError(f"{where}.type: unknown rlimit {kind!r}")
+        result.append((_RLIMITS[kind], _get(entry, "soft", int, where, 0), _get(entry, "hard", int, where, 0)))
+    return result
+
+
+def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_dir: str) -> dict[str, Any]:
+    """The launch spec of ``config``; refuses what it cannot carry out, naming the field."""
+    process = _get(config, "process", dict, "config", None)
+    if process is None:
+        raise ConfigError("process: missing (the container needs a process to run)")
+    if _get(process, "terminal", bool, "process", False):
+        raise ConfigError("process.terminal: terminals are not supported by this runtime yet")
+    for key, what in (("apparmorProfile", "AppArmor"), ("selinuxLabel", "SELinux")):
+        if _get(process, key, str, "process", ""):
+            raise ConfigError(f"process.{key}: {what} is not available on this host")
+    args = _get(process, "args", list, "process", [])
+    if not args or not all(isinstance(a, str) for a in args):
+        raise ConfigError("process.args: needs at least the program to run, as strings")
+    cwd = _get(process, "cwd", str, "process", "")
+    if not cwd.startswith("/"):
+        raise ConfigError(f"process.cwd: {cwd!r} must be an absolute path")
+    user = _get(process, "user", dict, "process", {})
+    uid, gid = _get(user, "uid", int, "process.user", 0), _get(user, "gid", int, "process.user", 0)
+    extra_gids = _get(user, "additionalGids", list, "process.user", [])
+    if _get(user, "username", str, "process.user", ""):
+        raise ConfigError("process.user.username: only numeric users are supported on Linux")
+    root = _get(config, "root", dict, "config", None)
+    if root is None or not _get(root, "path", str, "root", ""):
+        raise ConfigError("root.path: missing")
+    root_path = root["path"] if os.path.isabs(root["path"]) else os.path.join(bundle, root["path"])
+    linux = _get(config, "linux", dict, "config", {})
+    for key, what in (("uidMappings", "user namespaces"), ("gidMappings", "user namespaces"),
+                      ("seccomp", "seccomp"), ("intelRdt", "Intel RDT"), ("mountLabel", "SELinux")):
+        if linux.get(key):
+            raise ConfigError(f"linux.{key}: {what} is not supported by this runtime yet")
+    flags, join = _namespaces(linux)
+    hostname = _get(config, "hostname", str, "config", "")
+    if hostname and not flags & syscalls.CLONE_NEWUTS:
+        raise ConfigError("hostname: setting it needs a new uts namespace")
+    caps = _capabilities(process)
+    sysctl = _get(linux, "sysctl", dict, "linux", {})
+    cgroup_path = _get(linux, "cgroupsPath", str, "linux", "")
+    if ":" in cgroup_path:
+        raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd slice path, and there is no systemd")
+    limits = _limits(linux)
+    cgroups.Limits(**limits).check()
+    mounts = [_mount(entry, index, bundle) for index, entry in enumerate(_get(config, "mounts", list, "config", []))]
+    base = native.launch_spec(container_id=container_id, state_dir=state_dir, argv=list(args), rootfs=root_path,
+                              readonly=_get(root, "readonly", bool, "root", False), hostname=hostname,
+                              working_dir=cwd, env=_get(process, "env", list, "process", []),
+                              user=f"{uid}:{gid}", limits=limits, cgroup_path=cgroup_path)
+    base.update({
+        "clone_flags": flags,
+        "join_namespaces": join,
+        "mounts": mounts,
+        "devices": _devices(linux),
+        "masked_paths": [p for p in _get(linux, "maskedPaths", list, "linux", []) if isinstance(p, str)],
+        "readonly_paths": [p for p in _get(linux, "readonlyPaths", list, "linux", []) if isinstance(p, str)],
+        "domainname": _get(config, "domainname", str, "config", ""),
+        "sysctl": [(str(key), str(value)) for key, value in sysctl.items()],
+        "rlimits": _rlimits(process),
+        "no_new_privileges": _get(process, "noNewPrivileges", bool, "process", False),
+        "oom_score_adj": _get(process, "oomScoreAdj", int, "process", None),
+        "umask": _get(user, "umask", int, "process.user", None),
+        "additional_gids": [g for g in extra_gids if isinstance(g, int)],
+        "capabilities": caps["permitted"],
+        "capability_sets": caps,
+        "propagation": PROPAGATION.get(_get(linux, "rootfsPropagation", str, "linux", ""), 0),
+        # An OCI container outlives the command that created it.
+        "pdeathsig": False,
+        "env": list(_get(process, "env", list, "process", [])),
+        "cgroup_mount": any(entry[2] == "cgroup" for entry in mounts),
+    })
+    return base
