@@ -96,6 +96,7 @@ def run(
         go_read, go_write = os.pipe2(os.O_CLOEXEC)
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
         ours += (go_write, status_read)
+        launch_spec = {**launch_spec, "driver_fds": ours}
         limits = cgroups.Limits(**cgroup_spec["limits"])
         try:
             # While the init is cloned and builds its rootfs: its cgroup,
@@ -293,6 +294,7 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
         go_read, go_write = os.pipe2(os.O_CLOEXEC)
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
         ours += (go_write, status_read)
+        launch_spec["driver_fds"] = ours
         limits = cgroups.Limits(**cgroup_spec["limits"])
         try:
             launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,

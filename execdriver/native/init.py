@@ -96,8 +96,12 @@ def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
     if sets is not None:
         syscalls.set_keepcaps(False)
         capabilities.set_process(sets["permitted"], sets["effective"], sets["inheritable"])
+        # The kernel admits an ambient capability only if it is permitted and
+        # inheritable (capabilities(7)); runc's default config lists ambient
+        # ones without inheritable, which runtimes leave out, as we do.
         for cap in sets["ambient"]:
-            capabilities.raise_ambient(cap)
+            if cap in sets["permitted"] and cap in sets["inheritable"]:
+                capabilities.raise_ambient(cap)
     else:
         # A non-root user lost its capabilities with setuid; root keeps the set.
         capabilities.set_process(spec["capabilities"] if user.uid == 0 else [])
@@ -131,10 +135,15 @@ def _join_cgroup(hierarchies: list[int], join: list[tuple[str, str]]) -> None:
 
 
 def _report(status: int, message: str) -> None:
+    """To the driver; if it is gone (an OCI container after create), to stderr."""
+    encoded = message.encode("utf-8", "replace")[:4000]
     try:
-        os.write(status, ERROR + message.encode("utf-8", "replace")[:4000])
+        os.write(status, ERROR + encoded)
     except OSError:
-        pass
+        try:
+            os.write(2, b"execdriver: container init: " + encoded + b"\n")
+        except OSError:
+            pass
 
 
 def detach(clone_flags: int, pdeathsig: bool = True) -> None:

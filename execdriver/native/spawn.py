@@ -144,7 +144,8 @@ class DirectSpawner:
         threading = sys.modules.get("threading")  # not imported: surely one thread
         if threading is not None and threading.active_count() > 1:
             raise ContainerError("DirectSpawner needs a single-threaded process; use the fork server")
-        pid, pidfd = clone_init(spec, sync, stdio)
+        # The init must not hold the driver's ends of its sync pipes.
+        pid, pidfd = clone_init(spec, sync, stdio, tuple(spec.get("driver_fds", ())))
         return _finish(_DirectLaunch(pid, pidfd), meanwhile)
 
     def close(self) -> None:

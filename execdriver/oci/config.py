@@ -232,6 +232,31 @@ def _devices(linux: dict[str, Any]) -> list[tuple[str, str, int, int, int, int, 
     return devices
 
 
+_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def _sysctl(linux: dict[str, Any], flags: int) -> list[tuple[str, str]]:
+    """Only sysctls of a namespace the container has of its own: any other would
+    change the host (runc's rules)."""
+    result = []
+    for key, value in _get(linux, "sysctl", dict, "linux", {}).items():
+        if not isinstance(value, str):
+            raise ConfigError(f"linux.sysctl.{key}: expected a string value")
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            needed, name = syscalls.CLONE_NEWIPC, "ipc"
+        elif key.startswith("net."):
+            needed, name = syscalls.CLONE_NEWNET, "network"
+        elif key in ("kernel.domainname", "kernel.hostname"):
+            needed, name = syscalls.CLONE_NEWUTS, "uts"
+        else:
+            raise ConfigError(f"linux.sysctl.{key}: not namespaced: setting it would change the host")
+        if not flags & needed:
+            raise ConfigError(f"linux.sysctl.{key}: needs a {name} namespace of the container's own")
+        result.append((key, value))
+    return result
+
+
 def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
     result = []
     for index, entry in enumerate(_get(process, "rlimits", list, "process", [])):
@@ -278,7 +303,6 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     if hostname and not flags & syscalls.CLONE_NEWUTS:
         raise ConfigError("hostname: setting it needs a new uts namespace")
     caps = _capabilities(process)
-    sysctl = _get(linux, "sysctl", dict, "linux", {})
     cgroup_path = _get(linux, "cgroupsPath", str, "linux", "")
     if ":" in cgroup_path:
         raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd slice path, and there is no systemd")
@@ -297,7 +321,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         "masked_paths": [p for p in _get(linux, "maskedPaths", list, "linux", []) if isinstance(p, str)],
         "readonly_paths": [p for p in _get(linux, "readonlyPaths", list, "linux", []) if isinstance(p, str)],
         "domainname": _get(config, "domainname", str, "config", ""),
-        "sysctl": [(str(key), str(value)) for key, value in sysctl.items()],
+        "sysctl": _sysctl(linux, flags),
         "rlimits": _rlimits(process),
         "no_new_privileges": _get(process, "noNewPrivileges", bool, "process", False),
         "oom_score_adj": _get(process, "oomScoreAdj", int, "process", None),
