@@ -82,10 +82,16 @@ def loads(text: str) -> Any:
     """
     try:
         value, end = _scan(text, len(text) - len(text.lstrip()))
-    except StopIteration:
-        raise ValueError("not JSON") from None
+    except (StopIteration, SystemError, ValueError):
+        # Malformed: json itself says where and why (the C scanner alone
+        # cannot build its error without the json package).
+        import json
+
+        return json.loads(text)
     if text[end:].strip():
-        raise ValueError("extra data after the JSON value")
+        import json
+
+        return json.loads(text)
     return value
 
 

@@ -1,0 +1,278 @@
+"""The OCI runtime through runc's command line, on busybox bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from execdriver.cli.oci.spec import default_config
+from execdriver.linux.cgroups.v1 import hierarchies
+
+CLI = [sys.executable, "-m", "execdriver"]
+
+
+class Runtime:
+    """``execdriver --root <state>``, as an engine calls it."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        self.root, self.log = root, log
+
+    def __call__(self, *args: str, stdin: str | None = None, check: bool = True,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        import tempfile
+
+        # Files, not pipes, for the output: a detached container keeps its
+        # standard streams, and a pipe would stay open as long as it runs.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            completed = subprocess.run([*CLI, "--root", str(self.root), "--log", str(self.log), "--log-format",
+                                        "json", *args], input=stdin, stdout=out, stderr=err, text=True, timeout=60,
+                                       cwd=cwd, check=False)
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(completed.args, completed.returncode, out.read(), err.read())
+        if check and result.returncode != 0:
+            raise AssertionError(f"{args}: exit {result.returncode}: {result.stderr}")
+        return result
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self("state", container_id).stdout)
+        return result
+
+
+@pytest.fixture()
+def runtime(state_root: Path, tmp_path: Path) -> Iterator[Runtime]:
+    oci = Runtime(state_root, tmp_path / "log.json")
+    yield oci
+    for name in os.listdir(state_root) if state_root.exists() else ():
+        if not name.startswith("."):
+            oci("delete", "--force", name, check=False)
+
+
+@pytest.fixture()
+def bundle(busybox_rootfs: Path, tmp_path: Path) -> Callable[..., Path]:
+    """A bundle whose config is runc's default, with ``args`` and any changes."""
+    def make(args: list[str], change: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        directory = tmp_path / f"bundle-{len(list(tmp_path.glob('bundle-*')))}"
+        directory.mkdir()
+        os.symlink(busybox_rootfs, directory / "rootfs")
+        config = default_config()
+        config["process"]["args"] = args  # type: ignore[index]
+        if change is not None:
+            change(config)
+        (directory / "config.json").write_text(json.dumps(config))
+        return directory
+    return make
+
+
+def wait_status(runtime: Runtime, container_id: str, wanted: str) -> None:
+    deadline = time.monotonic() + 10
+    while runtime.state(container_id)["status"] != wanted:
+        assert time.monotonic() < deadline, f"never {wanted}"
+        time.sleep(0.02)
+
+
+def test_run_in_the_foreground(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    directory = bundle(["sh", "-c", "echo hello; hostname; exit 3"])
+    result = runtime("run", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "hello\nexecdriver\n"
+    assert runtime("list", "-q").stdout.strip() == ""  # deleted after it exited
+
+
+def test_create_start_state_kill_delete(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
+                                        cid: str) -> None:
+    directory = bundle(["sleep", "60"])
+    pid_file = tmp_path / "pid"
+    runtime("create", "--bundle", str(directory), "--pid-file", str(pid_file), cid)
+    state = runtime.state(cid)
+    assert state["status"] == "created" and state["bundle"] == str(directory)
+    assert pid_file.read_text() == str(state["pid"])  # no newline, as runc
+    assert Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")[0] != b"sleep"  # not yet started
+    assert cid in runtime("list", "-q").stdout.split()
+    runtime("start", cid)
+    wait_status(runtime, cid, "running")
+    assert Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    result = runtime("delete", cid, check=False)
+    assert result.returncode == 1 and "not stopped: running" in result.stderr
+    runtime("kill", cid, "KILL")
+    wait_status(runtime, cid, "stopped")
+    runtime("delete", cid)
+    assert runtime("state", cid, check=False).returncode != 0
+    assert not (Path(hierarchies()["memory"]) / "execdriver" / cid).exists()
+
+
+def test_detached_run_pause_ps_events_kill_all(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    directory = bundle(["sh", "-c", "sleep 60 & sleep 61; true"])
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    wait_status(runtime, cid, "running")
+    pids = json.loads(runtime("ps", "--format", "json", cid).stdout)
+    assert len(pids) == 3
+    table = runtime("ps", cid).stdout.splitlines()
+    assert "PID" in table[0] and len(table) == 4
+    runtime("pause", cid)
+    assert runtime.state(cid)["status"] == "paused"
+    runtime("resume", cid)
+    assert runtime.state(cid)["status"] == "running"
+    event = json.loads(runtime("events", "--stats", cid).stdout)
+    assert event["type"] == "stats" and event["id"] == cid
+    assert event["data"]["pids_stats"]["current"] == 3
+    runtime("kill", "--all", cid, "9")
+    wait_status(runtime, cid, "stopped")
+    runtime("delete", cid)
+
+
+def test_update_from_stdin(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(resources={"pids": {"limit": 50}}))
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    pids_max = Path(hierarchies()["pids"]) / "execdriver" / cid / "pids.max"
+    assert pids_max.read_text().strip() == "50"
+    runtime("update", "--resources", "-", cid, stdin='{"pids": {"limit": 20}, "memory": {"limit": 0}}')
+    assert pids_max.read_text().strip() == "20"
+    runtime("update", "--memory", str(64 << 20), cid)
+    memory = Path(hierarchies()["memory"]) / "execdriver" / cid / "memory.limit_in_bytes"
+    assert memory.read_text().strip() == str(64 << 20)
+    runtime("delete", "--force", cid)
+
+
+def test_delete_force_of_a_missing_container(runtime: Runtime, cid: str) -> None:
+    assert runtime("delete", "--force", cid, check=False).returncode == 0
+    result = runtime("delete", cid, check=False)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+def test_start_of_a_running_container_fails(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
+    result = runtime("start", cid, check=False)
+    assert result.returncode == 1 and "not created" in result.stderr
+
+
+def test_config_settings_reach_the_process(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
+                                           cid: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file").write_text("from the host")
+
+    def change(config: dict[str, Any]) -> None:
+        config["process"]["env"] = ["PATH=/bin", "GREETING=hi"]
+        config["process"]["cwd"] = "/tmp"
+        config["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [50]}
+        config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+        config["process"]["oomScoreAdj"] = 500
+        config["hostname"] = "oci-box"
+        config["domainname"] = "example"
+        config["root"]["readonly"] = False
+        config["mounts"].append({"destination": "/data", "type": "bind", "source": str(data),
+                                 "options": ["rbind", "ro"]})
+        config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                                 "options": ["nosuid", "size=1m"]})
+        config["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0"}
+
+    script = ("echo $GREETING; pwd; id -u; id -G; ulimit -n; cat /proc/self/oom_score_adj; hostname; "
+              "cat /proc/sys/kernel/domainname; cat /data/file; echo; echo x > /data/new || echo data-ro; "
+              "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; grep ' /tmp ' /proc/mounts | cut -d' ' -f3")
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[:9] == ["hi", "/tmp", "1000", "1000 50", "256", "500", "oci-box", "example", "from the host"]
+    assert "data-ro" in lines and "0" in lines[-3:] and lines[-2] == "tmpfs"
+
+
+def test_hooks_run_at_their_phases(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
+                                   cid: str) -> None:
+    record = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text(f"#!/bin/sh\nread -r state\necho \"$1 $(echo \"$state\" | grep -o '\"status\":\"[a-z]*\"')\" "
+                      f">> {record}\n[ \"$1\" != createContainer ] || ls /bin/busybox >> {record}\n")
+    script.chmod(0o755)
+
+    def change(config: dict[str, Any]) -> None:
+        config["hooks"] = {phase: [{"path": str(script), "args": ["hook.sh", phase]}]
+                           for phase in ("prestart", "createRuntime", "poststart", "poststop")}
+        # Inside the container's mount namespace: its busybox, not the host's /work.
+        in_container = "test -e /bin/busybox && test ! -e /work"
+        config["hooks"]["createContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", in_container]}]
+
+    directory = bundle(["true"], change)
+    result = runtime("run", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 0, result.stderr
+    phases = [line.split()[0] for line in record.read_text().splitlines()]
+    assert phases == ["prestart", "createRuntime", "poststart", "poststop"]
+
+
+def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    directory = bundle(["true"], lambda c: c.update(hooks={"createRuntime": [{"path": "/bin/false"}]}))
+    result = runtime("create", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 1 and "createRuntime hook 0 (/bin/false) exited 1" in result.stderr
+    assert runtime("list", "-q").stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_FLY"),
+         "process.capabilities.bounding: unknown capability 'CAP_FLY'"),
+        (lambda c: c.update(ociVersion="2.0.0"), "ociVersion: '2.0.0' is not a 1.x version"),
+        (lambda c: c["process"].update(cwd="relative"), "process.cwd: 'relative' must be an absolute path"),
+        (lambda c: c["linux"].update(sysctl={"vm.swappiness": "10"}),
+         "linux.sysctl.vm.swappiness: not namespaced"),
+        (lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/no/such/dir"}),
+         r"mounts\[7\]\.source: /no/such/dir does not exist"),
+        (lambda c: c["linux"].update(cgroupsPath="system.slice:docker:x"), "linux.cgroupsPath"),
+        (lambda c: c["root"].update(path="missing-rootfs"), "rootfs: .*missing-rootfs does not exist"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "chaos"}), "unknown namespace 'chaos'"),
+    ],
+)
+def test_bad_configs_are_refused_with_the_field(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
+                                                cid: str, change: Callable[[dict[str, Any]], None],
+                                                message: str) -> None:
+    import re
+
+    result = runtime("create", "--bundle", str(bundle(["true"], change)), cid, check=False)
+    assert result.returncode == 1
+    assert re.search(message, result.stderr), result.stderr
+    logged = json.loads((tmp_path / "log.json").read_text().splitlines()[-1])
+    assert logged["level"] == "error" and re.search(message, logged["msg"])
+    assert runtime("list", "-q").stdout.strip() == ""
+
+
+def test_malformed_json_config(runtime: Runtime, tmp_path: Path, cid: str) -> None:
+    directory = tmp_path / "broken"
+    directory.mkdir()
+    (directory / "config.json").write_text("{ not json")
+    result = runtime("create", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 1 and "config.json: not valid JSON" in result.stderr
+
+
+def test_global_flags(runtime: Runtime, tmp_path: Path) -> None:
+    result = runtime("--systemd-cgroup", "list", check=False)
+    assert result.returncode == 2 and "systemd is not running" in result.stderr
+    features = json.loads(runtime("features").stdout)
+    assert features["linux"]["cgroup"]["v1"] is True and "prestart" in features["hooks"]
+    spec_dir = tmp_path / "specdir"
+    spec_dir.mkdir()
+    runtime("spec", "--bundle", str(spec_dir))
+    assert json.loads((spec_dir / "config.json").read_text())["ociVersion"].startswith("1.")
+    assert runtime("spec", "--bundle", str(spec_dir), check=False).returncode == 2  # no overwrite
+
+
+def test_the_launcher_needs_no_python_on_path(state_root: Path, bundle: Callable[..., Path], cid: str) -> None:
+    # containerd's shim runs the runtime with its own PATH: bin/execdriver
+    # finds its interpreter beside itself.
+    launcher = Path(sys.executable).parent / "execdriver"
+    if not launcher.exists():
+        pytest.skip("the execdriver command is not installed in this interpreter's environment")
+    result = subprocess.run([str(launcher), "--root", str(state_root), "run", "--bundle",
+                             str(bundle(["echo", "launched"])), cid], capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/nonexistent"}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "launched\n"
+    shutil.rmtree(state_root / cid, ignore_errors=True)
