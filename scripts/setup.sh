@@ -7,7 +7,8 @@
 #
 # Debian packages: busybox-static (a static busybox for the tests' root
 # filesystems), runc and crun (the peers that bench/ measures against),
-# python3 and python3-venv (the interpreter; see below).
+# containerd (an engine that the tests drive execdriver with), python3 and
+# python3-venv (the interpreter; see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-demo}
@@ -19,7 +20,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # python3-venv: the virtual environment, on Debian's own interpreter.
-packages=(busybox-static runc crun python3 python3-venv)
+# containerd: the tests drive execdriver through it as an engine would.
+packages=(busybox-static runc crun containerd python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
