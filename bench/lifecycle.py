@@ -1,0 +1,93 @@
+"""create + start + wait + delete of `true`: execdriver's OCI CLI beside runc and crun.
+
+    .venv/bin/python bench/lifecycle.py [--runs N] [--block N]
+
+As an engine's shim does it: this process is a child subreaper, so the
+container's init, orphaned when ``create`` exits, becomes its child and is
+waited for. Every runtime uses the same bundle (runc's default config,
+running ``true``). Medians, and the target: at most 0.6 of runc's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.start import CLI, make_bundle, private_mount_namespace
+
+
+def become_subreaper() -> None:
+    if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def call(argv: list[str]) -> None:
+    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+
+
+def cycle(command: list[str], bundle: Path, work: Path) -> Callable[[], None]:
+    def go() -> None:
+        container_id = f"b-{uuid.uuid4().hex[:10]}"
+        pid_file = work / f"{container_id}.pid"
+        call([*command, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), container_id])
+        pid = int(pid_file.read_text())
+        call([*command, "start", container_id])
+        os.waitpid(pid, 0)
+        call([*command, "delete", container_id])
+        pid_file.unlink()
+    return go
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--block", type=int, default=10)
+    args = parser.parse_args()
+    private_mount_namespace()
+    become_subreaper()
+    work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
+    try:
+        bundle = make_bundle(work / "bundle")
+        cases = {
+            "execdriver": cycle([CLI, "--root", str(work / "execdriver")], bundle, work),
+            "runc": cycle(["runc", "--root", str(work / "runc")], bundle, work),
+            "crun": cycle(["crun", "--root", str(work / "crun")], bundle, work),
+        }
+        for action in cases.values():
+            action()
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        block = max(1, min(args.block, args.runs))
+        for _ in range(max(1, args.runs // block)):
+            for name, action in cases.items():
+                for _ in range(block):
+                    start = time.perf_counter()
+                    action()
+                    samples[name].append((time.perf_counter() - start) * 1000)
+        print(f"create + start + wait + delete of `true`, {len(samples['runc'])} runs each, "
+              f"in blocks of {block} (ms)")
+        for name, values in samples.items():
+            deciles = statistics.quantiles(values, n=10)
+            print(f"  {name:12} median {statistics.median(values):7.2f}   p10 {deciles[0]:7.2f}   "
+                  f"p90 {deciles[-1]:7.2f}")
+        ours, runc = statistics.median(samples["execdriver"]), statistics.median(samples["runc"])
+        print(f"  execdriver / runc: {ours / runc:.2f}   execdriver / crun: "
+              f"{ours / statistics.median(samples['crun']):.2f}")
+        print(f"  target <= 0.6 x runc: {'met' if ours <= 0.6 * runc else 'NOT met'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
