@@ -75,12 +75,16 @@ def run(
     start: PidCallback | None = None,
     post_stop: Sequence[PidCallback] = (),
     on_oom: Callable[[], None] | None = None,
+    keep_parent: bool = False,
 ) -> tuple[int, bool]:
     """Run the container to completion: (exit code, whether OOM kills happened).
 
     ``serve(exit_fd, watches)`` moves the streams until ``exit_fd`` is
     readable, calling each watch's callback when its descriptor fires;
-    without it the descriptors belong to the process alone.
+    without it the descriptors belong to the process alone. ``keep_parent``
+    leaves the runtime's parent cgroup for the next container (the fork
+    server removes it when it stops): creating and removing it in every
+    hierarchy on every run would double the cgroup work.
     """
     from execdriver.native import init  # run only: kill, stats and pids need no ctypes
 
@@ -158,7 +162,7 @@ def run(
         for fd in ours:
             os.close(fd)
         # Should the cgroup resist, the state stays: clean(id) finds it there.
-        cgroup.destroy(cgroup_spec["parent_levels"])  # 10
+        cgroup.destroy(0 if keep_parent else cgroup_spec["parent_levels"])  # 10
         store.remove(container_id)
 
 

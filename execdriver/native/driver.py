@@ -39,6 +39,7 @@ class NativeDriver(Driver):
 
     def __init__(self, root: str = DEFAULT_ROOT, fork_server: bool = True) -> None:
         self._store = StateStore(root)
+        self._fork_server = fork_server
         self._spawner: Spawner = ForkServerSpawner() if fork_server else DirectSpawner()
 
     def __enter__(self) -> NativeDriver:
@@ -72,6 +73,7 @@ class NativeDriver(Driver):
                 start=bind(hooks.start) if hooks.start is not None else None,
                 post_stop=[bind(hook) for hook in hooks.post_stop],
                 on_oom=oom.notify,
+                keep_parent=self._fork_server,
             )
         finally:
             console.close()

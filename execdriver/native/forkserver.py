@@ -178,6 +178,10 @@ class _Server:
                 continue  # the state stays, so that clean(id) finds the cgroup
             if spec.get("state_dir"):
                 remove_tree(spec["state_dir"])
+        # The drivers kept the runtime's parent cgroup while they ran.
+        from execdriver.native.spec import DEFAULT_CGROUP_PARENT
+
+        cgroups.remove_if_empty(DEFAULT_CGROUP_PARENT)
 
 
 def _exited(pidfd: int) -> bool:

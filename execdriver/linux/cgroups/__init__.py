@@ -97,6 +97,21 @@ def manager(path: str, root: str | None = None, cgroup_version: int | None = Non
     return V1Manager(path)
 
 
+def remove_if_empty(name: str) -> None:
+    """rmdir the cgroup ``name`` (relative to each hierarchy's root) where it is empty."""
+    if version() == 2:
+        directories = [os.path.join(ROOT, name)]
+    else:
+        from execdriver.linux.cgroups.v1 import mounts
+
+        directories = [os.path.join(mount, name) for mount in dict.fromkeys(mounts().values())]
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass  # absent, or another container's parent still
+
+
 def system_cpu_usage() -> int:
     """Host CPU time in nanoseconds, as Docker computes it from /proc/stat."""
     with open("/proc/stat", encoding="ascii") as handle:
