@@ -251,18 +251,21 @@ def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int,
 
 def _mask(path: str) -> None:
     """Hide ``path``: /dev/null over a file, an empty read-only tmpfs over a directory."""
-    if not os.path.lexists(path):
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
-    if os.path.isdir(path) and not os.path.islink(path):
+    if stat.S_ISDIR(mode):
         mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
     else:
         mount("/dev/null", path, None, MS_BIND)
 
 
 def _make_readonly(path: str) -> None:
-    if not os.path.lexists(path):
+    try:
+        mount(path, path, None, MS_BIND | MS_REC)
+    except FileNotFoundError:
         return
-    mount(path, path, None, MS_BIND | MS_REC)
     make_readonly_recursive(path)
 
 
