@@ -233,17 +233,22 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
 
 
 def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]]) -> None:
+    dev = resolve_in_root(root, "/dev")
     for path, kind, major, minor, mode, uid, gid in devices:
-        target = resolve_in_root(root, path)
-        os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+        name = path[len("/dev/"):]
+        # A node right in /dev (the usual case) needs no resolution: /dev
+        # is resolved once, and its entries are ours to make.
+        target = os.path.join(dev, name) if "/" not in name else resolve_in_root(root, path)
+        if "/" in name:
+            os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
         file_type = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
         try:
             os.mknod(target, mode | file_type, os.makedev(major, minor))
         except FileExistsError:
             os.unlink(target)
             os.mknod(target, mode | file_type, os.makedev(major, minor))
-        os.chown(target, uid, gid)
-    dev = resolve_in_root(root, "/dev")
+        if uid or gid:
+            os.chown(target, uid, gid)
     for name, link in _DEV_LINKS:
         if not os.path.lexists(os.path.join(dev, name)):
             os.symlink(link, os.path.join(dev, name))
