@@ -45,6 +45,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # compat mode: a plain path in a .pth file, which bin/execdriver reads without site
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+# bin/execdriver runs as a shell script or as Python: make the kernel start the
+# interpreter directly (one exec, no shell) -- see the comment in it.
+sed -i "1s|.*|#!$PWD/.venv/bin/python3 -IS|" .venv/bin/execdriver
 
 case "$mode" in
 demo)
