@@ -64,6 +64,66 @@ def _expect(status: int, expected: bytes, container_id: str) -> None:
     raise ContainerError(f"container {container_id}: init exited before the process started")
 
 
+class _Handles:
+    """What a start holds, for its finally: the init's launch, our descriptors."""
+
+    def __init__(self) -> None:
+        self.launch: Launch | None = None
+        self.fds: list[int] = []
+        self.go = self.status = -1
+
+    def close(self) -> None:
+        if self.launch is not None:
+            self.launch.close()
+        for fd in self.fds:
+            os.close(fd)
+
+    def kill(self) -> None:
+        """Kill and reap the init, if there is one."""
+        if self.launch is not None:
+            self.launch.kill()
+            try:
+                self.launch.reap()
+            except (OSError, ContainerError):
+                pass
+
+
+def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
+              state: State, cgroup: Manager, handles: _Handles) -> Launch:
+    """Steps 2 to 4: clone the init, give it its cgroup, wait until it is ready."""
+    from execdriver.native import init
+
+    cgroup_spec = launch_spec["cgroup"]
+    go_read, handles.go = os.pipe2(os.O_CLOEXEC)
+    handles.status, status_write = os.pipe2(os.O_CLOEXEC)
+    handles.fds += (handles.go, handles.status)
+    launch_spec = {**launch_spec, "driver_fds": list(handles.fds)}
+    limits = cgroups.Limits(**cgroup_spec["limits"])
+    try:
+        # While the init is cloned and builds its rootfs: its cgroup, with
+        # the limits. On v1 the init joins by itself (init.py says why); on
+        # v2 we move it.
+        launch = handles.launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 2
+                                                meanwhile=lambda: cgroup.create(limits))  # 3
+    finally:
+        os.close(go_read)
+        os.close(status_write)
+    try:
+        if not cgroup_spec["join"]:
+            cgroup.add(launch.pid)
+        os.write(handles.go, init.CGROUP)
+    except cgroups.CgroupError as err:
+        if err.errno != errno.ESRCH:
+            raise
+        # The init already failed; its own message follows on the pipe.
+    except BrokenPipeError:
+        pass  # likewise
+    state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
+    store.save(state)
+    _expect(handles.status, init.READY, launch_spec["id"])  # 4
+    return launch
+
+
 def run(
     store: StateStore,
     spawner: Spawner,
@@ -93,45 +153,18 @@ def run(
     cgroup = cgroups.manager(cgroup_spec["path"])
     state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
                          cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
-    launch: Launch | None = None
-    ours: list[int] = []
+    handles = _Handles()
     reaped = False
     try:
-        go_read, go_write = os.pipe2(os.O_CLOEXEC)
-        status_read, status_write = os.pipe2(os.O_CLOEXEC)
-        ours += (go_write, status_read)
-        launch_spec = {**launch_spec, "driver_fds": ours}
-        limits = cgroups.Limits(**cgroup_spec["limits"])
-        try:
-            # While the init is cloned and builds its rootfs: its cgroup,
-            # with the limits. On v1 the init joins by itself (init.py says
-            # why); on v2 we move it.
-            launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 2
-                                   meanwhile=lambda: cgroup.create(limits))  # 3
-        finally:
-            os.close(go_read)
-            os.close(status_write)
-        try:
-            if not cgroup_spec["join"]:
-                cgroup.add(launch.pid)
-            os.write(go_write, init.CGROUP)
-        except cgroups.CgroupError as err:
-            if err.errno != errno.ESRCH:
-                raise
-            # The init already failed; its own message follows on the pipe.
-        except BrokenPipeError:
-            pass  # likewise
-        state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
-        store.save(state)
-        watches = _oom_watches(cgroup, on_oom, ours)
-        _expect(status_read, init.READY, container_id)  # 4
+        launch = _bring_up(store, spawner, launch_spec, stdio, state, cgroup, handles)  # 2-4
+        watches = _oom_watches(cgroup, on_oom, handles.fds)
         for callback in pre_start:  # 5
             callback(launch.pid)
         try:
-            os.write(go_write, init.GO)  # 6
+            os.write(handles.go, init.GO)  # 6
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): _expect says so
-        _expect(status_read, b"", container_id)
+        _expect(handles.status, b"", container_id)
         if start is not None:  # 7
             start(launch.pid)
         if serve is not None:  # 8
@@ -151,16 +184,9 @@ def run(
             raise errors[0]
         return code, oom_killed
     finally:
-        if launch is not None:
-            if not reaped:
-                launch.kill()
-                try:
-                    launch.reap()
-                except (OSError, ContainerError):
-                    pass
-            launch.close()
-        for fd in ours:
-            os.close(fd)
+        if not reaped:
+            handles.kill()
+        handles.close()
         # Should the cgroup resist, the state stays: clean(id) finds it there.
         cgroup.destroy(0 if keep_parent else cgroup_spec["parent_levels"])  # 10
         store.remove(container_id)
@@ -280,8 +306,6 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
     hooks) in it. The init outlives this process: whoever reaps orphans
     here (the engine's shim as subreaper, or pid 1) reaps it.
     """
-    from execdriver.native import init
-
     container_id: str = launch_spec["id"]
     cgroup_spec = launch_spec["cgroup"]
     cgroup = cgroups.manager(cgroup_spec["path"])
@@ -289,50 +313,19 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
                          cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
     state.oci = oci
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
-    launch: Launch | None = None
-    ours: list[int] = []
+    handles = _Handles()
     done = False
     try:
         os.mkfifo(fifo, 0o600)
-        launch_spec = {**launch_spec, "exec_fifo": fifo}
-        go_read, go_write = os.pipe2(os.O_CLOEXEC)
-        status_read, status_write = os.pipe2(os.O_CLOEXEC)
-        ours += (go_write, status_read)
-        launch_spec["driver_fds"] = ours
-        limits = cgroups.Limits(**cgroup_spec["limits"])
-        try:
-            launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,
-                                   meanwhile=lambda: cgroup.create(limits))
-        finally:
-            os.close(go_read)
-            os.close(status_write)
-        try:
-            if not cgroup_spec["join"]:
-                cgroup.add(launch.pid)
-            os.write(go_write, init.CGROUP)
-        except cgroups.CgroupError as err:
-            if err.errno != errno.ESRCH:
-                raise
-        except BrokenPipeError:
-            pass
-        state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
-        store.save(state)
-        _expect(status_read, init.READY, container_id)
+        launch = _bring_up(store, spawner, {**launch_spec, "exec_fifo": fifo}, stdio, state, cgroup, handles)
         for callback in on_created:
             callback(launch.pid)
         done = True
         return state
     finally:
-        if launch is not None:
-            if not done:
-                launch.kill()
-                try:
-                    launch.reap()
-                except (OSError, ContainerError):
-                    pass
-            launch.close()
-        for fd in ours:
-            os.close(fd)
+        if not done:
+            handles.kill()
+        handles.close()
         if not done:
             cgroup.destroy(cgroup_spec["parent_levels"])
             store.remove(container_id)
