@@ -160,9 +160,13 @@ def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
 
 def _mount_entry(root: str, entry: Mount) -> None:
     destination, source, fstype, flags, data, propagation, remount, is_dir = entry
-    is_bind = bool(flags & MS_BIND)
+    if not flags & MS_BIND:
+        # A fresh filesystem (proc, tmpfs, devpts ...) exposes nothing of the
+        # host wherever it lands: the path, resolved in the root, is enough.
+        _mount_fresh(root, entry)
+        return
     try:
-        fd = _open_in_root(root, destination, create_dir=is_dir if is_bind else True)
+        fd = _open_in_root(root, destination, create_dir=is_dir)
     except OSError as err:
         raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
     try:
@@ -182,6 +186,21 @@ def _mount_entry(root: str, entry: Mount) -> None:
         raise RootfsError(f"cannot mount {source or fstype} on {destination}: {err.strerror}") from None
     finally:
         os.close(fd)
+
+
+def _mount_fresh(root: str, entry: Mount) -> None:
+    destination, source, fstype, flags, data, propagation, _, _ = entry
+    target = resolve_in_root(root, destination)
+    try:
+        try:
+            mount(source, target, fstype, flags, data or None)
+        except FileNotFoundError:
+            os.makedirs(target, 0o755, exist_ok=True)
+            mount(source, resolve_in_root(root, destination), fstype, flags, data or None)
+        if propagation:
+            mount(None, target, None, propagation)
+    except OSError as err:
+        raise RootfsError(f"cannot mount {source or fstype} on {destination}: {err.strerror}") from None
 
 
 def _setup_root(spec: dict[str, Any], root: str) -> None:
