@@ -276,3 +276,11 @@ def test_the_launcher_needs_no_python_on_path(state_root: Path, bundle: Callable
     assert result.returncode == 0, result.stderr
     assert result.stdout == "launched\n"
     shutil.rmtree(state_root / cid, ignore_errors=True)
+
+
+def test_delete_of_a_created_container(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    runtime("create", "--bundle", str(bundle(["sleep", "60"])), cid)
+    pid = runtime.state(cid)["pid"]
+    runtime("delete", cid)  # as runc: a created container never ran, it may go
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    assert runtime("list", "-q").stdout.strip() == ""

@@ -383,7 +383,9 @@ def start(store: StateStore, container_id: str) -> State:
 
 
 def delete(store: StateStore, container_id: str, force: bool = False) -> State | None:
-    """Remove a stopped container (any container with ``force``): cgroup and state.
+    """Remove a stopped or created container (any with ``force``): cgroup and state.
+
+    A created container's init is killed, as runc does: it never ran.
 
     Returns the state it removed, None when there was none.
     """
@@ -393,7 +395,7 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> State |
             store.remove(container_id)
         return None
     current = status(store, state)
-    if current not in ("stopped", "creating") and not force:
+    if current not in ("stopped", "creating", "created") and not force:
         raise ContainerError(f"cannot delete container {container_id} that is not stopped: {current}")
     if current != "stopped" and state.cgroup:
         manager = cgroups.manager(state.cgroup)
