@@ -284,3 +284,15 @@ def test_delete_of_a_created_container(runtime: Runtime, bundle: Callable[..., P
     runtime("delete", cid)  # as runc: a created container never ran, it may go
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     assert runtime("list", "-q").stdout.strip() == ""
+
+
+def test_file_errors_are_messages_not_tracebacks(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
+                                                 cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
+    result = runtime("update", "--resources", str(tmp_path / "missing.json"), cid, check=False)
+    assert result.returncode == 1 and "No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = runtime("spec", "--bundle", str(tmp_path / "no" / "dir"), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    result = runtime("ps", cid, "--no-such-ps-option", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -118,5 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"execdriver: {err}", file=sys.stderr)
         _log(options, str(err))
         return error_exit
+    except OSError as err:  # a file named on the command line, most likely
+        message = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+        print(f"execdriver: {message}", file=sys.stderr)
+        _log(options, message)
+        return error_exit
     except KeyboardInterrupt:
         return 130

@@ -29,7 +29,10 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     import subprocess
 
     # As runc: the host's ps, its rows filtered to the container's pids.
-    lines = subprocess.run(["ps", *(args[1:] or ["-ef"])], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(["ps", *(args[1:] or ["-ef"])], capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        raise UsageError(f"ps: ps {' '.join(args[1:])}: {listing.stderr.strip()}")
+    lines = listing.stdout
     header, *rows = lines.splitlines()
     column = header.split().index("PID")
     print(header)
