@@ -296,3 +296,17 @@ def test_file_errors_are_messages_not_tracebacks(runtime: Runtime, bundle: Calla
     assert result.returncode == 1 and "Traceback" not in result.stderr
     result = runtime("ps", cid, "--no-such-ps-option", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_preserve_fds(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path, cid: str) -> None:
+    target = tmp_path / "through-fd-3"
+    directory = bundle(["sh", "-c", "echo passed >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"])
+    command = " ".join([*CLI, "--root", str(runtime.root), "run", "--preserve-fds", "1", "--bundle", str(directory),
+                        cid])
+    result = subprocess.run(["sh", "-c", f"exec 3>{target}; exec {command}"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == "passed\n"
+    assert result.stdout.split() == ["0", "1", "2", "3", "4"]  # 4: ls's own directory
+    result = runtime("create", "--preserve-fds", "2", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 2 and "descriptor" in result.stderr

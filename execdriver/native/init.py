@@ -221,7 +221,11 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             os.dup2(fd, target)
         # Every other descriptor, inherited from our parent, closes on exec:
         # no host descriptor reaches the container (CVE-2024-21626).
-        syscalls.close_range_cloexec(3)
+        # (--preserve-fds hands descriptors 3 to 3+N-1 to the process as they are.)
+        preserved = spec.get("preserve_fds", 0)
+        syscalls.close_range_cloexec(3 + preserved)
+        for fd in range(3, 3 + preserved):
+            os.set_inheritable(fd, True)
         # Directories of the host's cgroup hierarchies, opened before the
         # pivot hides them; closed before exec (and close-on-exec anyway).
         hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

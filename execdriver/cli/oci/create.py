@@ -28,12 +28,20 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
 
     if options["no_pivot"]:
         raise UsageError("create: --no-pivot is not supported: this runtime always uses pivot_root")
-    if str(options["preserve_fds"]) != "0":
-        raise UsageError("create: --preserve-fds is not supported yet")
+    text = str(options["preserve_fds"])
+    if not text.isdigit():
+        raise UsageError(f"create: --preserve-fds {text}: not a number")
+    preserve = int(text)
+    for fd in range(3, 3 + preserve):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise UsageError(f"create: --preserve-fds {preserve}: descriptor {fd} is not open") from None
     bundle = os.path.abspath(str(options["bundle"]))
     states = store(global_options)
     settings = config.load(bundle)
     launch_spec = config.launch_spec(settings, bundle, container_id, states.path(container_id))
+    launch_spec["preserve_fds"] = preserve
     phase_hooks = hooks.parse(settings)
     oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": phase_hooks}
 
