@@ -544,15 +544,21 @@ def test_a_rootfs_mounted_after_the_blank_was_cloned(driver: NativeDriver, busyb
     run(driver, shell(cid, busybox_rootfs, "true"))  # the server now holds a blank
     mount_point = tmp_path / "fresh-rootfs"
     mount_point.mkdir()
+    volume = tmp_path / "fresh-volume"
+    volume.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(volume)], check=True)
     try:
         subprocess.run(["cp", "-a", f"{busybox_rootfs}/.", str(mount_point)], check=True)
         (mount_point / "marker").write_text("fresh")
-        status, out, err = run(driver, shell(cid, mount_point, "cat /marker"))
+        (volume / "data").write_text("volume")
+        mounts = [Mount(str(volume), "/vol", False)]
+        status, out, err = run(driver, shell(cid, mount_point, "cat /marker /vol/data", mounts=mounts))
         assert status.exit_code == 0, err
-        assert out == "fresh"
+        assert out == "freshvolume"
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+        subprocess.run(["umount", str(volume)], check=True)
 
 
 def test_swapped_standard_streams(busybox_rootfs: Path, state_root: Path, cid: str) -> None:

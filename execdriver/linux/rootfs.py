@@ -17,6 +17,7 @@ import stat
 from execdriver.linux.syscalls import (
     MNT_DETACH,
     MS_BIND,
+    MS_MOVE,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
@@ -25,6 +26,7 @@ from execdriver.linux.syscalls import (
     MS_REMOUNT,
     make_readonly_recursive,
     mount,
+    move_mount,
     pivot_root,
     umount2,
 )
@@ -158,7 +160,8 @@ def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
     return fd
 
 
-def _mount_entry(root: str, entry: Mount) -> None:
+def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
+    """Mount ``entry`` in ``root``; a bind comes from ``tree`` when given (see setup)."""
     destination, source, fstype, flags, data, propagation, remount, is_dir = entry
     if not flags & MS_BIND:
         # A fresh filesystem (proc, tmpfs, devpts ...) exposes nothing of the
@@ -170,7 +173,10 @@ def _mount_entry(root: str, entry: Mount) -> None:
     except OSError as err:
         raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
     try:
-        mount(source, f"/proc/self/fd/{fd}", fstype or None, flags, data or None)
+        if tree >= 0:
+            move_mount(tree, fd)
+        else:
+            mount(source, f"/proc/self/fd/{fd}", fstype or None, flags, data or None)
         # The new mount sits on the path, not on the descriptor: what follows
         # works on the path, resolved again inside the root.
         target = resolve_in_root(root, destination) if remount or propagation else ""
@@ -251,8 +257,8 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
         mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
 
 
-def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]]) -> None:
-    dev = resolve_in_root(root, "/dev")
+def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]], dev: str = "") -> None:
+    dev = dev or resolve_in_root(root, "/dev")
     for path, kind, major, minor, mode, uid, gid in devices:
         name = path[len("/dev/"):]
         # A node right in /dev (the usual case) needs no resolution: /dev
@@ -293,20 +299,62 @@ def _make_readonly(path: str) -> None:
     make_readonly_recursive(path)
 
 
-def setup(spec: dict[str, Any]) -> None:
+# A blank init mounts the standard filesystems ahead, on a tmpfs over an empty
+# directory of the runtime's (in its own mount namespace), and moves them into
+# the rootfs when its spec comes.
+_STAGED = ("/proc", "/dev", "/sys")
+
+
+def stage(staging: str) -> None:
+    """Mount default_mounts() and the default devices under ``staging``, ahead of any spec."""
+    mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
+    for destination, source, fstype, flags, data, _, _, _ in default_mounts():
+        target = staging + destination
+        os.makedirs(target, 0o755, exist_ok=True)
+        mount(source, target, fstype, flags, data or None)
+    _create_devices("", list(DEFAULT_DEVICES), staging + "/dev")
+
+
+def can_use_staged(spec: dict[str, Any]) -> bool:
+    """Whether the spec wants exactly the standard filesystems that stage() made."""
+    standard = default_mounts()
+    return list(spec["mounts"][: len(standard)]) == standard and list(spec["devices"] or ()) == list(DEFAULT_DEVICES)
+
+
+def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = "") -> None:
     """Assemble the rootfs that ``spec`` describes and pivot into it.
 
-    The caller has made every mount private (init.detach): nothing mounted
-    here propagates back to the host.
+    The caller has made every mount private (init.run): nothing mounted here
+    propagates back to the host. ``trees``, from a fork server, are detached
+    copies (open_tree) of the rootfs and of every bind source in order, taken
+    in the host's mount namespace: a blank init, whose namespace is older than
+    the spec, attaches them and so sees the host as it is now. ``staged``:
+    the directory where the standard filesystems wait (stage()), to move in.
     """
     root: str = spec["mountpoint"]
-    _setup_root(spec["root"], root)
-    for entry in spec["mounts"]:
+    pending = list(trees or ())
+    if pending:
+        move_mount(pending.pop(0), root)
+    else:
+        _setup_root(spec["root"], root)
+    mounts = spec["mounts"]
+    if staged:
+        for name in _STAGED:
+            target = resolve_in_root(root, name)
+            try:
+                os.makedirs(target, 0o755, exist_ok=True)
+                mount(staged + name, target, None, MS_MOVE)
+            except OSError as err:
+                raise RootfsError(f"cannot mount {name}: {err.strerror}") from None
+        mounts = mounts[len(default_mounts()):]
+    for entry in mounts:
         if entry[2] == "cgroup":
             _mount_cgroup(root, entry, spec["cgroup"])
+        elif entry[3] & MS_BIND and pending:
+            _mount_entry(root, entry, pending.pop(0))
         else:
             _mount_entry(root, entry)
-    if spec["devices"] is not None:
+    if spec["devices"] is not None and not staged:
         _create_devices(root, spec["devices"])
 
     os.chdir(root)

@@ -7,6 +7,7 @@ need to find the container.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import execdriver
@@ -40,7 +41,9 @@ class NativeDriver(Driver):
     def __init__(self, root: str = DEFAULT_ROOT, fork_server: bool = True) -> None:
         self._store = StateStore(root)
         self._fork_server = fork_server
-        self._spawner: Spawner = ForkServerSpawner() if fork_server else DirectSpawner()
+        self._spawner: Spawner = (
+            ForkServerSpawner(os.path.join(root, ".stage")) if fork_server else DirectSpawner()
+        )
 
     def __enter__(self) -> NativeDriver:
         return self

@@ -9,12 +9,17 @@ stderr). It answers on the reply socket with ``P<pid>`` and the init's pidfd
 (or ``E<error>``) at once, and ``X<wait status>`` when that init exits; the
 server is the init's parent and so the one that reaps it.
 
-Creating namespaces is the largest single cost of a start, so the server
-keeps one *blank* init ready: cloned into fresh namespaces ahead of time,
-waiting for a spec and nothing else. A request with the blank's profile
-gets the blank (it has never run anything); the server clones the next
-blank once the request is answered, while the container sets itself up.
-Its idle cost is one sleeping process and an empty set of namespaces.
+Creating namespaces and mounting the standard filesystems are the largest
+costs of a start, so the server keeps one *blank* init ready: cloned into
+fresh namespaces ahead of time, with everything done that does not depend on
+a spec (rootfs.stage() mounts /proc, /dev and /sys under its private /tmp),
+waiting for a spec and nothing else. A request with the blank's profile and
+a directory rootfs gets the blank (it has never run anything), with
+detached copies of the rootfs and the bind sources (open_tree, taken here
+in the host's mount namespace, so that the blank sees the host's mounts as
+they are now, not as they were when it was cloned). The server clones the
+next blank once the request is answered. Its idle cost is one sleeping
+process, its namespaces, and an empty proc, sysfs and small tmpfs.
 
 When the control socket closes (the API process exited, or was killed) the
 server kills every init it started, and its blank, reaps them, removes their
@@ -30,7 +35,7 @@ import os
 import select
 import socket
 
-from execdriver.linux import capabilities, signals, syscalls
+from execdriver.linux import capabilities, rootfs, signals, syscalls
 from execdriver.native import init
 from execdriver.native.spawn import clone_init
 
@@ -58,8 +63,9 @@ class _Blank:
 
 
 class _Server:
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, staging: str) -> None:
         self.control = control
+        self.staging = staging
         self.poller = select.poll()
         self.poller.register(control, select.POLLIN)
         self.children: dict[int, _Child] = {}
@@ -79,12 +85,10 @@ class _Server:
         flags, mask, last_cap = (int(part) for part in profile.split(b":"))
         channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         inherited = (*self._ours(), channel.fileno())
-        # Every namespace but the mount namespace: that one the blank makes
-        # when its spec comes, so that it sees the host's mounts of then.
-        pid, pidfd = syscalls.clone(flags & ~syscalls.CLONE_NEWNS)
+        pid, pidfd = syscalls.clone(flags)
         if pid == 0:
             keep = [cap for cap in range(last_cap + 1) if mask >> cap & 1]
-            _wait_as_blank(theirs, inherited, flags, keep, last_cap)
+            _wait_as_blank(theirs, inherited, flags, keep, last_cap, self.staging)
         theirs.close()
         self.blank = _Blank(pid, pidfd, profile, channel)
 
@@ -103,12 +107,18 @@ class _Server:
         try:
             profile, _, spec = message.partition(b" ")
             blank = self._take_blank(profile)
+            trees = _trees(marshal.loads(spec)) if blank is not None else None
+            if blank is not None and trees is None:  # not a spec a blank can take
+                self.blank, blank = blank, None
             if blank is not None:
                 try:
-                    socket.send_fds(blank.channel, [spec], fds[1:])
+                    socket.send_fds(blank.channel, [spec], [*fds[1:], *(trees or ())])
                 except OSError:  # the blank died: clone afresh
                     _discard(blank)
                     blank = None
+                finally:
+                    for tree in trees or ():
+                        os.close(tree)
             if blank is not None:
                 blank.channel.close()
                 pid, pidfd = blank.pid, blank.pidfd
@@ -184,6 +194,22 @@ class _Server:
         cgroups.remove_if_empty(DEFAULT_CGROUP_PARENT)
 
 
+def _trees(spec: dict[str, Any]) -> list[int] | None:
+    """Detached copies of the spec's rootfs and bind sources, None if a blank cannot take it."""
+    if spec["root"]["kind"] != "dir" or not spec["clone_flags"] & syscalls.CLONE_NEWNS:
+        return None
+    sources = [spec["root"]["path"], *(entry[1] for entry in spec["mounts"] if entry[3] & syscalls.MS_BIND)]
+    trees: list[int] = []
+    try:
+        for path in sources:
+            trees.append(syscalls.open_tree_clone(path))
+    except OSError:
+        for tree in trees:
+            os.close(tree)
+        return None
+    return trees
+
+
 def _exited(pidfd: int) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
@@ -198,7 +224,7 @@ def _discard(blank: _Blank) -> None:
 
 
 def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: int, keep: list[int],
-                   last_cap: int) -> NoReturn:
+                   last_cap: int, staging: str) -> NoReturn:
     """In the blank init: do what any init of its profile does, wait for a spec, be that init."""
     gc.disable()
     try:
@@ -206,15 +232,21 @@ def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: in
             os.close(fd)
         init.detach(flags)
         capabilities.drop_bounding(keep, last_cap)
-        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 5)
+        if flags & syscalls.CLONE_NEWNS:
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+            rootfs.stage(staging)
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 64)
         channel.close()
-        if message and len(fds) == 5:
-            init.run(marshal.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), detached=True)
+        if message and len(fds) >= 5:
+            init.run(marshal.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), trees=fds[5:],
+                     staged=staging if flags & syscalls.CLONE_NEWNS else "")
     except BaseException:  # noqa: BLE001 - a blank that fails just exits; its user sees EOF
         pass
     os._exit(1)
 
 
-def main(control_fd: int) -> None:
+def main(control_fd: int, staging: str) -> None:
+    """``staging``: an empty directory of the runtime's, where blanks stage (rootfs.stage)."""
     signals.signal_ignore(signals.SIGINT)
-    _Server(socket.socket(fileno=control_fd)).serve()
+    os.makedirs(staging, 0o700, exist_ok=True)
+    _Server(socket.socket(fileno=control_fd), staging).serve()

@@ -57,9 +57,9 @@ def _find_executable(name: str, env: list[str]) -> str:
     raise InitError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def _prepare(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
+def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str) -> tuple[str, users.User, dict[str, str]]:
     try:
-        rootfs.setup(spec)
+        rootfs.setup(spec, trees, staged if staged and rootfs.can_use_staged(spec) else "")
     except (OSError, rootfs.RootfsError) as err:
         raise InitError(f"rootfs: {err}") from None
     if spec["hostname"]:
@@ -193,18 +193,18 @@ def _wait_for_start(fifo: int) -> None:
 
 
 def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
-        detached: bool = False) -> NoReturn:
+        trees: list[int] | None = None, staged: str = "") -> NoReturn:
     """Set the container up, wait for the go, exec. Never returns.
 
-    ``detached``: :func:`detach` already ran (a blank init, cloned without
-    a mount namespace, which it makes now from the host's current one).
+    ``trees`` come with a blank init (forkserver.py): it ran :func:`detach`,
+    made its mounts private and staged the standard filesystems ahead; the
+    trees are the rootfs and bind sources as the host has them now;
+    ``staged`` is where the standard filesystems wait.
     """
     go, status = sync
+    detached = trees is not None
     try:
-        if detached:
-            if spec["clone_flags"] & syscalls.CLONE_NEWNS:
-                syscalls.unshare(syscalls.CLONE_NEWNS)
-        else:
+        if not detached:
             detach(spec["clone_flags"], spec.get("pdeathsig", True))
         for path, nstype in spec.get("join_namespaces", ()):
             namespace = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -212,7 +212,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 syscalls.setns(namespace, nstype)
             finally:
                 os.close(namespace)
-        if spec["clone_flags"] & syscalls.CLONE_NEWNS:
+        if spec["clone_flags"] & syscalls.CLONE_NEWNS and not detached:
             # Nothing mounted from here on may propagate back to the host.
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
@@ -235,7 +235,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             if os.read(go, 1) != CGROUP:
                 os._exit(1)
             _join_cgroup(hierarchies, spec["cgroup"]["join"])
-        executable, user, env = _prepare(spec)
+        executable, user, env = _prepare(spec, trees, staged)
         # Out of the bounding set now, while the driver still works on the
         # cgroup (a blank init did it ahead): what stays effective is all the
         # init needs until exec.

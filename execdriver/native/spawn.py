@@ -178,9 +178,11 @@ class _ServerLaunch:
 class ForkServerSpawner:
     """Clone in a fork server, started on first use and stopped by close()."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging: str) -> None:
+        """``staging``: an empty directory of ours where the server's blank inits stage."""
         import threading
 
+        self.staging = staging
         self._lock = threading.Lock()
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -198,7 +200,7 @@ class ForkServerSpawner:
                 package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                 bootstrap = (
                     f"import sys; sys.path.insert(0, {package_parent!r}); "
-                    f"from execdriver.native.forkserver import main; main({theirs.fileno()})"
+                    f"from execdriver.native.forkserver import main; main({theirs.fileno()}, {self.staging!r})"
                 )
                 self._process = subprocess.Popen(
                     [sys.executable, "-I", "-S", "-c", bootstrap],
