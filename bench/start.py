@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/start.py [--runs N]
 
-Every runtime runs ``true`` on the same busybox bundle, in turns: blocks of
-``--block`` runs (back to back, as hyperfine runs a command), one block of
-each runtime per round, so machine noise hits all alike. ``--block 1``
-interleaves single runs, which leaves every runtime cold and is slower for
-all. The script prints medians and ratios, and the issue's targets with a
-verdict. It runs in a private
+Every runtime runs ``true`` on the same busybox bundle. By default each is
+measured as hyperfine measures a command (the method of the figures in the
+shared notes): three warm-up runs, then ``--runs`` back to back. ``--block
+N`` rotates the runtimes every N runs instead, so machine noise hits all
+alike; ``--block 1`` interleaves single runs, which leaves every runtime
+cold and is slower for all. The script prints medians and ratios, and the
+issue's targets with a verdict. It runs in a private
 mount namespace of its own, where /dev/null is bound over
 /sys/fs/cgroup/unified/cgroup.controllers: crun 1.8 refuses this machine's
 hybrid cgroup layout otherwise. The host is left untouched.
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from execdriver import Command, Pipes, ProcessConfig
 from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
-from tests.conftest import make_busybox_rootfs
+from tests.images import make_busybox_rootfs
 
 CLI = str(Path(sys.executable).parent / "execdriver")
 
@@ -69,7 +70,7 @@ def timed(action: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=50, help="runs of each runtime")
-    parser.add_argument("--block", type=int, default=10, help="consecutive runs of one runtime")
+    parser.add_argument("--block", type=int, default=0, help="rotate runtimes every N runs (default: no rotation)")
     args = parser.parse_args()
     private_mount_namespace()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
@@ -102,18 +103,18 @@ def main() -> None:
             "runc run": peer("runc"),
             "crun run": peer("crun"),
         }
-        for action in cases.values():  # warm-up: page cache, fork server
-            for _ in range(3):
-                action()
         samples: dict[str, list[float]] = {name: [] for name in cases}
-        block = max(1, min(args.block, args.runs))
+        block = max(1, min(args.block or args.runs, args.runs))
         for _ in range(max(1, args.runs // block)):
             for name, action in cases.items():
+                for _ in range(3):  # warm-up, as hyperfine: page cache, fork server
+                    action()
                 samples[name].extend(timed(action) for _ in range(block))
         served.close()
         median = {name: statistics.median(values) for name, values in samples.items()}
         runs = len(next(iter(samples.values())))
-        print(f"start-to-exit of `true`, {runs} runs each, in blocks of {block} (ms)")
+        method = "after 3 warm-up runs, back to back" if block == runs else f"in rotating blocks of {block}"
+        print(f"start-to-exit of `true`, {runs} runs each, {method} (ms)")
         print(f"{'':32} {'median':>8} {'p10':>8} {'p90':>8}")
         for name, values in samples.items():
             deciles = statistics.quantiles(values, n=10)

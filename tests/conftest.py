@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.native.driver import NativeDriver
-
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+from tests.images import BUSYBOX, make_busybox_rootfs
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,25 +25,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="containers need root (CAP_SYS_ADMIN for namespaces and mounts)")
         for item in items:
             item.add_marker(skip)
-
-
-def make_busybox_rootfs(path: Path) -> Path:
-    """A minimal root filesystem: static busybox, its applets, passwd and group."""
-    (path / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, path / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], check=True, capture_output=True, text=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (path / "bin" / applet).symlink_to("busybox")
-    for directory in ("etc", "proc", "sys", "dev", "tmp", "root"):
-        (path / directory).mkdir(exist_ok=True)
-    (path / "tmp").chmod(0o1777)
-    (path / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-        "alice:x:1000:1000:alice:/home/alice:/bin/sh\n"
-    )
-    (path / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nstaff:x:50:alice\n")
-    return path
 
 
 def _runtime_cgroups() -> set[str]:

@@ -1,9 +1,12 @@
-"""A busybox image in Docker's archive format (``docker save``), built here from a rootfs.
+"""Test images: a busybox root filesystem, and a busybox image in Docker's archive format.
 
-No registry is reachable, so the engines' tests import this: one layer (the
-rootfs as a tar), an image config with a default command, and the
-manifest.json that ``ctr images import``, ``podman load`` and ``docker load``
-read.
+Kept free of pytest, so that bench/ can build the same bundle without
+importing the test framework into the process it measures.
+
+The archive (``docker save``): no registry is reachable, so the engines'
+tests import this: one layer (the rootfs as a tar), an image config with a
+default command, and the manifest.json that ``ctr images import``,
+``podman load`` and ``docker load`` read.
 """
 
 from __future__ import annotations
@@ -11,8 +14,31 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def make_busybox_rootfs(path: Path) -> Path:
+    """A minimal root filesystem: static busybox, its applets, passwd and group."""
+    (path / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, path / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], check=True, capture_output=True, text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (path / "bin" / applet).symlink_to("busybox")
+    for directory in ("etc", "proc", "sys", "dev", "tmp", "root"):
+        (path / directory).mkdir(exist_ok=True)
+    (path / "tmp").chmod(0o1777)
+    (path / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        "alice:x:1000:1000:alice:/home/alice:/bin/sh\n"
+    )
+    (path / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nstaff:x:50:alice\n")
+    return path
 
 
 def docker_archive(rootfs: Path, archive: Path, reference: str = "localhost/busybox:latest") -> Path:
