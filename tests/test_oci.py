@@ -310,3 +310,60 @@ def test_preserve_fds(runtime: Runtime, bundle: Callable[..., Path], tmp_path: P
     assert result.stdout.split() == ["0", "1", "2", "3", "4"]  # 4: ls's own directory
     result = runtime("create", "--preserve-fds", "2", "--bundle", str(directory), cid, check=False)
     assert result.returncode == 2 and "descriptor" in result.stderr
+
+
+def _seccomp(defaultAction: str, *rules: dict[str, Any]) -> dict[str, Any]:
+    return {"defaultAction": defaultAction, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": list(rules)}
+
+
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_seccomp_errno_rule(runtime: Runtime, bundle: Callable[..., Path], cid: str,
+                            no_new_privileges: bool) -> None:
+    def change(config: dict[str, Any]) -> None:
+        config["process"]["noNewPrivileges"] = no_new_privileges
+        config["linux"]["seccomp"] = _seccomp("SCMP_ACT_ALLOW", {"names": ["mkdir", "mkdirat"],
+                                                                  "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+
+    script = "mkdir /dev/shm/x 2>&1 || true; grep Seccomp: /proc/self/status"
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Operation not permitted" in result.stdout
+    assert "Seccomp:\t2" in result.stdout  # filter mode
+
+
+def test_seccomp_kill_and_argument_conditions(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    def change(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = _seccomp(
+            "SCMP_ACT_ALLOW",
+            {"names": ["sync"], "action": "SCMP_ACT_KILL_PROCESS"},
+            # kill(pid, 0) probes are refused, every other signal passes.
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]},
+        )
+
+    script = "kill -0 $$ 2>/dev/null || echo probe-refused; kill -USR1 $$ 2>/dev/null; exec sync"
+    directory = bundle(["sh", "-c", "trap 'echo got-usr1' USR1; " + script], change)
+    result = runtime("run", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 128 + 31, result.stderr  # SIGSYS
+    assert "probe-refused" in result.stdout and "got-usr1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        (_seccomp("SCMP_ACT_FLY"), "linux.seccomp.defaultAction: unknown action 'SCMP_ACT_FLY'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]},
+         "linux.seccomp.architectures: unknown architecture 'SCMP_ARCH_VAX'"),
+        (_seccomp("SCMP_ACT_ALLOW", {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                                     "args": [{"index": 0, "op": "SCMP_CMP_SOMETIMES"}]}),
+         r"linux.seccomp.syscalls\[0\].args\[0\]"),
+    ],
+)
+def test_bad_seccomp_profiles(runtime: Runtime, bundle: Callable[..., Path], cid: str, profile: dict[str, Any],
+                              message: str) -> None:
+    import re
+
+    directory = bundle(["true"], lambda c: c["linux"].update(seccomp=profile))
+    result = runtime("create", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 1 and re.search(message, result.stderr), result.stderr

@@ -178,6 +178,12 @@ def _finish_process(spec: dict[str, Any]) -> None:
         syscalls.set_no_new_privs()
 
 
+def _load_seccomp(program: bytes) -> None:
+    from execdriver.linux import seccomp
+
+    seccomp.load(program)
+
+
 def _wait_for_start(fifo: int) -> None:
     """OCI create: block until ``start`` opens the exec FIFO and reads it.
 
@@ -253,7 +259,12 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         _finish_process(spec)
         umask = spec.get("umask")
         os.umask(0o022 if umask is None else umask)
+        program = spec.get("seccomp_bpf")
+        if program and not spec.get("no_new_privileges"):
+            _load_seccomp(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
         _enter_user(user, spec["cwd"], spec)
+        if program and spec.get("no_new_privileges"):
+            _load_seccomp(program)  # as late as can be: the filter binds exec too
         os.execve(executable, spec["argv"], env)
     except InitError as err:
         _report(status, str(err))

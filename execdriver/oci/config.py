@@ -295,7 +295,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     root_path = root["path"] if os.path.isabs(root["path"]) else os.path.join(bundle, root["path"])
     linux = _get(config, "linux", dict, "config", {})
     for key, what in (("uidMappings", "user namespaces"), ("gidMappings", "user namespaces"),
-                      ("seccomp", "seccomp"), ("intelRdt", "Intel RDT"), ("mountLabel", "SELinux")):
+                      ("intelRdt", "Intel RDT"), ("mountLabel", "SELinux")):
         if linux.get(key):
             raise ConfigError(f"linux.{key}: {what} is not supported by this runtime yet")
     flags, join = _namespaces(linux)
@@ -334,5 +334,16 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         "pdeathsig": False,
         "env": list(_get(process, "env", list, "process", [])),
         "cgroup_mount": any(entry[2] == "cgroup" for entry in mounts),
+        "seccomp_bpf": _seccomp(linux),
     })
     return base
+
+
+def _seccomp(linux: dict[str, Any]) -> bytes | None:
+    """The profile compiled here, once; the init only loads the program."""
+    profile = _get(linux, "seccomp", dict, "linux", None)
+    if not profile:
+        return None
+    from execdriver.linux import seccomp
+
+    return seccomp.compile_oci(profile)
