@@ -1,0 +1,128 @@
+"""podman drives execdriver as its OCI runtime (``podman --runtime``), with its default seccomp profile.
+
+podman with its storage in a temporary directory and the settings that this
+machine needs (shared notes, engines.md): no network namespace setup,
+cgroupfs, file events, ulimits under the hard limit. podman passes no
+--root to every verb, so a small wrapper pins execdriver's state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from execdriver.linux.cgroups.v1 import hierarchies
+from tests.images import docker_archive
+
+LAUNCHER = Path(sys.executable).parent / "execdriver"
+IMAGE = "localhost/busybox:latest"
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("podman") is None or shutil.which("conmon") is None,
+                       reason="podman and conmon are not installed (setup.sh installs them)"),
+    pytest.mark.skipif(not LAUNCHER.exists(), reason="the execdriver command is not installed beside this python"),
+]
+
+
+class Podman:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.runtime_root = work / "execdriver-root"
+        self.env = {**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"),
+                    "CONTAINERS_STORAGE_CONF": str(work / "storage.conf")}
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        command = ["podman", "--root", str(self.work / "root"), "--runroot", str(self.work / "runroot"),
+                   "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                   "--tmpdir", str(self.work / "tmp"), "--runtime", str(self.work / "runtime"), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=self.env,
+                                stdin=subprocess.DEVNULL, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"podman {args}: exit {result.returncode}: {result.stderr}")
+        return result
+
+
+def _new_paths() -> list[str]:
+    """What podman makes outside its --root and that the fixture removes, if it was not there."""
+    paths = ["/var/lib/containers"]
+    for controller in sorted(set(hierarchies().values())):
+        paths += [os.path.join(controller, "libpod_parent")]
+    return [path for path in paths if not os.path.exists(path)]
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Podman]:
+    work = tmp_path_factory.mktemp("podman")
+    new_paths = _new_paths()
+    (work / "containers.conf").write_text(
+        '[containers]\nnetns = "none"\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+        '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    (work / "storage.conf").write_text(
+        f'[storage]\ndriver = "overlay"\nrunroot = "{work}/runroot"\ngraphroot = "{work}/root"\n')
+    (work / "runtime").write_text(f'#!/bin/sh\nexec {LAUNCHER} --root {work}/execdriver-root "$@"\n')
+    (work / "runtime").chmod(0o755)
+    client = Podman(work)
+    try:
+        client("load", "-i", str(docker_archive(busybox_rootfs, work / "busybox.tar")))
+        yield client
+    finally:
+        client("rm", "-a", "-f", check=False)
+        client("rmi", "-a", "-f", check=False)
+        with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+            mounts = [line.split()[4] for line in mountinfo if str(work) in line.split()[4]]
+        for mount_point in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", mount_point], check=False)
+        for path in new_paths:
+            if path.startswith("/sys/fs/cgroup"):
+                for child in ("conmon", ""):
+                    directory = os.path.join(path, child) if child else path
+                    if os.path.isdir(directory):
+                        os.rmdir(directory)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def name() -> str:
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+def no_trace_of(podman: Podman, container_id: str) -> None:
+    assert not (podman.runtime_root / container_id).exists()
+    for controller in set(hierarchies().values()):
+        assert not os.path.exists(os.path.join(controller, "libpod_parent", f"libpod-{container_id}"))
+
+
+def test_run_rm_output_exit_code_and_limits(podman: Podman, name: str) -> None:
+    script = "echo hello from podman; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; " \
+             "grep Seccomp: /proc/self/status; exit 4"
+    result = podman("run", "--rm", "--name", name, "--memory", "64m", "--pids-limit", "20", IMAGE, "sh", "-c",
+                    script, check=False)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout.split("\n")[:4] == ["hello from podman", str(64 << 20), "20", "Seccomp:\t2"]
+
+
+def test_detached_pause_stats_top_stop_start_kill_rm(podman: Podman, name: str) -> None:
+    container_id = podman("run", "-d", "--name", name, IMAGE, "sleep", "300").stdout.strip()
+    try:
+        assert "Up" in podman("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+        podman("pause", name)
+        assert "Paused" in podman("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+        podman("unpause", name)
+        assert name in podman("stats", "--no-stream", name).stdout
+        assert "sleep 300" in podman("top", name).stdout
+        podman("stop", "-t", "1", name)
+        assert "Exited" in podman("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+        podman("start", name)
+        assert "Up" in podman("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+        podman("kill", name)
+    finally:
+        podman("rm", "-f", name, check=False)
+    no_trace_of(podman, container_id)
