@@ -20,9 +20,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # python3-venv: the virtual environment, on Debian's own interpreter.
-# containerd, podman and conmon: the tests drive execdriver through them as
-# engines would.
-packages=(busybox-static runc crun containerd podman conmon python3 python3-venv)
+# containerd, podman (with conmon) and docker.io: the tests drive execdriver
+# through them as engines would.
+packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

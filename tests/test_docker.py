@@ -1,0 +1,126 @@
+"""dockerd drives execdriver as a runtime (``"runtimes": {"execdriver": ...}``), seccomp and prestart hook included.
+
+A dockerd of our own, with its data, exec root and socket in a temporary
+directory and no networking of the host touched (bridge none, no iptables),
+runs the busybox image built here with ``--runtime=execdriver`` through its
+own containerd and containerd-shim-runc-v2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from execdriver.linux.cgroups.v1 import hierarchies
+from tests.images import docker_archive
+
+LAUNCHER = Path(sys.executable).parent / "execdriver"
+IMAGE = "localhost/busybox:latest"
+CLIENT = "/usr/bin/docker"  # Debian's, the one that matches this dockerd
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("dockerd") is None or not os.path.exists(CLIENT),
+                       reason="docker.io is not installed (setup.sh installs it)"),
+    pytest.mark.skipif(not LAUNCHER.exists(), reason="the execdriver command is not installed beside this python"),
+]
+
+
+class Docker:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([CLIENT, "-H", f"unix://{self.work}/docker.sock", *args], capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {args}: exit {result.returncode}: {result.stderr}")
+        return result
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self("run", "--network", "none", "--runtime", "execdriver", *args, check=check)
+
+
+@pytest.fixture(scope="module")
+def docker(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Docker]:
+    work = tmp_path_factory.mktemp("docker")
+    outside = ["/run/docker", "/run/containerd", *(os.path.join(c, "docker") for c in set(hierarchies().values()))]
+    new_paths = [path for path in outside if not os.path.exists(path)]
+    (work / "daemon.json").write_text(json.dumps({
+        "data-root": f"{work}/data", "exec-root": f"{work}/exec", "pidfile": f"{work}/docker.pid",
+        "hosts": [f"unix://{work}/docker.sock"], "iptables": False, "ip6tables": False, "ip-forward": False,
+        "ip-masq": False, "bridge": "none", "userland-proxy": False, "storage-driver": "overlay2",
+        "exec-opts": ["native.cgroupdriver=cgroupfs"],
+        "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 20000, "Soft": 20000}},
+        "runtimes": {"execdriver": {"path": str(LAUNCHER)}}, "deprecated-key-path": f"{work}/key.json",
+    }))
+    log = open(work / "dockerd.log", "wb")  # noqa: SIM115 - closed below
+    daemon = subprocess.Popen(["dockerd", "--config-file", str(work / "daemon.json")], stdout=log, stderr=log,
+                              start_new_session=True)
+    client = Docker(work)
+    try:
+        deadline = time.monotonic() + 60
+        while client("version", check=False).returncode != 0:
+            assert daemon.poll() is None and time.monotonic() < deadline, (work / "dockerd.log").read_text()[-2000:]
+            time.sleep(0.2)
+        client("load", "-i", str(docker_archive(busybox_rootfs, work / "busybox.tar")))
+        yield client
+    finally:
+        client("rm", "-f", *client("ps", "-aq", check=False).stdout.split(), check=False)
+        client("rmi", "-f", IMAGE, check=False)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+        with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+            mounts = [line.split()[4] for line in mountinfo if str(work) in line.split()[4]]
+        for mount_point in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", mount_point], check=False)
+        for path in new_paths:
+            if path.startswith("/sys/fs/cgroup"):
+                if os.path.isdir(path):
+                    os.rmdir(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def name() -> str:
+    return f"d{uuid.uuid4().hex[:10]}"
+
+
+def test_run_rm_output_exit_code_and_limits(docker: Docker, name: str) -> None:
+    script = ("echo hello from docker; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+              "grep Seccomp: /proc/self/status; exit 5")
+    result = docker.run("--rm", "--name", name, "-m", "64m", "--pids-limit", "20", IMAGE, "sh", "-c", script,
+                        check=False)
+    assert result.returncode == 5, result.stderr
+    assert result.stdout.split("\n")[:4] == ["hello from docker", str(64 << 20), "20", "Seccomp:\t2"]
+
+
+def test_detached_pause_stats_top_update_restart_kill(docker: Docker, name: str) -> None:
+    container_id = docker.run("-d", "--name", name, IMAGE, "sleep", "300").stdout.strip()
+    try:
+        docker("pause", name)
+        assert "Paused" in docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+        docker("unpause", name)
+        assert name in docker("stats", "--no-stream", name).stdout
+        assert "sleep 300" in docker("top", name).stdout
+        docker("update", "--memory", "128m", "--memory-swap", "128m", name)
+        limit = Path(hierarchies()["memory"]) / "docker" / container_id / "memory.limit_in_bytes"
+        assert limit.read_text().strip() == str(128 << 20)
+        docker("restart", "-t", "1", name)
+        assert "Up" in docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
+        docker("kill", name)
+    finally:
+        docker("rm", "-f", name, check=False)
+    for controller in set(hierarchies().values()):
+        assert not os.path.exists(os.path.join(controller, "docker", container_id))
