@@ -143,6 +143,74 @@ def test_update_from_stdin(runtime: Runtime, bundle: Callable[..., Path], cid: s
     runtime("delete", "--force", cid)
 
 
+def test_memory_swappiness_and_tcp_limit_reach_the_v1_memory_cgroup(runtime: Runtime, bundle: Callable[..., Path],
+                                                                    cid: str) -> None:
+    memory = {"limit": 64 << 20, "swappiness": 7, "kernelTCP": 16 << 20, "kernel": 32 << 20}
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(resources={"memory": memory}))
+    runtime("create", "--bundle", str(directory), cid)
+    cgroup = Path(hierarchies()["memory"]) / "execdriver" / cid
+    assert (cgroup / "memory.swappiness").read_text().strip() == "7"
+    assert (cgroup / "memory.kmem.tcp.limit_in_bytes").read_text().strip() == str(16 << 20)
+    runtime("delete", "--force", cid)
+
+
+def test_a_second_container_joins_the_first_ones_namespaces_as_in_a_pod(runtime: Runtime,
+                                                                        bundle: Callable[..., Path],
+                                                                        cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
+    first = runtime.state(cid)["pid"]
+    shared = ("pid", "ipc", "uts", "network")
+
+    def join(config: dict[str, Any]) -> None:
+        config["hostname"] = "pod"
+        for entry in config["linux"]["namespaces"]:
+            if entry["type"] in shared:
+                entry["path"] = f"/proc/{first}/ns/{'net' if entry['type'] == 'network' else entry['type']}"
+
+    script = "readlink /proc/self/ns/pid; readlink /proc/self/ns/net; echo $$; cat /proc/1/cmdline; echo; hostname"
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], join)), f"{cid}-b", check=False)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split("\n")) >= 5, result.stdout
+    pid_ns, net_ns, own_pid, pid1, hostname = result.stdout.split("\n")[:5]
+    assert pid_ns == os.readlink(f"/proc/{first}/ns/pid") and net_ns == os.readlink(f"/proc/{first}/ns/net")
+    assert own_pid != "1" and pid1.rstrip("\0").split("\0") == ["sleep", "60"]
+    assert hostname == "pod"
+    assert os.readlink("/proc/self/ns/pid") != pid_ns  # this process's pid namespace stayed the host's
+
+
+def test_the_devices_cgroup_denies_what_no_rule_allows(runtime: Runtime, bundle: Callable[..., Path],
+                                                      cid: str) -> None:
+    # CAP_MKNOD lets the container make any node (as Docker grants it); the
+    # devices cgroup decides what it may open: here loop0, and not loop1.
+    def change(config: dict[str, Any]) -> None:
+        for name in ("bounding", "effective", "permitted"):
+            config["process"]["capabilities"][name].append("CAP_MKNOD")
+        config["linux"]["resources"] = {"devices": [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"},
+        ]}
+
+    script = ("mknod /dev/allowed b 7 0 && mknod /dev/denied b 7 1 && "
+              ": </dev/allowed && echo allowed-opens; (: </dev/denied) 2>&1; "
+              ": </dev/null && echo null-opens")
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "allowed-opens" and "Operation not permitted" in lines[1] and lines[2] == "null-opens"
+
+
+def test_device_rules_reach_devices_list_in_order(runtime: Runtime, bundle: Callable[..., Path],
+                                                  cid: str) -> None:
+    rules = [{"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+             {"allow": True, "type": "b", "major": 8, "minor": -1, "access": "rw"}]
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(resources={"devices": rules}))
+    runtime("create", "--bundle", str(directory), cid)
+    listed = (Path(hierarchies()["devices"]) / "execdriver" / cid / "devices.list").read_text().splitlines()
+    assert listed[:2] == ["c 10:229 rwm", "b 8:* rw"]
+    assert "c 1:3 rwm" in listed and "a *:* rwm" not in listed
+    runtime("delete", "--force", cid)
+
+
 def test_delete_force_of_a_missing_container(runtime: Runtime, cid: str) -> None:
     assert runtime("delete", "--force", cid, check=False).returncode == 0
     result = runtime("delete", cid, check=False)
@@ -229,6 +297,10 @@ def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[...,
         (lambda c: c["linux"].update(cgroupsPath="system.slice:docker:x"), "linux.cgroupsPath"),
         (lambda c: c["root"].update(path="missing-rootfs"), "rootfs: .*missing-rootfs does not exist"),
         (lambda c: c["linux"]["namespaces"].append({"type": "chaos"}), "unknown namespace 'chaos'"),
+        (lambda c: c["linux"].update(resources={"devices": [{"allow": True, "type": "x"}]}),
+         r"linux.resources.devices\[0\].type: must be a, b or c, got 'x'"),
+        (lambda c: c["linux"].update(resources={"memory": {"swappiness": 101}}),
+         "linux.resources.memory.swappiness: must lie between 0 and 100, got 101"),
     ],
 )
 def test_bad_configs_are_refused_with_the_field(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
@@ -347,6 +419,24 @@ def test_seccomp_kill_and_argument_conditions(runtime: Runtime, bundle: Callable
     result = runtime("run", "--bundle", str(directory), cid, check=False)
     assert result.returncode == 128 + 31, result.stderr  # SIGSYS
     assert "probe-refused" in result.stdout and "got-usr1" in result.stdout
+
+
+def test_seccomp_several_conditions_on_one_argument_mean_any(runtime: Runtime, bundle: Callable[..., Path],
+                                                              cid: str) -> None:
+    # As in runtime-tools' and many engines' default profiles (personality 0, 8 or 0xffffffff).
+    def change(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = _seccomp(
+            "SCMP_ACT_ALLOW",
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"},
+                      {"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]},
+        )
+
+    script = ("trap 'echo got-usr2' USR2; kill -0 $$ 2>/dev/null || echo probe-refused; "
+              "kill -USR1 $$ 2>/dev/null || echo usr1-refused; kill -USR2 $$")
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["probe-refused", "usr1-refused", "got-usr2"]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from execdriver import (
     ProcessConfig,
 )
 from execdriver.linux import process
+from execdriver.linux.cgroups.v1 import hierarchies
 from execdriver.native.driver import NativeDriver
 from tests.helpers import run, shell
 
@@ -598,3 +600,23 @@ def test_docker_masked_and_read_only_paths(driver: NativeDriver, busybox_rootfs:
     privileged = ProcessConfig(entrypoint="sh", arguments=["-c", script], privileged=True)
     status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=privileged))
     assert out.strip() == "visible"
+
+
+def test_only_the_standard_devices_open_unless_privileged(driver: NativeDriver, busybox_rootfs: Path,
+                                                          cid: str) -> None:
+    # The devices cgroup keeps a container off the host's disks even where
+    # it can make their nodes; read from the host while the container runs.
+    listed: list[list[str]] = []
+
+    def on_start(_config: Any, _pid: int, _oom: Any) -> None:
+        path = Path(hierarchies()["devices"]) / "execdriver" / cid / "devices.list"
+        listed.append(path.read_text().splitlines())
+
+    for privileged in (False, True):
+        config = ProcessConfig(entrypoint="true", privileged=privileged)
+        command = Command(id=cid, rootfs=str(busybox_rootfs), process_config=config)
+        assert driver.run(command, Pipes(), Hooks(start=on_start)).exit_code == 0
+    unprivileged, privileged_list = listed
+    assert "c 1:3 rwm" in unprivileged and "c 136:* rwm" in unprivileged and "b 7:0 rwm" not in unprivileged
+    assert "a *:* rwm" not in unprivileged
+    assert privileged_list == ["a *:* rwm"]

@@ -136,13 +136,22 @@ def _add_rule(lib: ctypes.CDLL, context: int, rule: Any, default: int, where: st
                                         int(arg.get("valueTwo", 0)))
     if action == default:
         return  # libseccomp refuses a rule that repeats the default; it changes nothing anyway
+    indexes = [comparisons[position].arg for position in range(len(args))]
+    if len(set(indexes)) < len(indexes):
+        # libseccomp takes one comparison per argument in a rule; profiles that list several for
+        # the same argument (personality in many defaults) mean "any of these", so as runc does,
+        # each comparison becomes a rule of its own.
+        groups = [(1, ctypes.pointer(comparisons[position])) for position in range(len(args))]
+    else:
+        groups = [(len(args), ctypes.pointer(comparisons[0]))]
     for name in rule["names"]:
         number = lib.seccomp_syscall_resolve_name(str(name).encode())
         if number < 0:
             continue  # unknown to this kernel and libseccomp: as runc, nothing to filter
-        result = lib.seccomp_rule_add_array(context, action, number, len(args), comparisons)
-        if result != 0:
-            raise ConfigError(f"{where}: {name}: libseccomp refused the rule ({os.strerror(-result)})")
+        for count, first in groups:
+            result = lib.seccomp_rule_add_array(context, action, number, count, first)
+            if result != 0:
+                raise ConfigError(f"{where}: {name}: libseccomp refused the rule ({os.strerror(-result)})")
 
 
 class _SockFprog(ctypes.Structure):

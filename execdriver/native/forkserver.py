@@ -106,7 +106,7 @@ class _Server:
         reply = socket.socket(fileno=fds[0])
         try:
             profile, _, spec = message.partition(b" ")
-            blank = self._take_blank(profile)
+            blank = self._take_blank(profile) if profile else None
             trees = _trees(marshal.loads(spec)) if blank is not None else None
             if blank is not None and trees is None:  # not a spec a blank can take
                 self.blank, blank = blank, None
@@ -135,7 +135,8 @@ class _Server:
         self.children[pidfd] = _Child(pid, pidfd, reply, spec)
         self.poller.register(pidfd, select.POLLIN)
         socket.send_fds(reply, [b"P%d" % pid], [pidfd])
-        self.blank_profile = profile
+        if profile:
+            self.blank_profile = profile
         return True
 
     def reap(self, pidfd: int) -> None:

@@ -213,6 +213,8 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         if not detached:
             detach(spec["clone_flags"], spec.get("pdeathsig", True))
         for path, nstype in spec.get("join_namespaces", ()):
+            if nstype == syscalls.CLONE_NEWPID:
+                continue  # the clone put us there (spawn.py)
             namespace = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 syscalls.setns(namespace, nstype)

@@ -61,7 +61,11 @@ class Spawner(Protocol):
 def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
                close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
     """Clone the init into new namespaces; returns (pid, pidfd) in the parent."""
-    pid, pidfd = syscalls.clone(spec["clone_flags"])
+    joined_pid = [path for path, nstype in spec.get("join_namespaces", ()) if nstype == syscalls.CLONE_NEWPID]
+    if joined_pid:
+        pid, pidfd = _clone_into_pid_namespace(joined_pid[0], spec["clone_flags"])
+    else:
+        pid, pidfd = syscalls.clone(spec["clone_flags"])
     if pid == 0:
         # Every page the child writes is copied from the parent; a garbage
         # collection would write to all of them.
@@ -77,11 +81,34 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
     return pid, pidfd
 
 
+def _clone_into_pid_namespace(path: str, flags: int) -> tuple[int, int]:
+    # setns to a pid namespace moves only the children to come (a pod's
+    # shared one): clone there, then send this process's children home.
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    home = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(target, syscalls.CLONE_NEWPID)
+        try:
+            pid, pidfd = syscalls.clone(flags)
+        except BaseException:
+            syscalls.setns(home, syscalls.CLONE_NEWPID)
+            raise
+        if pid != 0:
+            syscalls.setns(home, syscalls.CLONE_NEWPID)
+        return pid, pidfd
+    finally:
+        os.close(target)
+        os.close(home)
+
+
 def profile(spec: dict[str, Any]) -> bytes:
     """What an init can do before its spec comes: clone flags and capabilities.
 
-    ``flags:capability mask:last capability``, in decimal.
+    ``flags:capability mask:last capability``, in decimal; empty for a spec
+    that joins a pid namespace, which no blank init staged ahead can serve.
     """
+    if any(nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
+        return b""
     mask = sum(1 << cap for cap in spec["capabilities"])
     return b"%d:%d:%d" % (spec["clone_flags"], mask, spec["last_cap"])
 

@@ -220,7 +220,8 @@ def limits_of(resources: Resources | None) -> dict[str, Any]:
     """The set fields of ``resources``, as the cgroup managers take them."""
     if resources is None:
         return {}
-    return {name: getattr(resources, name) for name in Limits.FIELDS if getattr(resources, name)}
+    # Docker's Resources has no swappiness or TCP memory: those come only from OCI specs.
+    return {name: getattr(resources, name) for name in Limits.FIELDS if getattr(resources, name, None)}
 
 
 def build(command: Command, state_dir: str) -> dict[str, Any]:
@@ -242,6 +243,7 @@ def build(command: Command, state_dir: str) -> dict[str, Any]:
         env=config.env,
         user=config.user,
         privileged=config.privileged,
-        limits=limits_of(command.resources),
+        limits={**limits_of(command.resources), "device_rules": list(
+            cgroups.ALLOW_ALL_DEVICES if config.privileged else cgroups.device_rules([]))},
         cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
     )

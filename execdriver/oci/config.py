@@ -156,18 +156,51 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
         if not path:
             flags |= _NAMESPACES[kind]
             continue
-        if kind in ("pid", "mount"):
-            raise ConfigError(f"{where}: joining an existing {kind} namespace is not supported yet")
+        if kind == "mount":
+            raise ConfigError(f"{where}: joining an existing mount namespace is not supported yet")
         if not os.path.exists(path):
             raise ConfigError(f"{where}.path: {path} does not exist")
-        join.append((path, _NAMESPACES[kind]))
+        join.append((path, _NAMESPACES[kind]))  # a pid one is entered before the clone: spawn.py
     if not flags & syscalls.CLONE_NEWNS:
         raise ConfigError("linux.namespaces: a mount namespace is required (the rootfs is pivoted into)")
     return flags, join
 
 
 def _limits(linux: dict[str, Any]) -> dict[str, Any]:
-    return resource_limits(_get(linux, "resources", dict, "linux", {}))
+    resources = _get(linux, "resources", dict, "linux", {})
+    limits = resource_limits(resources)
+    limits["device_rules"] = cgroups.device_rules(_device_rules(resources, "linux.resources"))
+    return limits
+
+
+def _device_rules(resources: dict[str, Any], where: str) -> list[tuple[str, str]]:
+    """linux.resources.devices as devices.allow/deny lines (update leaves devices alone, as runc)."""
+    rules = []
+    for index, rule in enumerate(_get(resources, "devices", list, where, [])):
+        at = f"{where}.devices[{index}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
+            raise ConfigError(f"{at}: needs allow (true or false)")
+        kind = _get(rule, "type", str, at, "") or "a"
+        if kind not in ("a", "b", "c"):
+            raise ConfigError(f"{at}.type: must be a, b or c, got {kind!r}")
+        numbers = []
+        for key in ("major", "minor"):
+            number = _get(rule, key, int, at, -1)
+            if number < -1:
+                raise ConfigError(f"{at}.{key}: must be a device number or -1 for any, got {number}")
+            numbers.append("*" if number == -1 else str(number))
+        access = _get(rule, "access", str, at, "") or "rwm"
+        if not set(access) <= set("rwm"):
+            raise ConfigError(f"{at}.access: letters of r, w and m only, got {access!r}")
+        verdict = "allow" if rule["allow"] else "deny"
+        if kind == "a" and set(access) != set("rwm"):
+            # The kernel reads "a" as every access: a partial one is both kinds.
+            rules += [(verdict, f"c *:* {access}"), (verdict, f"b *:* {access}")]
+        elif kind == "a":
+            rules.append((verdict, "a"))
+        else:
+            rules.append((verdict, f"{kind} {numbers[0]}:{numbers[1]} {access}"))
+    return rules
 
 
 def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -> dict[str, Any]:
@@ -180,9 +213,19 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
             limits[name] = value
     if _get(memory, "disableOOMKiller", bool, f"{where}.memory", False):
         limits["oom_kill_disable"] = True
-    for key in ("kernel", "kernelTCP", "swappiness"):
-        if memory.get(key) not in (None, 0) and not (key == "swappiness" and memory.get(key) in (None, -1)):
-            raise ConfigError(f"{where}.memory.{key}: not supported by this runtime")
+    # memory.kernel is left alone as runc does: kernels since 5.16 accept and ignore kmem limits.
+    kernel_tcp = _get(memory, "kernelTCP", int, f"{where}.memory", 0)
+    if kernel_tcp:
+        limits["kernel_tcp"] = kernel_tcp
+    swappiness = memory.get("swappiness")
+    if swappiness is not None:
+        # Go's uint64 carries -1 as 2**64-1 in some engines' specs: both mean "leave it".
+        if not isinstance(swappiness, int) or isinstance(swappiness, bool):
+            raise ConfigError(f"{where}.memory.swappiness: expected an integer")
+        if 0 <= swappiness <= 100:
+            limits["memory_swappiness"] = swappiness
+        elif swappiness not in (-1, 2**64 - 1):
+            raise ConfigError(f"{where}.memory.swappiness: must lie between 0 and 100, got {swappiness}")
     cpu = _get(resources, "cpu", dict, where, {})
     for key, name in (("shares", "cpu_shares"), ("quota", "cpu_quota"), ("period", "cpu_period")):
         value = _get(cpu, key, int, f"{where}.cpu", 0)
@@ -210,9 +253,6 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
     for key in ("hugepageLimits", "network", "rdma", "unified"):
         if resources.get(key):
             raise ConfigError(f"{where}.{key}: not supported by this runtime")
-    for index, rule in enumerate(resources.get("devices") or []):
-        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
-            raise ConfigError(f"{where}.devices[{index}]: needs allow (true or false)")
     return limits
 
 
@@ -300,8 +340,9 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
             raise ConfigError(f"linux.{key}: {what} is not supported by this runtime yet")
     flags, join = _namespaces(linux)
     hostname = _get(config, "hostname", str, "config", "")
-    if hostname and not flags & syscalls.CLONE_NEWUTS:
-        raise ConfigError("hostname: setting it needs a new uts namespace")
+    if hostname and not (flags & syscalls.CLONE_NEWUTS or any(t == syscalls.CLONE_NEWUTS for _, t in join)):
+        # A joined one is the container's own as well (a pod's): runc sets the name there too.
+        raise ConfigError("hostname: setting it needs a uts namespace of the container's own")
     caps = _capabilities(process)
     cgroup_path = _get(linux, "cgroupsPath", str, "linux", "")
     if ":" in cgroup_path:

@@ -36,7 +36,8 @@ class Limits:
 
     FIELDS = (
         "memory", "memory_reservation", "memory_swap", "cpu_shares", "cpu_period", "cpu_quota",
-        "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable",
+        "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "memory_swappiness",
+        "kernel_tcp", "device_rules",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -54,6 +55,11 @@ class Limits:
         self.pids_limit: int = values.get("pids_limit", 0)  # -1 is unlimited
         self.blkio_weight: int = values.get("blkio_weight", 0)
         self.oom_kill_disable: bool = values.get("oom_kill_disable", False)
+        self.memory_swappiness: int = values.get("memory_swappiness", -1)  # 0 is a value: -1 is unset
+        self.kernel_tcp: int = values.get("kernel_tcp", 0)  # v1 only: TCP buffer memory
+        # ("allow" or "deny", "c 1:3 rwm"), applied in order over deny-all:
+        # see device_rules() below. Empty leaves the devices controller alone.
+        self.device_rules: list[tuple[str, str]] = [tuple(r) for r in values.get("device_rules", ())]
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -73,6 +79,8 @@ class Limits:
             raise ConfigError("resources.cpu_period: must lie between 1000 and 1000000 microseconds")
         if self.cpu_quota > 0 and self.cpu_quota < 1000:
             raise ConfigError("resources.cpu_quota: the minimum is 1000 microseconds")
+        if not -1 <= self.memory_swappiness <= 100:
+            raise ConfigError("resources.memory_swappiness: must lie between 0 and 100")
         if self.blkio_weight and not 10 <= self.blkio_weight <= 1000:
             raise ConfigError("resources.blkio_weight: must lie between 10 and 1000")
         for name in ("cpuset_cpus", "cpuset_mems"):
@@ -139,3 +147,19 @@ def interface_stats(pid: int) -> list[dict[str, Any]]:
             "tx_bytes": values[8], "tx_packets": values[9], "tx_errors": values[10], "tx_dropped": values[11],
         })
     return result
+
+
+# What every unprivileged container may use, as runc allows it: mknod of any
+# node (opening is what counts), the standard /dev nodes, ptys and tun.
+DEFAULT_DEVICE_RULES = (
+    ("allow", "c *:* m"), ("allow", "b *:* m"),
+    ("allow", "c 1:3 rwm"), ("allow", "c 1:5 rwm"), ("allow", "c 1:7 rwm"), ("allow", "c 1:8 rwm"),
+    ("allow", "c 1:9 rwm"), ("allow", "c 5:0 rwm"), ("allow", "c 5:1 rwm"), ("allow", "c 5:2 rwm"),
+    ("allow", "c 136:* rwm"), ("allow", "c 10:200 rwm"),
+)
+ALLOW_ALL_DEVICES = (("allow", "a"),)
+
+
+def device_rules(rules: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A container's rules: its own in order, then the defaults, which win (runc's order)."""
+    return [*rules, *DEFAULT_DEVICE_RULES]

@@ -80,6 +80,12 @@ class V1Manager(Manager):
             self.remove_created(created)
             raise
 
+    def _set_devices(self, rules: list[tuple[str, str]]) -> None:
+        # Deny-all first: a new cgroup inherits its parent's allow-all.
+        write(self._file("devices", "devices.deny"), "a", "resources.devices")
+        for verdict, rule in rules:
+            write(self._file("devices", f"devices.{verdict}"), rule, f"resources.devices ({verdict} {rule})")
+
     def _inherit_cpuset(self) -> None:
         # A new v1 cpuset is empty and admits no task: copy the parent's,
         # from the hierarchy's root down.
@@ -99,6 +105,12 @@ class V1Manager(Manager):
                   "resources.memory_reservation")
         if limits.oom_kill_disable:
             write(self._file("memory", "memory.oom_control"), 1, "resources.oom_kill_disable")
+        if limits.memory_swappiness >= 0:
+            write(self._file("memory", "memory.swappiness"), limits.memory_swappiness, "resources.memory_swappiness")
+        if limits.device_rules:
+            self._set_devices(limits.device_rules)
+        if limits.kernel_tcp:
+            write(self._file("memory", "memory.kmem.tcp.limit_in_bytes"), limits.kernel_tcp, "resources.kernel_tcp")
         if limits.cpu_shares:
             write(self._file("cpu", "cpu.shares"), limits.cpu_shares, "resources.cpu_shares")
         if limits.cpu_period:

@@ -67,6 +67,12 @@ class V2Manager(Manager):
     def set(self, limits: Limits, *, running: bool = False) -> None:
         if limits.oom_kill_disable:
             raise CgroupError("resources.oom_kill_disable: cgroup v2 cannot disable the OOM killer")
+        # limits.device_rules: cgroup v2 enforces them with an eBPF program on
+        # the cgroup, which this manager does not load yet (docs/architecture.md).
+        if limits.memory_swappiness >= 0:
+            raise CgroupError("resources.memory_swappiness: cgroup v2 has no per-cgroup swappiness")
+        if limits.kernel_tcp:
+            raise CgroupError("resources.kernel_tcp: cgroup v2 has no separate TCP memory limit")
         if limits.memory:
             if running and read_int(self._file("memory.current")) > limits.memory:
                 raise CgroupError(
