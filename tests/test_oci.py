@@ -211,6 +211,18 @@ def test_device_rules_reach_devices_list_in_order(runtime: Runtime, bundle: Call
     runtime("delete", "--force", cid)
 
 
+def test_selinux_labels_as_runc_treats_them(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    def change(config: dict[str, Any]) -> None:
+        config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
+        config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0:c1,c2"
+
+    result = runtime("run", "--bundle", str(bundle(["true"], change)), cid, check=False)
+    if os.path.exists("/sys/fs/selinux/enforce"):  # labels we cannot apply are refused
+        assert result.returncode == 1 and "SELinux labels are not supported" in result.stderr
+    else:  # no SELinux: nothing to label, as runc and crun run it
+        assert result.returncode == 0, result.stderr
+
+
 def test_delete_force_of_a_missing_container(runtime: Runtime, cid: str) -> None:
     assert runtime("delete", "--force", cid, check=False).returncode == 0
     result = runtime("delete", cid, check=False)

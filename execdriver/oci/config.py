@@ -173,6 +173,10 @@ def _limits(linux: dict[str, Any]) -> dict[str, Any]:
     return limits
 
 
+def _selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
 def _device_rules(resources: dict[str, Any], where: str) -> list[tuple[str, str]]:
     """linux.resources.devices as devices.allow/deny lines (update leaves devices alone, as runc)."""
     rules = []
@@ -315,9 +319,10 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         raise ConfigError("process: missing (the container needs a process to run)")
     if _get(process, "terminal", bool, "process", False):
         raise ConfigError("process.terminal: terminals are not supported by this runtime yet")
-    for key, what in (("apparmorProfile", "AppArmor"), ("selinuxLabel", "SELinux")):
-        if _get(process, key, str, "process", ""):
-            raise ConfigError(f"process.{key}: {what} is not available on this host")
+    if _get(process, "apparmorProfile", str, "process", ""):
+        raise ConfigError("process.apparmorProfile: AppArmor is not available on this host")
+    if _get(process, "selinuxLabel", str, "process", "") and _selinux_enabled():
+        raise ConfigError("process.selinuxLabel: SELinux labels are not supported by this runtime yet")
     args = _get(process, "args", list, "process", [])
     if not args or not all(isinstance(a, str) for a in args):
         raise ConfigError("process.args: needs at least the program to run, as strings")
@@ -336,7 +341,8 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     linux = _get(config, "linux", dict, "config", {})
     for key, what in (("uidMappings", "user namespaces"), ("gidMappings", "user namespaces"),
                       ("intelRdt", "Intel RDT"), ("mountLabel", "SELinux")):
-        if linux.get(key):
+        # Labels mean nothing on a host without SELinux: runc and crun drop them there.
+        if linux.get(key) and (key != "mountLabel" or _selinux_enabled()):
             raise ConfigError(f"linux.{key}: {what} is not supported by this runtime yet")
     flags, join = _namespaces(linux)
     hostname = _get(config, "hostname", str, "config", "")
