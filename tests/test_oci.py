@@ -223,6 +223,32 @@ def test_selinux_labels_as_runc_treats_them(runtime: Runtime, bundle: Callable[.
         assert result.returncode == 0, result.stderr
 
 
+def test_joining_a_mount_namespace_builds_the_rootfs_there(runtime: Runtime, bundle: Callable[..., Path],
+                                                          cid: str) -> None:
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            assert time.monotonic() < deadline, "unshare never made its mount namespace"
+            time.sleep(0.01)
+        namespace = os.readlink(f"/proc/{holder.pid}/ns/mnt")
+        host_mounts = Path("/proc/self/mountinfo").read_text()
+
+        def join(config: dict[str, Any]) -> None:
+            for entry in config["linux"]["namespaces"]:
+                if entry["type"] == "mount":
+                    entry["path"] = f"/proc/{holder.pid}/ns/mnt"
+
+        script = "readlink /proc/self/ns/mnt; ls /bin/busybox"
+        result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], join)), cid, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [namespace, "/bin/busybox"]
+        assert Path("/proc/self/mountinfo").read_text() == host_mounts  # the host's namespace untouched
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_delete_force_of_a_missing_container(runtime: Runtime, cid: str) -> None:
     assert runtime("delete", "--force", cid, check=False).returncode == 0
     result = runtime("delete", cid, check=False)

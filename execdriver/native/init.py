@@ -212,16 +212,22 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
     try:
         if not detached:
             detach(spec["clone_flags"], spec.get("pdeathsig", True))
-        for path, nstype in spec.get("join_namespaces", ()):
-            if nstype == syscalls.CLONE_NEWPID:
-                continue  # the clone put us there (spawn.py)
-            namespace = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                syscalls.setns(namespace, nstype)
-            finally:
-                os.close(namespace)
-        if spec["clone_flags"] & syscalls.CLONE_NEWNS and not detached:
+        # Directories of the host's cgroup hierarchies, opened before the pivot
+        # (or a joined mount namespace) hides them; closed before exec.
+        hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                       for mount, _ in spec["cgroup"]["join"]]
+        fifo = os.open(spec["exec_fifo"], os.O_PATH | os.O_CLOEXEC) if spec.get("exec_fifo") else -1
+        # Every path opened first: a joined mount namespace changes what they name.
+        # (The clone put us in a joined pid namespace already: spawn.py.)
+        joins = [(os.open(path, os.O_RDONLY | os.O_CLOEXEC), nstype)
+                 for path, nstype in spec.get("join_namespaces", ()) if nstype != syscalls.CLONE_NEWPID]
+        for namespace, nstype in joins:
+            syscalls.setns(namespace, nstype)
+            os.close(namespace)
+        joined_mnt = any(nstype == syscalls.CLONE_NEWNS for _, nstype in spec.get("join_namespaces", ()))
+        if (spec["clone_flags"] & syscalls.CLONE_NEWNS or joined_mnt) and not detached:
             # Nothing mounted from here on may propagate back to the host.
+            # (A joined mount namespace is the container's: it gets the rootfs.)
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
@@ -234,11 +240,6 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         syscalls.close_range_cloexec(3 + preserved)
         for fd in range(3, 3 + preserved):
             os.set_inheritable(fd, True)
-        # Directories of the host's cgroup hierarchies, opened before the
-        # pivot hides them; closed before exec (and close-on-exec anyway).
-        hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                       for mount, _ in spec["cgroup"]["join"]]
-        fifo = os.open(spec["exec_fifo"], os.O_PATH | os.O_CLOEXEC) if spec.get("exec_fifo") else -1
         if spec.get("cgroup_mount"):  # the cgroup is mounted in the rootfs: it must exist first
             if os.read(go, 1) != CGROUP:
                 os._exit(1)

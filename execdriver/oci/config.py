@@ -156,12 +156,10 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
         if not path:
             flags |= _NAMESPACES[kind]
             continue
-        if kind == "mount":
-            raise ConfigError(f"{where}: joining an existing mount namespace is not supported yet")
         if not os.path.exists(path):
             raise ConfigError(f"{where}.path: {path} does not exist")
         join.append((path, _NAMESPACES[kind]))  # a pid one is entered before the clone: spawn.py
-    if not flags & syscalls.CLONE_NEWNS:
+    if not flags & syscalls.CLONE_NEWNS and not any(t == syscalls.CLONE_NEWNS for _, t in join):
         raise ConfigError("linux.namespaces: a mount namespace is required (the rootfs is pivoted into)")
     return flags, join
 
