@@ -249,6 +249,23 @@ def test_joining_a_mount_namespace_builds_the_rootfs_there(runtime: Runtime, bun
         holder.wait()
 
 
+def test_block_io_throttles_reach_the_v1_blkio_cgroup(runtime: Runtime, bundle: Callable[..., Path],
+                                                     cid: str) -> None:
+    if not os.path.exists("/dev/loop0"):
+        pytest.skip("no /dev/loop0: the throttle files take only block devices the kernel has")
+    loop0 = os.stat("/dev/loop0").st_rdev
+    device = {"major": os.major(loop0), "minor": os.minor(loop0)}
+    block = {"throttleReadBpsDevice": [{**device, "rate": 1 << 20}],
+             "throttleWriteIOPSDevice": [{**device, "rate": 300}]}
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(resources={"blockIO": block}))
+    runtime("create", "--bundle", str(directory), cid)
+    cgroup = Path(hierarchies()["blkio"]) / "execdriver" / cid
+    name = f"{device['major']}:{device['minor']}"
+    assert (cgroup / "blkio.throttle.read_bps_device").read_text().split() == [name, str(1 << 20)]
+    assert (cgroup / "blkio.throttle.write_iops_device").read_text().split() == [name, "300"]
+    runtime("delete", "--force", cid)
+
+
 def test_delete_force_of_a_missing_container(runtime: Runtime, cid: str) -> None:
     assert runtime("delete", "--force", cid, check=False).returncode == 0
     result = runtime("delete", cid, check=False)
@@ -337,6 +354,8 @@ def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[...,
         (lambda c: c["linux"]["namespaces"].append({"type": "chaos"}), "unknown namespace 'chaos'"),
         (lambda c: c["linux"].update(resources={"devices": [{"allow": True, "type": "x"}]}),
          r"linux.resources.devices\[0\].type: must be a, b or c, got 'x'"),
+        (lambda c: c["linux"].update(resources={"blockIO": {"throttleReadBpsDevice": [{"major": 7, "minor": 0}]}}),
+         r"linux.resources.blockIO.throttleReadBpsDevice\[0\]: needs major, minor and rate"),
         (lambda c: c["linux"].update(resources={"memory": {"swappiness": 101}}),
          "linux.resources.memory.swappiness: must lie between 0 and 100, got 101"),
     ],

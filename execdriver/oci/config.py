@@ -248,8 +248,20 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
     weight = _get(block, "weight", int, f"{where}.blockIO", 0)
     if weight:
         limits["blkio_weight"] = weight
-    for key in ("leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
-                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
+    throttles = []
+    for key, kind in (("throttleReadBpsDevice", "read_bps"), ("throttleWriteBpsDevice", "write_bps"),
+                      ("throttleReadIOPSDevice", "read_iops"), ("throttleWriteIOPSDevice", "write_iops")):
+        for index, entry in enumerate(_get(block, key, list, f"{where}.blockIO", [])):
+            at = f"{where}.blockIO.{key}[{index}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{at}: expected an object with major, minor and rate")
+            numbers = [_get(entry, name, int, at, -1) for name in ("major", "minor", "rate")]
+            if min(numbers) < 0:
+                raise ConfigError(f"{at}: needs major, minor and rate, none negative")
+            throttles.append((kind, *numbers))
+    if throttles:
+        limits["blkio_throttle"] = throttles
+    for key in ("leafWeight", "weightDevice"):
         if block.get(key):
             raise ConfigError(f"{where}.blockIO.{key}: not supported by this runtime")
     for key in ("hugepageLimits", "network", "rdma", "unified"):

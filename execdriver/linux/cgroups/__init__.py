@@ -31,13 +31,17 @@ class CgroupError(ExecDriverError):
         self.errno = errno
 
 
+# Block I/O throttles: the v1 file blkio.throttle.<kind>_device, the v2 io.max key.
+THROTTLES = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
+
+
 class Limits:
     """Resource limits, 0 (or "") meaning unset. A plain class: see state.py."""
 
     FIELDS = (
         "memory", "memory_reservation", "memory_swap", "cpu_shares", "cpu_period", "cpu_quota",
         "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "memory_swappiness",
-        "kernel_tcp", "device_rules",
+        "kernel_tcp", "device_rules", "blkio_throttle",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -60,6 +64,9 @@ class Limits:
         # ("allow" or "deny", "c 1:3 rwm"), applied in order over deny-all:
         # see device_rules() below. Empty leaves the devices controller alone.
         self.device_rules: list[tuple[str, str]] = [tuple(r) for r in values.get("device_rules", ())]
+        # (kind, major, minor, rate): kind one of THROTTLES, rate 0 lifts the limit.
+        self.blkio_throttle: list[tuple[str, int, int, int]] = [
+            tuple(t) for t in values.get("blkio_throttle", ())]
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -81,6 +88,9 @@ class Limits:
             raise ConfigError("resources.cpu_quota: the minimum is 1000 microseconds")
         if not -1 <= self.memory_swappiness <= 100:
             raise ConfigError("resources.memory_swappiness: must lie between 0 and 100")
+        for kind, major, minor, rate in self.blkio_throttle:
+            if kind not in THROTTLES or min(major, minor, rate) < 0:
+                raise ConfigError(f"resources.blkio_throttle: {kind} {major}:{minor} {rate} is not a throttle")
         if self.blkio_weight and not 10 <= self.blkio_weight <= 1000:
             raise ConfigError("resources.blkio_weight: must lie between 10 and 1000")
         for name in ("cpuset_cpus", "cpuset_mems"):

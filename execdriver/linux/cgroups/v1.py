@@ -126,6 +126,9 @@ class V1Manager(Manager):
                   "resources.pids_limit")
         if limits.blkio_weight:
             write(self._file("blkio", "blkio.weight"), limits.blkio_weight, "resources.blkio_weight")
+        for kind, major, minor, rate in limits.blkio_throttle:
+            write(self._file("blkio", f"blkio.throttle.{kind}_device"), f"{major}:{minor} {rate}",
+                  f"resources.blkio_throttle ({kind} {major}:{minor})")
 
     def _set_memory(self, limits: Limits, running: bool) -> None:
         memory_file = self._file("memory", "memory.limit_in_bytes")

@@ -6,7 +6,7 @@ import os
 import select
 import time
 
-from execdriver.linux.cgroups import CgroupError, Limits
+from execdriver.linux.cgroups import THROTTLES, CgroupError, Limits
 from execdriver.linux.cgroups.base import Manager, make_dirs, read, read_int, read_map, remove_dir, write
 
 TYPE_CHECKING = False
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 _NEEDS = {
     "memory": "memory", "memory_reservation": "memory", "memory_swap": "memory", "cpu_shares": "cpu",
     "cpu_period": "cpu", "cpu_quota": "cpu", "cpuset_cpus": "cpuset", "cpuset_mems": "cpuset",
-    "pids_limit": "pids", "blkio_weight": "io",
+    "pids_limit": "pids", "blkio_weight": "io", "blkio_throttle": "io",
 }
 
 
@@ -100,6 +100,9 @@ class V2Manager(Manager):
         if limits.blkio_weight:
             weight = 1 + (limits.blkio_weight - 10) * 9999 // 990
             write(self._file("io.weight"), f"default {weight}", "resources.blkio_weight")
+        for kind, major, minor, rate in limits.blkio_throttle:
+            write(self._file("io.max"), f"{major}:{minor} {THROTTLES[kind]}={rate or 'max'}",
+                  f"resources.blkio_throttle ({kind} {major}:{minor})")
 
     def freeze(self) -> None:
         write(self._file("cgroup.freeze"), 1, "pause")
