@@ -135,6 +135,10 @@ def test_detached_task_ps_pause_resume_metrics_kill(containerd: Containerd, name
         assert name in tasks and "RUNNING" in tasks
         pids = containerd.ctr("task", "ps", name).stdout.split("\n")[1:]
         assert len([line for line in pids if line.strip()]) == 3
+        exec_id = f"{name}-exec"
+        result = containerd.ctr("task", "exec", "--exec-id", exec_id, name, "sh", "-c", "cat /proc/1/cmdline; exit 3",
+                                check=False)
+        assert result.returncode == 3 and result.stdout.startswith("sh\x00-c\x00sleep 300"), result
         containerd.ctr("task", "pause", name)
         assert "PAUSED" in containerd.ctr("task", "ls").stdout
         containerd.ctr("task", "resume", name)

@@ -114,6 +114,9 @@ def test_detached_pause_stats_top_update_restart_kill(docker: Docker, name: str)
         docker("unpause", name)
         assert name in docker("stats", "--no-stream", name).stdout
         assert "sleep 300" in docker("top", name).stdout
+        assert docker("exec", "-e", "WHO=docker", name, "sh", "-c", "echo $WHO; hostname").stdout.split() == [
+            "docker", container_id[:12]]
+        assert docker("exec", name, "sh", "-c", "exit 3", check=False).returncode == 3
         docker("update", "--memory", "128m", "--memory-swap", "128m", name)
         limit = Path(hierarchies()["memory"]) / "docker" / container_id / "memory.limit_in_bytes"
         assert limit.read_text().strip() == str(128 << 20)

@@ -514,3 +514,68 @@ def test_bad_seccomp_profiles(runtime: Runtime, bundle: Callable[..., Path], cid
     directory = bundle(["true"], lambda c: c["linux"].update(seccomp=profile))
     result = runtime("create", "--bundle", str(directory), cid, check=False)
     assert result.returncode == 1 and re.search(message, result.stderr), result.stderr
+
+
+def test_exec_joins_the_containers_namespaces_and_cgroup(runtime: Runtime, bundle: Callable[..., Path],
+                                                         cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"], lambda c: c.update(hostname="box"))), cid)
+    init = runtime.state(cid)["pid"]
+    script = ("echo $$; cat /proc/1/cmdline; echo; hostname; readlink /proc/self/ns/mnt; readlink /proc/self/ns/net; "
+              "echo shared > /dev/shm/mark; exit 7")
+    result = runtime("exec", cid, "sh", "-c", script, check=False)
+    assert result.returncode == 7, result.stderr
+    own_pid, pid1, hostname, mnt, net = result.stdout.split("\n")[:5]
+    assert own_pid != "1" and pid1.rstrip("\0").split("\0") == ["sleep", "60"] and hostname == "box"
+    assert mnt == os.readlink(f"/proc/{init}/ns/mnt") and net == os.readlink(f"/proc/{init}/ns/net")
+    # A second exec, with the command line's changes, sees what the first left in the container's /dev/shm.
+    result = runtime("exec", "-e", "GREETING=hi", "--cwd", "/dev/shm", "-u", "65534:65534", cid,
+                     "sh", "-c", "echo $GREETING; pwd; cat mark; id -u; grep CapEff /proc/self/status")
+    assert result.stdout.split() == ["hi", "/dev/shm", "shared", "65534", "CapEff:", "0000000000000000"]
+
+
+def test_exec_detached_with_a_pid_file_and_a_process_file(runtime: Runtime, bundle: Callable[..., Path],
+                                                          tmp_path: Path, cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
+    process = {"args": ["sleep", "30"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    runtime("exec", "-d", "--pid-file", str(tmp_path / "exec.pid"), "--process", str(tmp_path / "process.json"), cid)
+    pid = int((tmp_path / "exec.pid").read_text())
+    assert Path(f"/proc/{pid}/cmdline").read_text().split("\0")[:2] == ["sleep", "30"]
+    cgroup = Path(hierarchies()["pids"]) / "execdriver" / cid / "cgroup.procs"
+    assert str(pid) in cgroup.read_text().split()
+    init = runtime.state(cid)["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{init}/ns/pid")
+    listed = json.loads(runtime("ps", "--format", "json", cid).stdout)
+    assert pid in listed
+    runtime("kill", "--all", cid, "KILL")
+
+
+def test_exec_into_a_paused_or_stopped_container_fails(runtime: Runtime, bundle: Callable[..., Path],
+                                                       cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
+    runtime("pause", cid)
+    result = runtime("exec", cid, "true", check=False)
+    assert result.returncode == 1 and "it is paused" in result.stderr
+    runtime("resume", cid)
+    runtime("kill", cid, "KILL")
+    wait_status(runtime, cid, "stopped")
+    result = runtime("exec", cid, "true", check=False)
+    assert result.returncode == 1 and "not running" in result.stderr
+    result = runtime("exec", "no-such-container", "true", check=False)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+def test_exec_hides_the_runtime_from_the_container(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    # The CVE-2019-5736 class: while a runtime process is inside the
+    # container before its exec, the container must not open its
+    # /proc/<pid>/exe (the host's interpreter) or its descriptors. An
+    # attacker in the container watches every new pid while we exec.
+    attacker = ("while :; do for p in /proc/[0-9]*; do "
+                "readlink $p/exe 2>/dev/null | grep -v busybox >> /dev/shm/exes; "
+                "ls -l $p/fd 2>/dev/null | grep -v -e busybox -e 'null' -e pipe -e '^total' >> /dev/shm/fds; "
+                "done; done")
+    runtime("run", "-d", "--bundle", str(bundle(["sh", "-c", attacker])), cid)
+    for _ in range(40):
+        runtime("exec", cid, "true")
+    seen = runtime("exec", cid, "sh", "-c", "cat /dev/shm/exes /dev/shm/fds 2>/dev/null").stdout
+    assert "python" not in seen and "/usr" not in seen and "/run" not in seen, seen

@@ -118,6 +118,9 @@ def test_detached_pause_stats_top_stop_start_kill_rm(podman: Podman, name: str) 
         podman("unpause", name)
         assert name in podman("stats", "--no-stream", name).stdout
         assert "sleep 300" in podman("top", name).stdout
+        assert podman("exec", "-e", "WHO=podman", name, "sh", "-c", "echo $WHO; cat /proc/1/cmdline").stdout == (
+            "podman\nsleep\x00300\x00")
+        assert podman("exec", name, "sh", "-c", "exit 3", check=False).returncode == 3
         podman("stop", "-t", "1", name)
         assert "Exited" in podman("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
         podman("start", name)

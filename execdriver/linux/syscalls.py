@@ -137,6 +137,12 @@ def set_keepcaps(keep: bool) -> None:
         raise _fail("prctl(PR_SET_KEEPCAPS)")
 
 
+def set_dumpable(dumpable: bool) -> None:
+    """Non-dumpable: no one without CAP_SYS_PTRACE opens our /proc/<pid>/exe, mem or fd."""
+    if _prctl(4, int(dumpable), 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+        raise _fail("prctl(PR_SET_DUMPABLE)")
+
+
 def set_no_new_privs() -> None:
     if _prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
         raise _fail("prctl(PR_SET_NO_NEW_PRIVS)")

@@ -66,6 +66,11 @@ def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str) -> tupl
         syscalls.sethostname(spec["hostname"])
     if spec.get("domainname"):
         syscalls.setdomainname(spec["domainname"])
+    return resolve(spec)
+
+
+def resolve(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
+    """The program, user and environment, looked up in the container's root."""
     try:
         user = users.resolve(spec["user"])
     except users.UserError as err:
@@ -178,6 +183,20 @@ def _finish_process(spec: dict[str, Any]) -> None:
         syscalls.set_no_new_privs()
 
 
+def become(spec: dict[str, Any], executable: str, user: users.User, env: dict[str, str]) -> NoReturn:
+    """The process's own settings, then exec: shared by the init and exec'd processes."""
+    _finish_process(spec)
+    umask = spec.get("umask")
+    os.umask(0o022 if umask is None else umask)
+    program = spec.get("seccomp_bpf")
+    if program and not spec.get("no_new_privileges"):
+        _load_seccomp(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
+    _enter_user(user, spec["cwd"], spec)
+    if program and spec.get("no_new_privileges"):
+        _load_seccomp(program)  # as late as can be: the filter binds exec too
+    os.execve(executable, spec["argv"], env)
+
+
 def _load_seccomp(program: bytes) -> None:
     from execdriver.linux import seccomp
 
@@ -259,20 +278,19 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             _wait_for_start(fifo)
         elif os.read(go, 1) != GO:
             os._exit(1)
-        _finish_process(spec)
-        umask = spec.get("umask")
-        os.umask(0o022 if umask is None else umask)
-        program = spec.get("seccomp_bpf")
-        if program and not spec.get("no_new_privileges"):
-            _load_seccomp(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
-        _enter_user(user, spec["cwd"], spec)
-        if program and spec.get("no_new_privileges"):
-            _load_seccomp(program)  # as late as can be: the filter binds exec too
-        os.execve(executable, spec["argv"], env)
-    except InitError as err:
-        _report(status, str(err))
-    except OSError as err:
-        _report(status, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+        become(spec, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
-        _report(status, f"container init: {type(err).__name__}: {err}")
-    os._exit(1)
+        fail(status, err, "container init")
+
+
+def fail(status: int, err: BaseException, who: str) -> NoReturn:
+    """Report why the child could not exec, and end it without unwinding."""
+    try:
+        if isinstance(err, InitError):
+            _report(status, str(err))
+        elif isinstance(err, OSError):
+            _report(status, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+        else:
+            _report(status, f"{who}: {type(err).__name__}: {err}")
+    finally:
+        os._exit(1)

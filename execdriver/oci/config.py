@@ -327,23 +327,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     process = _get(config, "process", dict, "config", None)
     if process is None:
         raise ConfigError("process: missing (the container needs a process to run)")
-    if _get(process, "terminal", bool, "process", False):
-        raise ConfigError("process.terminal: terminals are not supported by this runtime yet")
-    if _get(process, "apparmorProfile", str, "process", ""):
-        raise ConfigError("process.apparmorProfile: AppArmor is not available on this host")
-    if _get(process, "selinuxLabel", str, "process", "") and _selinux_enabled():
-        raise ConfigError("process.selinuxLabel: SELinux labels are not supported by this runtime yet")
-    args = _get(process, "args", list, "process", [])
-    if not args or not all(isinstance(a, str) for a in args):
-        raise ConfigError("process.args: needs at least the program to run, as strings")
-    cwd = _get(process, "cwd", str, "process", "")
-    if not cwd.startswith("/"):
-        raise ConfigError(f"process.cwd: {cwd!r} must be an absolute path")
-    user = _get(process, "user", dict, "process", {})
-    uid, gid = _get(user, "uid", int, "process.user", 0), _get(user, "gid", int, "process.user", 0)
-    extra_gids = _get(user, "additionalGids", list, "process.user", [])
-    if _get(user, "username", str, "process.user", ""):
-        raise ConfigError("process.user.username: only numeric users are supported on Linux")
+    fields = process_fields(process)
     root = _get(config, "root", dict, "config", None)
     if root is None or not _get(root, "path", str, "root", ""):
         raise ConfigError("root.path: missing")
@@ -359,17 +343,16 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     if hostname and not (flags & syscalls.CLONE_NEWUTS or any(t == syscalls.CLONE_NEWUTS for _, t in join)):
         # A joined one is the container's own as well (a pod's): runc sets the name there too.
         raise ConfigError("hostname: setting it needs a uts namespace of the container's own")
-    caps = _capabilities(process)
     cgroup_path = _get(linux, "cgroupsPath", str, "linux", "")
     if ":" in cgroup_path:
         raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd slice path, and there is no systemd")
     limits = _limits(linux)
     cgroups.Limits(**limits).check()
     mounts = [_mount(entry, index, bundle) for index, entry in enumerate(_get(config, "mounts", list, "config", []))]
-    base = native.launch_spec(container_id=container_id, state_dir=state_dir, argv=list(args), rootfs=root_path,
+    base = native.launch_spec(container_id=container_id, state_dir=state_dir, argv=fields["argv"], rootfs=root_path,
                               readonly=_get(root, "readonly", bool, "root", False), hostname=hostname,
-                              working_dir=cwd, env=_get(process, "env", list, "process", []),
-                              user=f"{uid}:{gid}", limits=limits, cgroup_path=cgroup_path)
+                              working_dir=fields["cwd"], env=fields["env"], user=fields["user"], limits=limits,
+                              cgroup_path=cgroup_path)
     base.update({
         "clone_flags": flags,
         "join_namespaces": join,
@@ -379,21 +362,60 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         "readonly_paths": [p for p in _get(linux, "readonlyPaths", list, "linux", []) if isinstance(p, str)],
         "domainname": _get(config, "domainname", str, "config", ""),
         "sysctl": _sysctl(linux, flags),
-        "rlimits": _rlimits(process),
-        "no_new_privileges": _get(process, "noNewPrivileges", bool, "process", False),
-        "oom_score_adj": _get(process, "oomScoreAdj", int, "process", None),
-        "umask": _get(user, "umask", int, "process.user", None),
-        "additional_gids": [g for g in extra_gids if isinstance(g, int)],
-        "capabilities": caps["permitted"],
-        "capability_sets": caps,
+        **fields,
         "propagation": PROPAGATION.get(_get(linux, "rootfsPropagation", str, "linux", ""), 0),
         # An OCI container outlives the command that created it.
         "pdeathsig": False,
-        "env": list(_get(process, "env", list, "process", [])),
         "cgroup_mount": any(entry[2] == "cgroup" for entry in mounts),
         "seccomp_bpf": _seccomp(linux),
     })
     return base
+
+
+def process_fields(process: dict[str, Any], where: str = "process") -> dict[str, Any]:
+    """A spec Process object as launch spec fields: the container's, or an exec'd one's."""
+    if _get(process, "terminal", bool, where, False):
+        raise ConfigError(f"{where}.terminal: terminals are not supported by this runtime yet")
+    if _get(process, "apparmorProfile", str, where, ""):
+        raise ConfigError(f"{where}.apparmorProfile: AppArmor is not available on this host")
+    if _get(process, "selinuxLabel", str, where, "") and _selinux_enabled():
+        raise ConfigError(f"{where}.selinuxLabel: SELinux labels are not supported by this runtime yet")
+    args = _get(process, "args", list, where, [])
+    if not args or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f"{where}.args: needs at least the program to run, as strings")
+    cwd = _get(process, "cwd", str, where, "")
+    if not cwd.startswith("/"):
+        raise ConfigError(f"{where}.cwd: {cwd!r} must be an absolute path")
+    user = _get(process, "user", dict, where, {})
+    uid, gid = _get(user, "uid", int, f"{where}.user", 0), _get(user, "gid", int, f"{where}.user", 0)
+    extra_gids = _get(user, "additionalGids", list, f"{where}.user", [])
+    if _get(user, "username", str, f"{where}.user", ""):
+        raise ConfigError(f"{where}.user.username: only numeric users are supported on Linux")
+    env = _get(process, "env", list, where, [])
+    if not all(isinstance(e, str) for e in env):
+        raise ConfigError(f"{where}.env: expected strings of the form KEY=VALUE")
+    caps = _capabilities(process)
+    return {
+        "argv": list(args),
+        "cwd": posixpath.normpath(cwd),
+        "env": list(env),
+        "user": f"{uid}:{gid}",
+        "rlimits": _rlimits(process),
+        "no_new_privileges": _get(process, "noNewPrivileges", bool, where, False),
+        "oom_score_adj": _get(process, "oomScoreAdj", int, where, None),
+        "umask": _get(user, "umask", int, f"{where}.user", None),
+        "additional_gids": [g for g in extra_gids if isinstance(g, int)],
+        "capabilities": caps["permitted"],
+        "capability_sets": caps,
+    }
+
+
+def exec_spec(process: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """An exec'd process's launch spec fields: its own Process, the container's seccomp."""
+    fields = process_fields(process)
+    fields["seccomp_bpf"] = _seccomp(_get(config, "linux", dict, "config", {}))
+    fields["last_cap"] = capabilities.last_cap()
+    return fields
 
 
 def _seccomp(linux: dict[str, Any]) -> bytes | None:

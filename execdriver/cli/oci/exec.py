@@ -1,8 +1,16 @@
-"""``exec``: run a process in a running container (arrives with exec support)."""
+"""``exec``: run a new process in a running container, as runc exec does.
+
+Without ``--process`` the process is the container's own (its bundle's
+config.json) with the command line's args, env, user, cwd and caps.
+"""
 
 from __future__ import annotations
 
 from execdriver.cli.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SYNOPSIS = "execdriver exec [flags] ID [COMMAND...]"
 DESCRIPTION = "Run a new process inside a running container."
@@ -23,6 +31,83 @@ FLAGS = (
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    from execdriver.errors import UnsupportedError
+    from execdriver.cli.flags import UsageError
+    from execdriver.cli.oci.common import store, write_pid_file
+    from execdriver.errors import NotRunningError, UnsupportedError
+    from execdriver.native import container
+    from execdriver.oci import config as oci_config
 
-    raise UnsupportedError("exec: running a process in a running container is not supported yet")
+    if options["tty"] or options["console_socket"]:
+        raise UnsupportedError("exec: terminals (--tty, --console-socket) are not supported yet")
+    if not args:
+        raise UsageError("exec: expects ID [COMMAND...]")
+    container_id, command = args[0], args[1:]
+    preserve = str(options["preserve_fds"])
+    if not preserve.isdigit():
+        raise UsageError(f"exec: --preserve-fds {preserve!r} is not a number")
+    states = store(global_options)
+    state = states.load(container_id)
+    if state is None:
+        raise NotRunningError(f"container {container_id} does not exist")
+    bundle = str((state.oci or {}).get("bundle", ""))
+    config = oci_config.load(bundle) if bundle else {}
+    if options["process"]:
+        if command:
+            raise UsageError("exec: give the command or --process, not both")
+        process = _process_file(str(options["process"]))
+    else:
+        if not command:
+            raise UsageError("exec: no command to run: give it after the ID, or --process FILE")
+        process = _from_flags(config.get("process") or {}, command, options)
+    spec = oci_config.exec_spec(process, config)
+    spec["preserve_fds"] = int(preserve)
+    pid_file = str(options["pid_file"])
+    return container.exec_process(states, container_id, spec, detach=bool(options["detach"]),
+                                  on_start=(lambda pid: write_pid_file(pid_file, pid)) if pid_file else None)
+
+
+def _process_file(path: str) -> dict[str, Any]:
+    from execdriver import gojson
+    from execdriver.errors import ConfigError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            process = gojson.loads(handle.read())
+    except OSError as err:
+        raise ConfigError(f"--process {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise ConfigError(f"--process {path}: not JSON: {err}") from None
+    if not isinstance(process, dict):
+        raise ConfigError(f"--process {path}: expected a JSON object (the spec's Process)")
+    return process
+
+
+def _from_flags(base: dict[str, Any], command: list[str], options: dict[str, object]) -> dict[str, Any]:
+    """The container's process with the command line's changes, as runc exec makes it."""
+    import copy
+
+    from execdriver.cli.flags import UsageError
+
+    process = copy.deepcopy(base)
+    process["args"] = command
+    process["terminal"] = False
+    env = list(process.get("env") or [])
+    for entry in options["env"] or ():  # type: ignore[attr-defined]
+        key = str(entry).split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key] + [str(entry)]
+    process["env"] = env
+    if options["cwd"]:
+        process["cwd"] = options["cwd"]
+    process.setdefault("cwd", "/")
+    if options["user"]:
+        uid, _, gid = str(options["user"]).partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise UsageError(f"exec: --user {options['user']!r} must be UID[:GID], numbers")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    caps = process.setdefault("capabilities", {})
+    for cap in options["cap"] or ():  # type: ignore[attr-defined]
+        for name in ("bounding", "effective", "permitted"):
+            caps.setdefault(name, []).append(str(cap))
+    if options["no_new_privs"]:
+        process["noNewPrivileges"] = True
+    return process

@@ -120,6 +120,10 @@ class Manager(abc.ABC):
         for directory in self.directories():
             write(os.path.join(directory, "cgroup.procs"), pid, "cgroup")
 
+    def join_files(self) -> list[str]:
+        """Where a process writes "0" to move itself in (v1 overrides: its tasks files)."""
+        return [os.path.join(directory, "cgroup.procs") for directory in self.directories()]
+
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.directories())
 

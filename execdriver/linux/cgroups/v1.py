@@ -60,6 +60,11 @@ class V1Manager(Manager):
         ordered = [self.dirs["freezer"], *self.dirs.values()]
         return list(dict.fromkeys(ordered))
 
+    def join_files(self) -> list[str]:
+        # tasks, not cgroup.procs: a single-threaded process moving itself
+        # takes no threadgroup lock (init._join_cgroup says why that matters).
+        return [os.path.join(directory, "tasks") for directory in self.directories()]
+
     def _file(self, controller: str, name: str) -> str:
         return os.path.join(self.dirs[controller], name)
 

@@ -1,0 +1,47 @@
+"""An exec'd process between fork and exec: into a running container.
+
+``container.exec_process`` forks us already inside the container's pid
+namespace (it set its own children's pid namespace around the fork) and
+hands over the container's other namespaces as open descriptors. Here we
+join the container's cgroup, then its namespaces, the mount one last (it
+makes the container's root ours), and finish as the init does.
+
+While we run here we are a host interpreter inside the container's pid
+namespace: non-dumpable from the first step, so that no process of the
+container can open our /proc/<pid>/exe, memory or descriptors (the
+CVE-2019-5736 class); every descriptor but stdio closes on exec.
+"""
+
+from __future__ import annotations
+
+import os
+
+from execdriver.linux import capabilities, signals, syscalls
+from execdriver.native import init
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+
+def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int) -> NoReturn:
+    """Enter, then exec ``spec``'s process; failures go to ``status``."""
+    try:
+        syscalls.set_dumpable(False)
+        for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGTERM):
+            signals.signal_default(signum)
+        signals.unblock_all_signals()
+        preserved = spec.get("preserve_fds", 0)
+        syscalls.close_range_cloexec(3 + preserved)
+        for fd in range(3, 3 + preserved):
+            os.set_inheritable(fd, True)
+        for tasks in spec["cgroup_tasks"]:
+            with open(tasks, "w", encoding="ascii") as handle:
+                handle.write("0")  # ourselves: see init._join_cgroup
+        for fd, nstype in namespaces:
+            syscalls.setns(fd, nstype)
+        capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])  # as the init did
+        executable, user, env = init.resolve(spec)
+        init.become(spec, executable, user, env)
+    except BaseException as err:  # noqa: BLE001 - the child must never unwind
+        init.fail(status, err, "exec")
