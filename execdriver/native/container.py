@@ -331,93 +331,60 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
             store.remove(container_id)
 
 
-# The init's namespaces an exec'd process joins, the mount one last: it
-# changes the root the others' paths would be looked up in. The pid
-# namespace is entered around the fork (pid namespaces take children only).
-_EXEC_NAMESPACES = (("cgroup", 0x02000000), ("ipc", 0x08000000), ("uts", 0x04000000), ("net", 0x40000000),
-                    ("mnt", 0x00020000))
+def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: dict[str, Any],
+                 stdio: tuple[int, int, int], *, detach: bool = False,
+                 start: PidCallback | None = None,
+                 serve: Callable[[int, Sequence[Watch]], None] | None = None) -> int:
+    """Run ``spec``'s process inside the running container: its exit code.
 
-
-def exec_process(store: StateStore, container_id: str, spec: dict[str, Any], *, detach: bool = False,
-                 on_start: Callable[[int], None] | None = None) -> int:
-    """Run ``spec``'s process inside the running container.
-
-    Returns its exit code (128+signal), or 0 at once with ``detach``: the
-    process is then left to our parent or the nearest subreaper, an
-    engine's shim. ``on_start`` gets its host pid once it has exec'd.
     ``spec`` holds the process's fields as a launch spec has them (argv,
-    env, cwd, user, capabilities, seccomp_bpf ...).
+    env, cwd, user, capabilities, seccomp_bpf ...). ``start`` gets its host
+    pid once it has exec'd; ``serve`` moves its streams as for run. With
+    ``detach`` it returns 0 at once, the process left to our parent or the
+    nearest subreaper (an engine's shim).
     """
-    from execdriver.linux import signals, syscalls
     from execdriver.native import init
 
     state = store.load_running(container_id)
     current = status(store, state)
     if current not in ("running", "created"):
         raise NotRunningError(f"cannot exec in container {container_id}: it is {current}")
-    spec = {**spec, "cgroup_tasks": cgroups.manager(state.cgroup).join_files() if state.cgroup else []}
-    opened: list[int] = []
+    status_read, status_write = os.pipe2(os.O_CLOEXEC)
+    spec = {**spec, "exec_into": (state.pid, state.pid_start), "driver_fds": [status_read],
+            "cgroup_tasks": cgroups.manager(state.cgroup).join_files() if state.cgroup else []}
     try:
-        namespaces = []
-        for name, nstype in _EXEC_NAMESPACES:
-            path = f"/proc/{state.pid}/ns/{name}"
-            if os.readlink(path) != os.readlink(f"/proc/self/ns/{name}"):
-                opened.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-                namespaces.append((opened[-1], nstype))
-        pid_namespace = -1
-        if os.readlink(f"/proc/{state.pid}/ns/pid") != os.readlink("/proc/self/ns/pid"):
-            pid_namespace = os.open(f"/proc/{state.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            opened.append(pid_namespace)
-            opened.append(os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
-        if not state.alive():  # the descriptors are the init's, not a reused pid's
-            raise NotRunningError(f"Container is not running: {container_id}")
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        opened += [read_end, write_end]
-        if pid_namespace >= 0:  # our children's pid namespace, for one fork
-            syscalls.setns(pid_namespace, syscalls.CLONE_NEWPID)
-        try:
-            pid, pidfd = syscalls.clone(0)
-        except BaseException:
-            if pid_namespace >= 0:
-                syscalls.setns(opened[opened.index(pid_namespace) + 1], syscalls.CLONE_NEWPID)
-            raise
-        if pid == 0:
-            import gc
-
-            gc.disable()  # it would write to every page shared with us
-            from execdriver.native import enter
-
-            enter.run(spec, namespaces, write_end)
-        if pid_namespace >= 0:
-            syscalls.setns(opened[opened.index(pid_namespace) + 1], syscalls.CLONE_NEWPID)
-        opened.append(pidfd)
-        os.close(write_end)
-        opened.remove(write_end)
-        message = b"".join(iter(lambda: os.read(read_end, 65536), b""))
+        launch = spawner.spawn(spec, (status_write, status_write), stdio)
+    finally:
+        os.close(status_write)
+    reaped = False
+    try:
+        message = b"".join(iter(lambda: os.read(status_read, 65536), b""))  # EOF: it exec'd
         if message:
-            os.waitpid(pid, 0)
+            launch.reap()
+            reaped = True
             text = message[1:] if message.startswith(init.ERROR) else message
             raise ContainerError(f"exec in container {container_id}: {text.decode(errors='replace')}")
-        if on_start is not None:
-            on_start(pid)
+        if start is not None:
+            start(launch.pid)
         if detach:
+            reaped = True  # not ours to reap: see above
             return 0
-        for signum in (signals.SIGHUP, signals.SIGINT, signals.SIGQUIT, signals.SIGTERM, signals.SIGUSR1,
-                       signals.SIGUSR2):
-            signals.signal_handle(signum, lambda number, _frame: _forward(pidfd, number))
-        return exit_code(os.waitpid(pid, 0)[1])
+        if serve is not None:
+            serve(launch.fileno(), ())
+        else:
+            wait(launch.fileno())
+        code = exit_code(launch.reap())
+        reaped = True
+        return code
     finally:
-        for fd in opened:
-            os.close(fd)
-
-
-def _forward(pidfd: int, signum: int) -> None:
-    from execdriver.linux import signals
-
-    try:
-        signals.pidfd_send_signal(pidfd, signum)
-    except ProcessLookupError:
-        pass
+        if not reaped:
+            launch.kill()
+            try:
+                launch.reap()
+            except (OSError, ContainerError):
+                pass
+        launch.close()
+        os.close(status_read)
 
 
 def status(store: StateStore, state: State) -> str:

@@ -23,7 +23,6 @@ from execdriver.api import (
 )
 from execdriver.console import StdConsole
 from execdriver.driver import Driver
-from execdriver.errors import UnsupportedError
 from execdriver.native import container, spec
 from execdriver.native.spawn import DirectSpawner, ForkServerSpawner, Spawner
 from execdriver.native.state import DEFAULT_ROOT, StateStore
@@ -84,7 +83,20 @@ class NativeDriver(Driver):
 
     def exec(self, command: Command, process_config: ProcessConfig, pipes: Pipes,
              hooks: Hooks | None = None) -> int:
-        raise UnsupportedError("exec into a running container is not supported by this driver yet")
+        hooks = hooks or Hooks()
+        exec_spec = spec.exec_spec(command, process_config)
+        start = hooks.start
+
+        def started(pid: int) -> None:
+            if start is not None:
+                start(process_config, pid, OOMEvents())
+
+        console = StdConsole(process_config, pipes)
+        try:
+            return container.exec_process(self._store, self._spawner, command.id, exec_spec, console.stdio,
+                                          start=started, serve=console.transfer)
+        finally:
+            console.close()
 
     def kill(self, command: Command, sig: int) -> None:
         container.kill(self._store, command.id, sig)

@@ -14,6 +14,7 @@ CVE-2019-5736 class); every descriptor but stdio closes on exec.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from execdriver.linux import capabilities, signals, syscalls
@@ -24,10 +25,15 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
-def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int) -> NoReturn:
+def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
+        stdio: tuple[int, int, int]) -> NoReturn:
     """Enter, then exec ``spec``'s process; failures go to ``status``."""
     try:
         syscalls.set_dumpable(False)
+        # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
         for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGTERM):
             signals.signal_default(signum)
         signals.unblock_all_signals()

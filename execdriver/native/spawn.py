@@ -60,7 +60,12 @@ class Spawner(Protocol):
 
 def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
                close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
-    """Clone the init into new namespaces; returns (pid, pidfd) in the parent."""
+    """Clone the init into new namespaces; returns (pid, pidfd) in the parent.
+
+    A spec with ``exec_into`` is an exec'd process's: see :func:`clone_exec`.
+    """
+    if spec.get("exec_into"):
+        return clone_exec(spec, sync[1], stdio, close_in_child)
     joined_pid = [path for path, nstype in spec.get("join_namespaces", ()) if nstype == syscalls.CLONE_NEWPID]
     if joined_pid:
         pid, pidfd = _clone_into_pid_namespace(joined_pid[0], spec["clone_flags"])
@@ -79,6 +84,64 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
                 pass
         init.run(spec, sync, stdio)
     return pid, pidfd
+
+
+# The init's namespaces an exec'd process joins, the mount one last: it
+# changes the root the others' paths would be looked up in. The pid
+# namespace is entered around the fork (pid namespaces take children only).
+_EXEC_NAMESPACES = (("cgroup", 0x02000000), ("ipc", 0x08000000), ("uts", 0x04000000), ("net", 0x40000000),
+                    ("mnt", 0x00020000))
+
+
+def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
+               close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
+    """Fork a process into the container of ``spec["exec_into"]``, the init's (pid, start time).
+
+    The child starts inside the container's pid namespace; it joins the
+    rest itself (enter.py). Returns (pid, pidfd) in the parent.
+    """
+    from execdriver.errors import NotRunningError
+    from execdriver.linux import process
+
+    init_pid, init_start = spec["exec_into"]
+    opened: list[int] = []
+    try:
+        namespaces = []
+        for name, nstype in _EXEC_NAMESPACES:
+            path = f"/proc/{init_pid}/ns/{name}"
+            if os.readlink(path) != os.readlink(f"/proc/self/ns/{name}"):
+                opened.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                namespaces.append((opened[-1], nstype))
+        own_pid_namespace = os.readlink(f"/proc/{init_pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+        if not own_pid_namespace:
+            opened.append(os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+            opened.append(os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+        if process.start_time(init_pid) != init_start:  # the files were the init's, not a reused pid's
+            raise NotRunningError(f"Container is not running: {spec.get('id', init_pid)}")
+        if not own_pid_namespace:  # our children's pid namespace, for one fork
+            syscalls.setns(opened[-2], syscalls.CLONE_NEWPID)
+        try:
+            pid, pidfd = syscalls.clone(0)
+        except BaseException:
+            if not own_pid_namespace:
+                syscalls.setns(opened[-1], syscalls.CLONE_NEWPID)
+            raise
+        if pid == 0:
+            gc.disable()  # it would write to every page shared with the parent
+            from execdriver.native import enter
+
+            for fd in close_in_child:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            enter.run(spec, namespaces, status, stdio)
+        if not own_pid_namespace:
+            syscalls.setns(opened[-1], syscalls.CLONE_NEWPID)
+        return pid, pidfd
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def _clone_into_pid_namespace(path: str, flags: int) -> tuple[int, int]:
@@ -107,7 +170,7 @@ def profile(spec: dict[str, Any]) -> bytes:
     ``flags:capability mask:last capability``, in decimal; empty for a spec
     that joins a pid namespace, which no blank init staged ahead can serve.
     """
-    if any(nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
+    if spec.get("exec_into") or any(nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
         return b""
     mask = sum(1 << cap for cap in spec["capabilities"])
     return b"%d:%d:%d" % (spec["clone_flags"], mask, spec["last_cap"])

@@ -32,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from execdriver.api import Command, Resources
+    from execdriver.api import Command, ProcessConfig, Resources
 
 DEFAULT_CGROUP_PARENT = "execdriver"
 CLONE_FLAGS = (
@@ -214,6 +214,29 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, A
 
         join = [(mount, f"{path}/tasks") for mount in dict.fromkeys(mounts().values())]
     return {"path": path, "parent_levels": parent_levels, "limits": limits, "join": join}
+
+
+def exec_spec(command: Command, config: ProcessConfig) -> dict[str, Any]:
+    """The launch spec fields of a process exec'd into ``command``'s running container."""
+    if config.tty:
+        raise ConfigError("process_config.tty: terminals are not supported by this driver yet")
+    argv = [config.entrypoint, *(config.arguments or ())]
+    if not argv[0]:
+        raise ConfigError("process_config.entrypoint: no command to run")
+    if any("\0" in a for a in argv):
+        raise ConfigError("process_config.arguments: NUL byte in an argument")
+    working_dir = command.working_dir or "/"
+    if not working_dir.startswith("/"):
+        raise ConfigError(f"working_dir: {working_dir!r} must be an absolute path inside the rootfs")
+    return {
+        "id": command.id,
+        "argv": argv,
+        "env": _env(config.env, command.hostname),
+        "user": config.user,
+        "cwd": posixpath.normpath(working_dir),
+        "capabilities": capabilities.available() if config.privileged else list(capabilities.DEFAULT),
+        "last_cap": capabilities.last_cap(),
+    }
 
 
 def limits_of(resources: Resources | None) -> dict[str, Any]:

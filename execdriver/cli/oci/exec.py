@@ -35,6 +35,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     from execdriver.cli.oci.common import store, write_pid_file
     from execdriver.errors import NotRunningError, UnsupportedError
     from execdriver.native import container
+    from execdriver.native.spawn import DirectSpawner
     from execdriver.oci import config as oci_config
 
     if options["tty"] or options["console_socket"]:
@@ -62,8 +63,31 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     spec = oci_config.exec_spec(process, config)
     spec["preserve_fds"] = int(preserve)
     pid_file = str(options["pid_file"])
-    return container.exec_process(states, container_id, spec, detach=bool(options["detach"]),
-                                  on_start=(lambda pid: write_pid_file(pid_file, pid)) if pid_file else None)
+    detach = bool(options["detach"])
+
+    def started(pid: int) -> None:
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        if not detach:  # our child until we reap it: its pid cannot be reused meanwhile
+            from execdriver.linux import signals
+
+            for signum in _FORWARDED:
+                signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
+
+    return container.exec_process(states, DirectSpawner(), container_id, spec, (0, 1, 2), detach=detach,
+                                  start=started)
+
+
+_FORWARDED = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM
+
+
+def _forward(pid: int, signum: int) -> None:
+    import os
+
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _process_file(path: str) -> dict[str, Any]:
