@@ -133,3 +133,28 @@ def rfc3339nano_from(timestamp: float) -> str:
     seconds, nanos = divmod(int(timestamp * 1e9), 1_000_000_000)
     fraction = f"{nanos:09d}".rstrip("0")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (f".{fraction}" if fraction else "") + "Z"
+
+
+def pretty_json(obj: Any, indent: str = "  ") -> str:
+    """json.dumps(obj, indent=2) as runc prints state: the same text, without the json package."""
+    out: list[str] = []
+    _pretty(obj, out, indent, "\n")
+    return "".join(out)
+
+
+def _pretty(value: Any, out: list[str], indent: str, newline: str) -> None:
+    inner = newline + indent
+    if isinstance(value, dict) and value:
+        out.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            out.append(("," if index else "") + inner + _quote_ascii(str(key)) + ": ")
+            _pretty(item, out, indent, inner)
+        out.append(newline + "}")
+    elif isinstance(value, list | tuple) and value:
+        out.append("[")
+        for index, item in enumerate(value):
+            out.append(("," if index else "") + inner)
+            _pretty(item, out, indent, inner)
+        out.append(newline + "]")
+    else:
+        _encode(value, out, _quote_ascii)

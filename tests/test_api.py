@@ -217,3 +217,11 @@ def test_lean_json_loads_refuses_what_json_refuses(text: str) -> None:
 
     with pytest.raises(ValueError):
         loads(text)
+
+
+@pytest.mark.parametrize("value", [{"a": [1, {"b": None, "c": []}, {}], "\u00e9": "\u00fc<", "n": 1.5, "t": True},
+                                   [], {}, "x", [[1, [2]]]])
+def test_pretty_json_prints_what_json_dumps_indent_2_prints(value: object) -> None:
+    from execdriver.gojson import pretty_json
+
+    assert pretty_json(value) == json.dumps(value, indent=2)

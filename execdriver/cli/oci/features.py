@@ -10,8 +10,7 @@ FLAGS = (Flag("--help", "-h", kind="bool", help="show this help"),)
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    import json
-
+    from execdriver.gojson import pretty_json
     from execdriver.linux import capabilities
     from execdriver.oci import config, hooks
 
@@ -30,5 +29,5 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         },
         "annotations": {"org.opencontainers.runtime-spec.features.runtime": "execdriver"},
     }
-    print(json.dumps(document, indent=2))
+    print(pretty_json(document))
     return 0

@@ -31,9 +31,9 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     if options["quiet"]:
         print("\n".join(str(e["id"]) for e in entries))
     elif options["format"] == "json":
-        import json
+        from execdriver.gojson import ascii_json
 
-        print(json.dumps(entries))
+        print(ascii_json(entries))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(str(e["id"]), str(e["pid"]), str(e["status"]), str(e["bundle"]), str(e["created"]), "root")

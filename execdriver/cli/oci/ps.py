@@ -20,9 +20,9 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         raise UsageError("ps: expects a container id")
     pids = container.pids(store(global_options), args[0])
     if options["format"] == "json":
-        import json
+        from execdriver.gojson import ascii_json
 
-        print(json.dumps(pids))
+        print(ascii_json(pids))
         return 0
     if options["format"] != "table":
         raise UsageError(f"ps: --format {options['format']}: table or json")

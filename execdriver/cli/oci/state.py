@@ -11,7 +11,7 @@ FLAGS = (Flag("--help", "-h", kind="bool", help="show this help"),)
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    import json
+    from execdriver.gojson import pretty_json
 
-    print(json.dumps(state_json(store(global_options), one_id(args, "state")), indent=2))
+    print(pretty_json(state_json(store(global_options), one_id(args, "state"))))
     return 0
