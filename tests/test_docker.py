@@ -106,6 +106,16 @@ def test_run_rm_output_exit_code_and_limits(docker: Docker, name: str) -> None:
     assert result.stdout.split("\n")[:4] == ["hello from docker", str(64 << 20), "20", "Seccomp:\t2"]
 
 
+def test_tty_run_and_exec(docker: Docker, name: str) -> None:
+    result = docker.run("--rm", "-t", IMAGE, "sh", "-c", "tty; test -t 0 && echo isatty")
+    assert result.stdout.splitlines()[:2] == ["/dev/pts/0", "isatty"], result
+    docker.run("-d", "--name", name, IMAGE, "sleep", "300")
+    try:
+        assert docker("exec", "-t", name, "tty").stdout.strip() == "/dev/pts/0"
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
 def test_detached_pause_stats_top_update_restart_kill(docker: Docker, name: str) -> None:
     container_id = docker.run("-d", "--name", name, IMAGE, "sleep", "300").stdout.strip()
     try:

@@ -109,6 +109,16 @@ def test_run_rm_output_exit_code_and_limits(podman: Podman, name: str) -> None:
     assert result.stdout.split("\n")[:4] == ["hello from podman", str(64 << 20), "20", "Seccomp:\t2"]
 
 
+def test_tty_run_and_exec(podman: Podman, name: str) -> None:
+    result = podman("run", "--rm", "-t", IMAGE, "sh", "-c", "tty; test -t 0 && echo isatty")
+    assert result.stdout.splitlines()[:2] == ["/dev/pts/0", "isatty"], result
+    podman("run", "-d", "--name", name, IMAGE, "sleep", "300")
+    try:
+        assert podman("exec", "-t", name, "tty").stdout.strip() == "/dev/pts/0"
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
 def test_detached_pause_stats_top_stop_start_kill_rm(podman: Podman, name: str) -> None:
     container_id = podman("run", "-d", "--name", name, IMAGE, "sleep", "300").stdout.strip()
     try:

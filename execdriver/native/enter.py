@@ -34,6 +34,7 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
         for target, fd in enumerate(high):
             os.dup2(fd, target)
+            os.close(fd)  # a created init waits long: an engine waits for EOF on what it gave us
         for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGTERM):
             signals.signal_default(signum)
         signals.unblock_all_signals()
@@ -46,6 +47,11 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
                 handle.write("0")  # ourselves: see init._join_cgroup
         for fd, nstype in namespaces:
             syscalls.setns(fd, nstype)
+        if spec.get("terminal"):  # in the container's devpts: the mount namespace is its own now
+            from execdriver.linux import terminal
+
+            os.setsid()
+            terminal.attach(spec["console_socket"], spec.get("console_size"))
         capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])  # as the init did
         executable, user, env = init.resolve(spec)
         init.become(spec, executable, user, env)

@@ -252,6 +252,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
         for target, fd in enumerate(high):
             os.dup2(fd, target)
+            os.close(fd)  # a created init waits long: an engine waits for EOF on what it gave us
         # Every other descriptor, inherited from our parent, closes on exec:
         # no host descriptor reaches the container (CVE-2024-21626).
         # (--preserve-fds hands descriptors 3 to 3+N-1 to the process as they are.)
@@ -264,6 +265,10 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 os._exit(1)
             _join_cgroup(hierarchies, spec["cgroup"]["join"])
         executable, user, env = _prepare(spec, trees, staged)
+        if spec.get("terminal"):  # in the container's devpts, now that it is mounted
+            from execdriver.linux import terminal
+
+            terminal.attach(spec["console_socket"], spec.get("console_size"))
         # Out of the bounding set now, while the driver still works on the
         # cgroup (a blank init did it ahead): what stays effective is all the
         # init needs until exec.

@@ -374,8 +374,10 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
 
 def process_fields(process: dict[str, Any], where: str = "process") -> dict[str, Any]:
     """A spec Process object as launch spec fields: the container's, or an exec'd one's."""
-    if _get(process, "terminal", bool, where, False):
-        raise ConfigError(f"{where}.terminal: terminals are not supported by this runtime yet")
+    terminal = _get(process, "terminal", bool, where, False)
+    size = _get(process, "consoleSize", dict, where, {})
+    console_size = (_get(size, "height", int, f"{where}.consoleSize", 0),
+                    _get(size, "width", int, f"{where}.consoleSize", 0))
     if _get(process, "apparmorProfile", str, where, ""):
         raise ConfigError(f"{where}.apparmorProfile: AppArmor is not available on this host")
     if _get(process, "selinuxLabel", str, where, "") and _selinux_enabled():
@@ -407,6 +409,8 @@ def process_fields(process: dict[str, Any], where: str = "process") -> dict[str,
         "additional_gids": [g for g in extra_gids if isinstance(g, int)],
         "capabilities": caps["permitted"],
         "capability_sets": caps,
+        "terminal": terminal,
+        "console_size": console_size,
     }
 
 

@@ -52,10 +52,34 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
             hooks.run(phase, phase_hooks, state)
         hooks.run("createContainer", phase_hooks, state, pid)
 
-    state = container.create(states, DirectSpawner(), launch_spec, (0, 1, 2), oci, on_created=[creation_hooks])
+    console = console_socket(launch_spec, str(options["console_socket"]), "create")
+    try:
+        state = container.create(states, DirectSpawner(), launch_spec, (0, 1, 2), oci, on_created=[creation_hooks])
+    finally:
+        if console >= 0:
+            os.close(console)
     if options["pid_file"]:
         write_pid_file(str(options["pid_file"]), state.pid)
     return state.pid
+
+
+def console_socket(launch_spec: dict[str, object], path: str, verb: str) -> int:
+    """Connect the engine's console socket for a terminal process (shared with exec): -1 without one."""
+    if not launch_spec.get("terminal"):
+        if path:
+            raise UsageError(f"{verb}: --console-socket is for a process with a terminal (process.terminal)")
+        return -1
+    if not path:
+        raise UsageError(f"{verb}: a process with a terminal needs --console-socket, where its pty master goes")
+    from execdriver.errors import ConfigError
+    from execdriver.linux import terminal
+
+    try:
+        fd = terminal.connect(path)
+    except OSError as err:
+        raise ConfigError(f"--console-socket {path}: {err.strerror}") from None
+    launch_spec["console_socket"] = fd
+    return fd
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:

@@ -33,13 +33,12 @@ FLAGS = (
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     from execdriver.cli.flags import UsageError
     from execdriver.cli.oci.common import store, write_pid_file
-    from execdriver.errors import NotRunningError, UnsupportedError
+    from execdriver.cli.oci.create import console_socket
+    from execdriver.errors import NotRunningError
     from execdriver.native import container
     from execdriver.native.spawn import DirectSpawner
     from execdriver.oci import config as oci_config
 
-    if options["tty"] or options["console_socket"]:
-        raise UnsupportedError("exec: terminals (--tty, --console-socket) are not supported yet")
     if not args:
         raise UsageError("exec: expects ID [COMMAND...]")
     container_id, command = args[0], args[1:]
@@ -56,6 +55,8 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         if command:
             raise UsageError("exec: give the command or --process, not both")
         process = _process_file(str(options["process"]))
+        if options["tty"]:
+            process["terminal"] = True
     else:
         if not command:
             raise UsageError("exec: no command to run: give it after the ID, or --process FILE")
@@ -74,8 +75,15 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             for signum in _FORWARDED:
                 signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
 
-    return container.exec_process(states, DirectSpawner(), container_id, spec, (0, 1, 2), detach=detach,
-                                  start=started)
+    console = console_socket(spec, str(options["console_socket"]), "exec")
+    try:
+        return container.exec_process(states, DirectSpawner(), container_id, spec, (0, 1, 2), detach=detach,
+                                      start=started)
+    finally:
+        if console >= 0:
+            import os
+
+            os.close(console)
 
 
 _FORWARDED = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM
@@ -114,7 +122,7 @@ def _from_flags(base: dict[str, Any], command: list[str], options: dict[str, obj
     process = dict(base)
     process["capabilities"] = {name: list(caps) for name, caps in (base.get("capabilities") or {}).items()}
     process["args"] = command
-    process["terminal"] = False
+    process["terminal"] = bool(options["tty"])
     env = list(process.get("env") or [])
     for entry in options["env"] or ():  # type: ignore[attr-defined]
         key = str(entry).split("=", 1)[0]
