@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, private_mount_namespace
+from bench.start import CLI, make_bundle, print_table, private_mount_namespace, sample_in_blocks
 from execdriver import Command, Pipes, ProcessConfig
 from execdriver.native.driver import NativeDriver
 
@@ -67,20 +67,10 @@ def main() -> None:
         cases["execdriver API"] = lambda: driver.exec(api_command, true, Pipes())
         for action in cases.values():
             action()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        block = max(1, min(args.block, args.runs))
-        for _ in range(max(1, args.runs // block)):
-            for name, action in cases.items():
-                for _ in range(block):
-                    start = time.perf_counter()
-                    action()
-                    samples[name].append((time.perf_counter() - start) * 1000)
+        samples = sample_in_blocks(cases, args.runs, args.block)
         print(f"exec of `true` into a running container, {len(samples['runc'])} runs each, "
-              f"in blocks of {block} (ms)")
-        for name, values in samples.items():
-            deciles = statistics.quantiles(values, n=10)
-            print(f"  {name:15} median {statistics.median(values):7.2f}   p10 {deciles[0]:7.2f}   "
-                  f"p90 {deciles[-1]:7.2f}")
+              f"in blocks of {max(1, min(args.block, args.runs))} (ms)")
+        print_table(samples, 16)
         runc = statistics.median(samples["runc"])
         for name in ("execdriver", "execdriver API"):
             print(f"  {name} / runc: {statistics.median(samples[name]) / runc:.2f}   / crun: "

@@ -18,14 +18,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, private_mount_namespace
+from bench.start import CLI, make_bundle, print_table, private_mount_namespace, sample_in_blocks
 
 
 def become_subreaper() -> None:
@@ -67,20 +66,10 @@ def main() -> None:
         }
         for action in cases.values():
             action()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        block = max(1, min(args.block, args.runs))
-        for _ in range(max(1, args.runs // block)):
-            for name, action in cases.items():
-                for _ in range(block):
-                    start = time.perf_counter()
-                    action()
-                    samples[name].append((time.perf_counter() - start) * 1000)
+        samples = sample_in_blocks(cases, args.runs, args.block)
         print(f"create + start + wait + delete of `true`, {len(samples['runc'])} runs each, "
-              f"in blocks of {block} (ms)")
-        for name, values in samples.items():
-            deciles = statistics.quantiles(values, n=10)
-            print(f"  {name:12} median {statistics.median(values):7.2f}   p10 {deciles[0]:7.2f}   "
-                  f"p90 {deciles[-1]:7.2f}")
+              f"in blocks of {max(1, min(args.block, args.runs))} (ms)")
+        print_table(samples, 12)
         ours, runc = statistics.median(samples["execdriver"]), statistics.median(samples["runc"])
         print(f"  execdriver / runc: {ours / runc:.2f}   execdriver / crun: "
               f"{ours / statistics.median(samples['crun']):.2f}")

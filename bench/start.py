@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -65,6 +65,32 @@ def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return (time.perf_counter() - start) * 1000
+
+
+def sample_in_blocks(cases: Mapping[str, Callable[[], object]], runs: int, block: int,
+                     warmup: int = 0) -> dict[str, list[float]]:
+    """Milliseconds per run of each case, the cases taking turns in blocks of ``block`` runs.
+
+    ``warmup`` untimed runs precede each block (hyperfine's page cache and fork server warm-up).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    block = max(1, min(block or runs, runs))
+    for _ in range(max(1, runs // block)):
+        for name, action in cases.items():
+            for _ in range(warmup):
+                action()
+            samples[name].extend(timed(action) for _ in range(block))
+    return samples
+
+
+def print_table(samples: dict[str, list[float]], width: int = 32) -> dict[str, float]:
+    """Median, p10 and p90 of each case; returns the medians."""
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    print(f"{'':{width}} {'median':>8} {'p10':>8} {'p90':>8}")
+    for name, values in samples.items():
+        deciles = statistics.quantiles(values, n=10)
+        print(f"{name:{width}} {median[name]:8.2f} {deciles[0]:8.2f} {deciles[-1]:8.2f}")
+    return median
 
 
 def main() -> None:
@@ -103,22 +129,13 @@ def main() -> None:
             "runc run": peer("runc"),
             "crun run": peer("crun"),
         }
-        samples: dict[str, list[float]] = {name: [] for name in cases}
         block = max(1, min(args.block or args.runs, args.runs))
-        for _ in range(max(1, args.runs // block)):
-            for name, action in cases.items():
-                for _ in range(3):  # warm-up, as hyperfine: page cache, fork server
-                    action()
-                samples[name].extend(timed(action) for _ in range(block))
+        samples = sample_in_blocks(cases, args.runs, block, warmup=3)
         served.close()
-        median = {name: statistics.median(values) for name, values in samples.items()}
         runs = len(next(iter(samples.values())))
         method = "after 3 warm-up runs, back to back" if block == runs else f"in rotating blocks of {block}"
         print(f"start-to-exit of `true`, {runs} runs each, {method} (ms)")
-        print(f"{'':32} {'median':>8} {'p10':>8} {'p90':>8}")
-        for name, values in samples.items():
-            deciles = statistics.quantiles(values, n=10)
-            print(f"{name:32} {median[name]:8.2f} {deciles[0]:8.2f} {deciles[-1]:8.2f}")
+        median = print_table(samples)
         api_ms, cli_ms = median["execdriver API (fork server)"], median["execdriver sandbox (CLI)"]
         runc_ms, crun_ms = median["runc run"], median["crun run"]
         print()
