@@ -158,6 +158,9 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
             continue
         if not os.path.exists(path):
             raise ConfigError(f"{where}.path: {path} does not exist")
+        if kind == "mount" and os.readlink(path) == os.readlink("/proc/self/ns/mnt"):
+            # The rootfs would be mounted, and / made private, on the host itself.
+            raise ConfigError(f"{where}.path: {path} is the host's own mount namespace")
         join.append((path, _NAMESPACES[kind]))  # a pid one is entered before the clone: spawn.py
     if not flags & syscalls.CLONE_NEWNS and not any(t == syscalls.CLONE_NEWNS for _, t in join):
         raise ConfigError("linux.namespaces: a mount namespace is required (the rootfs is pivoted into)")
