@@ -324,6 +324,9 @@ class ProcessConfig(_Struct):
     user: str = ""
     env: list[str] | None = None
     console_size: tuple[int, int] = (0, 0)
+    # The reference's Terminal (json:"-"): the console a run or exec attached,
+    # whose resize(height, width) and close() a hook may call.
+    terminal: Any = field(default=None, repr=False, compare=False)
 
     _json = (
         ("tty", "tty", "bool"),

@@ -155,3 +155,116 @@ class StdConsole:
         self.closers.clear()
         self._feeds.clear()
         self._drains.clear()
+
+
+@dataclass
+class TtyConsole:
+    """Connects Pipes to a container process through a pty made in the container.
+
+    The process gets one end of a socket pair as stdin, stdout and stderr;
+    its init (or exec'd child) opens a pty in the container's devpts and
+    sends the master back on it (linux/terminal.py). Output, stdout and
+    stderr alike, goes to ``pipes.stdout``; ``pipes.stdin`` is typed in,
+    then end-of-file (^D).
+    """
+
+    process_config: ProcessConfig
+    pipes: Pipes
+    stdio: tuple[int, int, int] = field(init=False)
+    master: int = field(default=-1, init=False)
+    _ours: int = field(default=-1, init=False, repr=False)
+    _theirs: int = field(default=-1, init=False, repr=False)
+    _size: tuple[int, int] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._ours, self._theirs = ours.detach(), theirs.detach()
+        self.stdio = (self._theirs, self._theirs, self._theirs)
+
+    def release_child_ends(self) -> None:
+        if self._theirs >= 0:
+            os.close(self._theirs)
+            self._theirs = -1
+
+    def _receive(self) -> None:
+        import socket
+
+        if self.master >= 0:
+            return
+        with socket.socket(fileno=os.dup(self._ours)) as channel:
+            channel.settimeout(10)
+            _, fds, _, _ = socket.recv_fds(channel, 1024, 1)
+        if not fds:
+            raise OSError("the container sent no terminal")
+        self.master = fds[0]
+        if self._size is not None:
+            self.resize(*self._size)
+
+    def transfer(self, exit_fd: int, watches: Sequence[tuple[int, int, Callable[[], None]]] = ()) -> None:
+        """Serve the terminal until ``exit_fd`` is readable and its output is drained."""
+        self.release_child_ends()
+        self._receive()
+        source = self.pipes.stdin
+        pending = b""
+        poller = select.poll()
+        poller.register(exit_fd, select.POLLIN)
+        poller.register(self.master, select.POLLIN | (select.POLLOUT if source is not None else 0))
+        callbacks = {}
+        for fd, events, callback in watches:
+            poller.register(fd, events)
+            callbacks[fd] = callback
+        open_master = True
+        while open_master:
+            for fd, events in poller.poll():
+                if fd == exit_fd:
+                    poller.unregister(fd)
+                    os.set_blocking(self.master, False)  # drain what is left, then stop
+                    open_master = self._drain(block=False)
+                elif fd in callbacks:
+                    callbacks[fd]()
+                elif events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    open_master = self._drain(block=True)
+                elif events & select.POLLOUT and source is not None:
+                    if not pending:
+                        pending = source.read(_CHUNK) or b""
+                        if not pending:  # the source is at its end: ^D, once
+                            pending, source = b"\x04", None
+                    pending = pending[os.write(self.master, pending):]
+                    if source is None and not pending:
+                        poller.modify(self.master, select.POLLIN)
+                if not open_master:
+                    break
+
+    def _drain(self, block: bool) -> bool:
+        """Copy output to stdout; False once the terminal is done (EIO: no slave left)."""
+        while True:
+            try:
+                data = os.read(self.master, _CHUNK)
+            except BlockingIOError:
+                return False  # after exit: nothing more is coming
+            except OSError:
+                return False
+            if not data:
+                return False
+            if self.pipes.stdout is not None:
+                self.pipes.stdout.write(data)
+            if block:
+                return True
+
+    def resize(self, height: int, width: int) -> None:
+        """The terminal's size: the process sees SIGWINCH."""
+        if self.master < 0:
+            self._size = (height, width)  # applied when the terminal arrives
+            return
+        from execdriver.linux import terminal
+
+        terminal.set_size(self.master, height, width)
+
+    def close(self) -> None:
+        self.release_child_ends()
+        for fd in (self.master, self._ours):
+            if fd >= 0:
+                os.close(fd)
+        self.master = self._ours = -1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket  # here, not in attach(): that runs after the pivot, where the stdlib is out of sight
 import struct
 
 _TIOCSCTTY = 0x540E
@@ -26,8 +27,6 @@ def attach(console_socket: int, size: tuple[int, int] | None) -> None:
     The caller must lead its session (setsid) for the slave to become its
     controlling terminal.
     """
-    import socket
-
     master, slave = os.openpty()
     try:
         if size and size[0] and size[1]:
@@ -46,8 +45,6 @@ def attach(console_socket: int, size: tuple[int, int] | None) -> None:
 
 def connect(path: str) -> int:
     """The engine's console socket, connected: a descriptor the init inherits."""
-    import socket
-
     channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         channel.connect(path)

@@ -21,7 +21,7 @@ from execdriver.api import (
     ProcessConfig,
     ResourceStats,
 )
-from execdriver.console import StdConsole
+from execdriver.console import StdConsole, TtyConsole
 from execdriver.driver import Driver
 from execdriver.native import container, spec
 from execdriver.native.spawn import DirectSpawner, ForkServerSpawner, Spawner
@@ -66,7 +66,7 @@ class NativeDriver(Driver):
         def bind(hook: DriverCallback) -> Callable[[int], None]:
             return lambda pid: hook(config, pid, oom)
 
-        console = StdConsole(config, pipes)
+        console = _console(config, pipes)
         try:
             code, oom_killed = container.run(
                 self._store, self._spawner, launch_spec, console.stdio,
@@ -91,7 +91,7 @@ class NativeDriver(Driver):
             if start is not None:
                 start(process_config, pid, OOMEvents())
 
-        console = StdConsole(process_config, pipes)
+        console = _console(process_config, pipes)
         try:
             return container.exec_process(self._store, self._spawner, command.id, exec_spec, console.stdio,
                                           start=started, serve=console.transfer)
@@ -137,3 +137,10 @@ class NativeDriver(Driver):
     def list(self) -> list[str]:
         """Ids of the containers in this driver's state directory."""
         return self._store.ids()
+
+
+def _console(config: ProcessConfig, pipes: Pipes) -> StdConsole | TtyConsole:
+    """The process's console, also set as ``config.terminal`` (the reference's Terminal) for resize."""
+    console = TtyConsole(config, pipes) if config.tty else StdConsole(config, pipes)
+    config.terminal = console
+    return console

@@ -45,11 +45,11 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
         for tasks in spec["cgroup_tasks"]:
             with open(tasks, "w", encoding="ascii") as handle:
                 handle.write("0")  # ourselves: see init._join_cgroup
+        if spec.get("terminal"):
+            from execdriver.linux import terminal  # now: in the container the package is out of sight
         for fd, nstype in namespaces:
             syscalls.setns(fd, nstype)
         if spec.get("terminal"):  # in the container's devpts: the mount namespace is its own now
-            from execdriver.linux import terminal
-
             os.setsid()
             terminal.attach(spec["console_socket"], spec.get("console_size"))
         capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])  # as the init did

@@ -264,10 +264,10 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             if os.read(go, 1) != CGROUP:
                 os._exit(1)
             _join_cgroup(hierarchies, spec["cgroup"]["join"])
+        if spec.get("terminal"):
+            from execdriver.linux import terminal  # now: after the pivot the package is out of sight
         executable, user, env = _prepare(spec, trees, staged)
         if spec.get("terminal"):  # in the container's devpts, now that it is mounted
-            from execdriver.linux import terminal
-
             terminal.attach(spec["console_socket"], spec.get("console_size"))
         # Out of the bounding set now, while the driver still works on the
         # cgroup (a blank init did it ahead): what stays effective is all the

@@ -59,8 +59,6 @@ def _unsupported(command: Command) -> None:
             raise ConfigError(f"{name}: SELinux labels are not supported by this driver yet")
     if command.network is not None and (command.network.interface is not None or command.network.container_id):
         raise ConfigError("network: only the default network (loopback alone) is supported by this driver yet")
-    if command.process_config.tty:
-        raise ConfigError("process_config.tty: terminals are not supported by this driver yet")
 
 
 def _root(rootfs: str, layer_paths: list[str] | None, layer_folder: str) -> dict[str, Any]:
@@ -218,8 +216,6 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, A
 
 def exec_spec(command: Command, config: ProcessConfig) -> dict[str, Any]:
     """The launch spec fields of a process exec'd into ``command``'s running container."""
-    if config.tty:
-        raise ConfigError("process_config.tty: terminals are not supported by this driver yet")
     argv = [config.entrypoint, *(config.arguments or ())]
     if not argv[0]:
         raise ConfigError("process_config.entrypoint: no command to run")
@@ -236,7 +232,18 @@ def exec_spec(command: Command, config: ProcessConfig) -> dict[str, Any]:
         "cwd": posixpath.normpath(working_dir),
         "capabilities": capabilities.available() if config.privileged else list(capabilities.DEFAULT),
         "last_cap": capabilities.last_cap(),
+        **_terminal(config),
     }
+
+
+def _terminal(config: ProcessConfig) -> dict[str, Any]:
+    """A tty process gets its pty from the container; stdin (a TtyConsole's socket) takes the master back."""
+    if not config.tty:
+        return {}
+    height, width = config.console_size
+    if height < 0 or width < 0:
+        raise ConfigError("process_config.console_size: height and width must not be negative")
+    return {"terminal": True, "console_socket": 0, "console_size": (height, width)}
 
 
 def limits_of(resources: Resources | None) -> dict[str, Any]:
@@ -251,7 +258,7 @@ def build(command: Command, state_dir: str) -> dict[str, Any]:
     """The launch spec of ``command``, or a ConfigError naming the field."""
     _unsupported(command)
     config = command.process_config
-    return launch_spec(
+    return {**launch_spec(
         container_id=command.id,
         state_dir=state_dir,
         argv=[config.entrypoint, *(config.arguments or ())],
@@ -269,4 +276,4 @@ def build(command: Command, state_dir: str) -> dict[str, Any]:
         limits={**limits_of(command.resources), "device_rules": list(
             cgroups.ALLOW_ALL_DEVICES if config.privileged else cgroups.device_rules([]))},
         cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
-    )
+    ), **_terminal(config)}
