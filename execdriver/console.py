@@ -175,9 +175,13 @@ class TtyConsole:
     _ours: int = field(default=-1, init=False, repr=False)
     _theirs: int = field(default=-1, init=False, repr=False)
     _size: tuple[int, int] | None = field(default=None, init=False, repr=False)
+    _flush: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         import socket
+
+        # A sink with a descriptor (the CLI's stdout) sees output at once.
+        self._flush = self.pipes.stdout is not None and _fileno(self.pipes.stdout) is not None
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._ours, self._theirs = ours.detach(), theirs.detach()
@@ -207,10 +211,14 @@ class TtyConsole:
         self.release_child_ends()
         self._receive()
         source = self.pipes.stdin
+        source_fd = _fileno(source) if source is not None else None  # a terminal: read what is typed as it comes
         pending = b""
         poller = select.poll()
         poller.register(exit_fd, select.POLLIN)
-        poller.register(self.master, select.POLLIN | (select.POLLOUT if source is not None else 0))
+        feeding = source is not None and source_fd is None
+        poller.register(self.master, select.POLLIN | (select.POLLOUT if feeding else 0))
+        if source_fd is not None:
+            poller.register(source_fd, select.POLLIN)
         callbacks = {}
         for fd, events, callback in watches:
             poller.register(fd, events)
@@ -224,6 +232,12 @@ class TtyConsole:
                     open_master = self._drain(block=False)
                 elif fd in callbacks:
                     callbacks[fd]()
+                elif fd == source_fd:
+                    typed = os.read(fd, _CHUNK)
+                    if not typed:
+                        poller.unregister(fd)
+                        source_fd, typed = None, b"\x04"
+                    os.write(self.master, typed)  # a terminal's input is small: the master takes it
                 elif events & (select.POLLIN | select.POLLHUP | select.POLLERR):
                     open_master = self._drain(block=True)
                 elif events & select.POLLOUT and source is not None:
@@ -248,8 +262,11 @@ class TtyConsole:
                 return False
             if not data:
                 return False
-            if self.pipes.stdout is not None:
-                self.pipes.stdout.write(data)
+            sink = self.pipes.stdout
+            if sink is not None:
+                sink.write(data)
+                if self._flush:
+                    sink.flush()
             if block:
                 return True
 

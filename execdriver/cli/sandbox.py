@@ -27,6 +27,7 @@ FLAGS = (
     Flag("--env", "-e", kind="append", metavar="KEY=VALUE", help="set an environment variable"),
     Flag("--user", "-u", default="", metavar="USER[:GROUP]", help="run as this user of the rootfs"),
     Flag("--privileged", kind="bool", help="keep every capability (default: Docker's set, less MKNOD)"),
+    Flag("--tty", "-t", kind="bool", help="give CMD a terminal; ours goes raw while it runs"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 _FORWARDED = (
@@ -83,5 +84,13 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     # the container gets our own standard streams.
     sys.stdout.flush()
     sys.stderr.flush()
-    code, _ = container.run(store, DirectSpawner(), launch_spec, (0, 1, 2))
+    if not options["tty"]:
+        code, _ = container.run(store, DirectSpawner(), launch_spec, (0, 1, 2))
+        return code
+    from execdriver.cli.terminal import Interactive
+
+    with Interactive() as interactive:
+        launch_spec.update(interactive.spec())
+        code, _ = container.run(store, DirectSpawner(), launch_spec, interactive.console.stdio,
+                                serve=interactive.console.transfer)
     return code

@@ -21,6 +21,7 @@ SIGUSR2: int = _signal.SIGUSR2
 SIGPIPE: int = _signal.SIGPIPE
 SIGTERM: int = _signal.SIGTERM
 SIGXFSZ: int = _signal.SIGXFSZ
+SIGWINCH: int = _signal.SIGWINCH
 
 
 def signal_default(signum: int) -> None:

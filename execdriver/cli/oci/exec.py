@@ -75,6 +75,8 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             for signum in _FORWARDED:
                 signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
 
+    if spec.get("terminal") and not options["console_socket"]:
+        return _interactive(states, container_id, spec, detach, started)
     console = console_socket(spec, str(options["console_socket"]), "exec")
     try:
         return container.exec_process(states, DirectSpawner(), container_id, spec, (0, 1, 2), detach=detach,
@@ -84,6 +86,22 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             import os
 
             os.close(console)
+
+
+def _interactive(states: Any, container_id: str, spec: dict[str, Any], detach: bool,
+                 started: Any) -> int:
+    """exec -t on our own terminal, as runc does without --console-socket."""
+    from execdriver.cli.flags import UsageError
+    from execdriver.cli.terminal import Interactive
+    from execdriver.native import container
+    from execdriver.native.spawn import DirectSpawner
+
+    if detach:
+        raise UsageError("exec: -t with -d needs --console-socket: there is no terminal of ours to serve")
+    with Interactive() as interactive:
+        spec.update(interactive.spec())
+        return container.exec_process(states, DirectSpawner(), container_id, spec, interactive.console.stdio,
+                                      start=started, serve=interactive.console.transfer)
 
 
 _FORWARDED = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM

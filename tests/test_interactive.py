@@ -1,0 +1,81 @@
+"""The CLI's interactive terminals (sandbox -t, exec -t), driven through a real pty pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import termios
+import time
+import uuid
+from pathlib import Path
+
+from execdriver.cli.oci.spec import default_config
+from execdriver.linux import terminal
+
+CLI = [sys.executable, "-m", "execdriver"]
+
+
+def drive(argv: list[str], answer: tuple[bytes, bytes] | None = None) -> tuple[int, bytes, bool, bool]:
+    """Run ``argv`` on the slave of a 20x70 pty; type answer[1] once answer[0] shows.
+
+    Returns the exit code, everything shown, whether the terminal was raw
+    while it ran, and whether it came back as it was.
+    """
+    master, slave = os.openpty()
+    try:
+        terminal.set_size(slave, 20, 70)
+        before = termios.tcgetattr(slave)
+        process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        shown, raw = b"", False
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready = select.select([master], [], [], 0.05)[0]
+            if ready:
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:
+                    break
+            if answer is not None and answer[0] in shown:
+                raw = termios.tcgetattr(slave)[3] & termios.ICANON == 0
+                os.write(master, answer[1])
+                answer = None
+            if not ready and process.poll() is not None:
+                break
+        code = process.wait(10)
+        return code, shown, raw, termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_sandbox_tty(busybox_rootfs: Path, tmp_path: Path) -> None:
+    script = "tty; stty size; echo ready; read line; echo got $line; exit 4"
+    code, shown, raw, restored = drive([*CLI, "--root", str(tmp_path / "state"), "sandbox", "-t", "--rootfs",
+                                        str(busybox_rootfs), "sh", "-c", script], (b"ready", b"hello\r"))
+    assert code == 4
+    assert shown.split(b"\r\n")[:2] == [b"/dev/pts/0", b"20 70"] and b"got hello" in shown
+    assert raw and restored
+
+
+def test_exec_tty_without_a_console_socket(busybox_rootfs: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    os.symlink(busybox_rootfs, bundle / "rootfs")
+    config = default_config()
+    config["process"]["args"] = ["sleep", "60"]  # type: ignore[index]
+    (bundle / "config.json").write_text(json.dumps(config))
+    root, container_id = str(tmp_path / "state"), f"i-{uuid.uuid4().hex[:10]}"
+    subprocess.run([*CLI, "--root", root, "run", "-d", "--bundle", str(bundle), container_id], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=20)
+    try:
+        script = "tty; stty size; echo ready; read line; echo got $line"
+        code, shown, raw, restored = drive([*CLI, "--root", root, "exec", "-t", container_id, "sh", "-c", script],
+                                           (b"ready", b"there\r"))
+        assert code == 0
+        assert shown.split(b"\r\n")[:2] == [b"/dev/pts/0", b"20 70"] and b"got there" in shown
+        assert raw and restored
+    finally:
+        subprocess.run([*CLI, "--root", root, "delete", "--force", container_id], check=False, timeout=20)
