@@ -114,6 +114,22 @@ def test_run_rm_output_and_exit_code(containerd: Containerd, name: str) -> None:
     no_trace_of(containerd, name)
 
 
+def test_run_with_a_tty(containerd: Containerd, name: str) -> None:
+    # ctr -t wants a terminal of its own: it runs on the slave of a pty pair.
+    from tests.test_interactive import drive
+
+    argv = ["ctr", "-a", str(containerd.socket), "-n", containerd.namespace, "run", "-t", "--rm", "--runc-binary",
+            str(LAUNCHER), "--runc-root", str(containerd.runtime_root), "--fifo-dir", str(containerd.work / "fifo"),
+            IMAGE, name, "sh", "-c", "tty; echo ready; read line; echo got $line; exit 6"]
+    code, shown, _, _ = drive(argv, (b"ready", b"typed\r"))
+    # Two terminals in a row (the container's, then ctr's own): each turns \n into \r\n. (The size is
+    # ctr's to set after the start, so it is not checked here.)
+    lines = shown.replace(b"\r", b"").split(b"\n")
+    assert code == 6, shown
+    assert lines[0] == b"/dev/pts/0" and b"got typed" in lines, shown
+    no_trace_of(containerd, name)
+
+
 def test_limits_reach_the_container(containerd: Containerd, name: str) -> None:
     # ctr mounts no cgroup filesystem in the container: the limits are read on
     # the host, at the cgroupsPath ctr chose (/<namespace>/<id>).
