@@ -159,6 +159,11 @@ def detach(clone_flags: int, pdeathsig: bool = True) -> None:
     namespace is the spec's business: a blank must see the host's mounts
     as they are when its container comes, not when it was cloned.)
     """
+    # Until it execs, the init is the host's interpreter inside the
+    # container: non-dumpable, nothing there may open its /proc/1/exe, memory
+    # or descriptors (CVE-2019-5736), say a process exec'd while it waits
+    # for start. execve makes the user's program dumpable again.
+    syscalls.set_dumpable(False)
     if pdeathsig:
         syscalls.set_pdeathsig(signals.SIGKILL)
     os.setsid()
