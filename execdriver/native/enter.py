@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from execdriver.linux import capabilities, signals, syscalls
+from execdriver.linux import capabilities, syscalls
 from execdriver.native import init
 
 TYPE_CHECKING = False
@@ -35,9 +35,7 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
         for target, fd in enumerate(high):
             os.dup2(fd, target)
             os.close(fd)  # a created init waits long: an engine waits for EOF on what it gave us
-        for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGTERM):
-            signals.signal_default(signum)
-        signals.unblock_all_signals()
+        init.default_signals()
         preserved = spec.get("preserve_fds", 0)
         syscalls.close_range_cloexec(3 + preserved)
         for fd in range(3, 3 + preserved):

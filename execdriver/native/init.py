@@ -151,6 +151,17 @@ def _report(status: int, message: str) -> None:
             pass
 
 
+def default_signals() -> None:
+    """Every disposition and the mask as a fresh program expects them.
+
+    execve resets handled signals but keeps ignored ones: Python ignores
+    SIGPIPE and SIGXFSZ, the fork server SIGINT; the CLI forwards others.
+    """
+    for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGTERM):
+        signals.signal_default(signum)
+    signals.unblock_all_signals()
+
+
 def detach(clone_flags: int, pdeathsig: bool = True) -> None:
     """What the init does whatever its container: a blank init does it ahead.
 
@@ -167,11 +178,7 @@ def detach(clone_flags: int, pdeathsig: bool = True) -> None:
     if pdeathsig:
         syscalls.set_pdeathsig(signals.SIGKILL)
     os.setsid()
-    # execve resets handled signals but keeps ignored ones: Python ignores
-    # SIGPIPE and SIGXFSZ, the fork server SIGINT.
-    for signum in (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT):
-        signals.signal_default(signum)
-    signals.unblock_all_signals()
+    default_signals()
     os.umask(0)
     if clone_flags & syscalls.CLONE_NEWNET:
         syscalls.loopback_up()

@@ -67,21 +67,16 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
     if spec.get("exec_into"):
         return clone_exec(spec, sync[1], stdio, close_in_child)
     joined_pid = [path for path, nstype in spec.get("join_namespaces", ()) if nstype == syscalls.CLONE_NEWPID]
-    if joined_pid:
-        pid, pidfd = _clone_into_pid_namespace(joined_pid[0], spec["clone_flags"])
-    else:
-        pid, pidfd = syscalls.clone(spec["clone_flags"])
+    pid_namespace = os.open(joined_pid[0], os.O_RDONLY | os.O_CLOEXEC) if joined_pid else -1
+    try:
+        pid, pidfd = _clone_in(pid_namespace, spec["clone_flags"])
+    finally:
+        if pid_namespace >= 0:
+            os.close(pid_namespace)
     if pid == 0:
-        # Every page the child writes is copied from the parent; a garbage
-        # collection would write to all of them.
-        gc.disable()
+        _enter_child(close_in_child)
         from execdriver.native import init
 
-        for fd in close_in_child:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
         init.run(spec, sync, stdio)
     return pid, pidfd
 
@@ -89,8 +84,8 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
 # The init's namespaces an exec'd process joins, the mount one last: it
 # changes the root the others' paths would be looked up in. The pid
 # namespace is entered around the fork (pid namespaces take children only).
-_EXEC_NAMESPACES = (("cgroup", 0x02000000), ("ipc", 0x08000000), ("uts", 0x04000000), ("net", 0x40000000),
-                    ("mnt", 0x00020000))
+_EXEC_NAMESPACES = (("cgroup", syscalls.CLONE_NEWCGROUP), ("ipc", syscalls.CLONE_NEWIPC),
+                    ("uts", syscalls.CLONE_NEWUTS), ("net", syscalls.CLONE_NEWNET), ("mnt", syscalls.CLONE_NEWNS))
 
 
 def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
@@ -112,45 +107,36 @@ def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
             if os.readlink(path) != os.readlink(f"/proc/self/ns/{name}"):
                 opened.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
                 namespaces.append((opened[-1], nstype))
-        own_pid_namespace = os.readlink(f"/proc/{init_pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
-        if not own_pid_namespace:
-            opened.append(os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
-            opened.append(os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+        pid_namespace = -1
+        if os.readlink(f"/proc/{init_pid}/ns/pid") != os.readlink("/proc/self/ns/pid"):
+            pid_namespace = os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(pid_namespace)
         if process.start_time(init_pid) != init_start:  # the files were the init's, not a reused pid's
             raise NotRunningError(f"Container is not running: {spec.get('id', init_pid)}")
-        if not own_pid_namespace:  # our children's pid namespace, for one fork
-            syscalls.setns(opened[-2], syscalls.CLONE_NEWPID)
-        try:
-            pid, pidfd = syscalls.clone(0)
-        except BaseException:
-            if not own_pid_namespace:
-                syscalls.setns(opened[-1], syscalls.CLONE_NEWPID)
-            raise
+        pid, pidfd = _clone_in(pid_namespace, 0)
         if pid == 0:
-            gc.disable()  # it would write to every page shared with the parent
+            _enter_child(close_in_child)
             from execdriver.native import enter
 
-            for fd in close_in_child:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
             enter.run(spec, namespaces, status, stdio)
-        if not own_pid_namespace:
-            syscalls.setns(opened[-1], syscalls.CLONE_NEWPID)
         return pid, pidfd
     finally:
         for fd in opened:
             os.close(fd)
 
 
-def _clone_into_pid_namespace(path: str, flags: int) -> tuple[int, int]:
-    # setns to a pid namespace moves only the children to come (a pod's
-    # shared one): clone there, then send this process's children home.
-    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _clone_in(pid_namespace: int, flags: int) -> tuple[int, int]:
+    """clone, the child in ``pid_namespace`` (a descriptor; -1: ours) if given.
+
+    setns to a pid namespace moves only the children to come (a pod's
+    shared one, a container's for exec): clone there, then send this
+    process's children home.
+    """
+    if pid_namespace < 0:
+        return syscalls.clone(flags)
     home = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        syscalls.setns(target, syscalls.CLONE_NEWPID)
+        syscalls.setns(pid_namespace, syscalls.CLONE_NEWPID)
         try:
             pid, pidfd = syscalls.clone(flags)
         except BaseException:
@@ -160,8 +146,19 @@ def _clone_into_pid_namespace(path: str, flags: int) -> tuple[int, int]:
             syscalls.setns(home, syscalls.CLONE_NEWPID)
         return pid, pidfd
     finally:
-        os.close(target)
         os.close(home)
+
+
+def _enter_child(close_in_child: tuple[int, ...]) -> None:
+    """First steps of a cloned child: no garbage collection, none of the caller's descriptors."""
+    # Every page the child writes is copied from the parent; a garbage
+    # collection would write to all of them.
+    gc.disable()
+    for fd in close_in_child:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def profile(spec: dict[str, Any]) -> bytes:

@@ -59,21 +59,26 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: st
     return value
 
 
-def load(bundle: str) -> dict[str, Any]:
-    path = os.path.join(bundle, "config.json")
+def read_object(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; errors begin with ``what`` (config.json, --process)."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise ConfigError(f"config.json: {path} does not exist") from None
+        raise ConfigError(f"{what}: {path} does not exist") from None
     except OSError as err:
-        raise ConfigError(f"config.json: {path}: {err.strerror}") from None
+        raise ConfigError(f"{what}: {path}: {err.strerror}") from None
     try:
-        config = loads(text)
+        value = loads(text)
     except ValueError as err:
-        raise ConfigError(f"config.json: not valid JSON: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError("config.json: expected an object")
+        raise ConfigError(f"{what}: not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what}: expected an object")
+    return value
+
+
+def load(bundle: str) -> dict[str, Any]:
+    config = read_object(os.path.join(bundle, "config.json"), "config.json")
     version = _get(config, "ociVersion", str, "config", "")
     if not version.startswith("1."):
         raise ConfigError(f"ociVersion: {version!r} is not a 1.x version of the runtime spec")

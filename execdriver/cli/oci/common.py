@@ -59,3 +59,28 @@ def state_json(store: StateStore, container_id: str) -> dict[str, object]:
         "owner": "",
         "annotations": oci.get("annotations") or {},
     }
+
+
+# What run and exec pass on to their process: HUP INT QUIT USR1 USR2 TERM.
+FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15)
+
+
+def console_socket(launch_spec: dict[str, object], path: str, verb: str) -> int:
+    """Connect the engine's console socket for a terminal process (shared with exec): -1 without one."""
+    from execdriver.cli.flags import UsageError
+
+    if not launch_spec.get("terminal"):
+        if path:
+            raise UsageError(f"{verb}: --console-socket is for a process with a terminal (process.terminal)")
+        return -1
+    if not path:
+        raise UsageError(f"{verb}: a process with a terminal needs --console-socket, where its pty master goes")
+    from execdriver.errors import ConfigError
+    from execdriver.linux import terminal
+
+    try:
+        fd = terminal.connect(path)
+    except OSError as err:
+        raise ConfigError(f"--console-socket {path}: {err.strerror}") from None
+    launch_spec["console_socket"] = fd
+    return fd

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from execdriver.cli.flags import Flag, UsageError
-from execdriver.cli.oci.common import one_id, store, write_pid_file
+from execdriver.cli.oci.common import console_socket, one_id, store, write_pid_file
 
 SYNOPSIS = "execdriver create [flags] ID"
 DESCRIPTION = "Create a container from an OCI bundle; its process starts with `execdriver start`."
@@ -61,25 +61,6 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
     if options["pid_file"]:
         write_pid_file(str(options["pid_file"]), state.pid)
     return state.pid
-
-
-def console_socket(launch_spec: dict[str, object], path: str, verb: str) -> int:
-    """Connect the engine's console socket for a terminal process (shared with exec): -1 without one."""
-    if not launch_spec.get("terminal"):
-        if path:
-            raise UsageError(f"{verb}: --console-socket is for a process with a terminal (process.terminal)")
-        return -1
-    if not path:
-        raise UsageError(f"{verb}: a process with a terminal needs --console-socket, where its pty master goes")
-    from execdriver.errors import ConfigError
-    from execdriver.linux import terminal
-
-    try:
-        fd = terminal.connect(path)
-    except OSError as err:
-        raise ConfigError(f"--console-socket {path}: {err.strerror}") from None
-    launch_spec["console_socket"] = fd
-    return fd
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:

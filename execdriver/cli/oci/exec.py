@@ -32,8 +32,7 @@ FLAGS = (
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     from execdriver.cli.flags import UsageError
-    from execdriver.cli.oci.common import store, write_pid_file
-    from execdriver.cli.oci.create import console_socket
+    from execdriver.cli.oci.common import FORWARDED_SIGNALS, console_socket, store, write_pid_file
     from execdriver.errors import NotRunningError
     from execdriver.native import container
     from execdriver.native.spawn import DirectSpawner
@@ -54,7 +53,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     if options["process"]:
         if command:
             raise UsageError("exec: give the command or --process, not both")
-        process = _process_file(str(options["process"]))
+        process = oci_config.read_object(str(options["process"]), "--process")
         if options["tty"]:
             process["terminal"] = True
     else:
@@ -72,7 +71,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         if not detach:  # our child until we reap it: its pid cannot be reused meanwhile
             from execdriver.linux import signals
 
-            for signum in _FORWARDED:
+            for signum in FORWARDED_SIGNALS:
                 signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
 
     if spec.get("terminal") and not options["console_socket"]:
@@ -104,9 +103,6 @@ def _interactive(states: Any, container_id: str, spec: dict[str, Any], detach: b
                                       start=started, serve=interactive.console.transfer)
 
 
-_FORWARDED = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM
-
-
 def _forward(pid: int, signum: int) -> None:
     import os
 
@@ -114,22 +110,6 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _process_file(path: str) -> dict[str, Any]:
-    from execdriver import gojson
-    from execdriver.errors import ConfigError
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            process = gojson.loads(handle.read())
-    except OSError as err:
-        raise ConfigError(f"--process {path}: {err.strerror}") from None
-    except ValueError as err:
-        raise ConfigError(f"--process {path}: not JSON: {err}") from None
-    if not isinstance(process, dict):
-        raise ConfigError(f"--process {path}: expected a JSON object (the spec's Process)")
-    return process
 
 
 def _from_flags(base: dict[str, Any], command: list[str], options: dict[str, object]) -> dict[str, Any]:

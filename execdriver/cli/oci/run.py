@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from execdriver.cli.flags import Flag
 from execdriver.cli.oci import create, delete, start
-from execdriver.cli.oci.common import one_id
+from execdriver.cli.oci.common import FORWARDED_SIGNALS, one_id
 
 SYNOPSIS = "execdriver run [flags] ID"
 DESCRIPTION = "Create and start a container; without --detach, wait for it, delete it, exit with its status."
@@ -14,7 +14,6 @@ FLAGS = (
     Flag("--keep", kind="bool", help="do not delete the container when it exits"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
-_FORWARDED = (1, 2, 3, 10, 12, 15)  # HUP INT QUIT USR1 USR2 TERM
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
@@ -42,7 +41,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         except Exception:  # noqa: BLE001 - it may be gone
             pass
 
-    for signum in _FORWARDED:
+    for signum in FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
     # This process created the init, so it is its parent and reaps it.
     while True:
