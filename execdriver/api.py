@@ -257,14 +257,26 @@ class NetworkInterface(_Struct):
 
 @dataclass
 class Network(_Struct):
-    """The container's network: a bridged interface, or another container's."""
+    """The container's network: a bridged interface, another container's, or the host's.
+
+    The reference's two fields, then two of Docker's Linux build (with its
+    JSON tags): ``host_networking`` keeps the host's network namespace,
+    ``mtu`` (0: the bridge's) sets the bridged interface's. Without a
+    Network, or with none of these, the container has loopback alone. A
+    bridge that does not exist is created, with a subnet from the driver's
+    pool; ``interface.bridge`` "" means "execdriver0".
+    """
 
     interface: NetworkInterface | None = None
     container_id: str = ""
+    mtu: int = 0
+    host_networking: bool = False
 
     _json = (
         ("interface", "interface", ("optional", NetworkInterface)),
         ("container_id", "container_id", "str"),
+        ("mtu", "mtu", _INT64),
+        ("host_networking", "host_networking", "bool"),
     )
 
 

@@ -63,3 +63,10 @@ class ContainerExistsError(ContainerError):
 
 class UnsupportedError(ExecDriverError):
     """The driver cannot do this (yet, or on this host); the message says why."""
+
+
+class NetworkError(ContainerError):
+    """The container's network could not be set up (a host port in use, a netlink failure).
+
+    Nothing of it is left behind: no lease, rule, interface or bridge of ours.
+    """

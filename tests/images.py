@@ -23,7 +23,7 @@ BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
 def make_busybox_rootfs(path: Path) -> Path:
-    """A minimal root filesystem: static busybox, its applets, passwd and group."""
+    """A minimal root filesystem: static busybox, its applets, passwd, group and the network files."""
     (path / "bin").mkdir(parents=True)
     shutil.copy2(BUSYBOX, path / "bin" / "busybox")
     applets = subprocess.run([BUSYBOX, "--list"], check=True, capture_output=True, text=True).stdout.split()
@@ -38,6 +38,10 @@ def make_busybox_rootfs(path: Path) -> Path:
         "alice:x:1000:1000:alice:/home/alice:/bin/sh\n"
     )
     (path / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nstaff:x:50:alice\n")
+    # As an image has them: a bridged container's own are mounted over these.
+    (path / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n")
+    (path / "etc" / "hostname").write_text("image\n")
+    (path / "etc" / "resolv.conf").write_text("")
     return path
 
 

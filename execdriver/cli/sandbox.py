@@ -28,6 +28,15 @@ FLAGS = (
     Flag("--user", "-u", default="", metavar="USER[:GROUP]", help="run as this user of the rootfs"),
     Flag("--privileged", kind="bool", help="keep every capability (default: Docker's set, less MKNOD)"),
     Flag("--tty", "-t", kind="bool", help="give CMD a terminal; ours goes raw while it runs"),
+    Flag("--network", default="none", metavar="MODE",
+         help="none (loopback alone), host, bridge[:NAME] (default bridge execdriver0) or container:ID"),
+    Flag("--publish", "-p", kind="append", metavar="[IP:][HOSTPORT:]PORT[/udp]",
+         help="publish a container port on the host (bridge only); no HOSTPORT: a free one"),
+    Flag("--ip", default="", metavar="ADDR", help="the container's address on the bridge"),
+    Flag("--mac-address", default="", metavar="MAC", help="the container's MAC address on the bridge"),
+    Flag("--mtu", default="0", metavar="N", help="the MTU of the container's interface (default: the bridge's)"),
+    Flag("--subnet-pool", default="", metavar="NET/LEN:PREFIX",
+         help="where new bridges' subnets come from (default 10.98.0.0/16:24)"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 _FORWARDED = (
@@ -45,6 +54,48 @@ def _mounts(volumes: list[str]) -> list[tuple[str, str, bool]]:
     return mounts
 
 
+def _published(specs: list[str]) -> dict[str, list[dict[str, str]] | None]:
+    """Docker's -p forms as a nat.PortMap."""
+    port_map: dict[str, list[dict[str, str]] | None] = {}
+    for text in specs:
+        address, protocol = text.partition("/")[0::2]
+        parts = address.split(":")
+        if len(parts) > 3 or not parts[-1]:
+            raise UsageError(f"sandbox: -p {text}: expected [IP:][HOSTPORT:]PORT[/tcp|/udp]")
+        host_ip, host_port = (parts[0], parts[1]) if len(parts) == 3 else ("", parts[0] if len(parts) == 2 else "")
+        bindings = port_map.setdefault(f"{parts[-1]}/{protocol or 'tcp'}", [])
+        assert bindings is not None
+        bindings.append({"HostIp": host_ip, "HostPort": host_port})
+    return port_map
+
+
+def _network(options: dict[str, object]) -> dict[str, object] | None:
+    from execdriver.linux.network import config
+
+    mode, _, name = str(options["network"]).partition(":")
+    publish: list[str] = options["publish"]  # type: ignore[assignment]
+    if publish and mode != "bridge":
+        raise UsageError("sandbox: -p publishes ports of a bridged container: add --network bridge")
+    named = {"none": False, "host": False, "container": True}  # bridge: either
+    if mode not in ("bridge", *named) or (mode != "bridge" and bool(name) != named[mode]):
+        raise UsageError(f"sandbox: --network {options['network']}: expected none, host, bridge[:NAME] or container:ID")
+    if not str(options["mtu"]).isdigit():
+        raise UsageError(f"sandbox: --mtu {options['mtu']}: not a number")
+    return config.parse(host=mode == "host", container_id=name if mode == "container" else "",
+                        bridge=name if mode == "bridge" else None, ip=str(options["ip"]),
+                        mac=str(options["mac_address"]), mtu=int(str(options["mtu"])),
+                        port_map=_published(publish) if publish else None)
+
+
+def _pool(text: str) -> tuple[str, int] | None:
+    network, _, prefix = text.partition(":")
+    if not text:
+        return None
+    if not prefix.isdigit():
+        raise UsageError(f"sandbox: --subnet-pool {text}: expected NET/LEN:PREFIX, like 10.98.0.0/16:24")
+    return network, int(prefix)
+
+
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     # Straight to the launch spec: a Command would cost the import of
     # dataclasses, which takes longer than a whole container start.
@@ -58,6 +109,9 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     host_view = rootfs is None
     container_id = str(options["id"] or f"sandbox-{os.getpid()}")
     store = StateStore(str(global_options["root"]))
+    network = None
+    if options["network"] != "none" or options["publish"]:
+        network = spec.complete_network(_network(options), store, _pool(str(options["subnet_pool"])))
     launch_spec = spec.launch_spec(
         container_id=container_id,
         state_dir=store.path(container_id),
@@ -70,6 +124,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         env=options["env"],  # type: ignore[arg-type]
         user=str(options["user"]),
         privileged=bool(options["privileged"]),
+        network=network,
     )
 
     def forward(signum: int, _frame: object) -> None:

@@ -15,6 +15,8 @@ import os
 import stat
 
 from execdriver.linux.syscalls import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
     MNT_DETACH,
     MS_BIND,
     MS_MOVE,
@@ -316,7 +318,13 @@ def stage(staging: str) -> None:
 
 
 def can_use_staged(spec: dict[str, Any]) -> bool:
-    """Whether the spec wants exactly the standard filesystems that stage() made."""
+    """Whether the spec wants exactly the standard filesystems that stage() made.
+
+    Not if it joins a network or IPC namespace: sysfs shows the interfaces,
+    and mqueue the queues, of the namespace it was mounted in, the blank's.
+    """
+    if any(nstype in (CLONE_NEWNET, CLONE_NEWIPC) for _, nstype in spec.get("join_namespaces", ())):
+        return False
     standard = default_mounts()
     return list(spec["mounts"][: len(standard)]) == standard and list(spec["devices"] or ()) == list(DEFAULT_DEVICES)
 

@@ -6,20 +6,25 @@ and from this, and the CLI calls it without them.
 
     1. claim      the id's state directory (state.py); a live id is refused,
                   a stale one's leftovers (cgroups) removed
-    2. clone      the init, in new namespaces (spawn.py, init.py)
-    3. cgroup     created with its limits, the init moved in, while the
-                  init builds its rootfs
-    4. ready      the init built the rootfs and found the program
-    5. pre_start  callbacks, with the init's host pid
-    6. go         the init execs the program; end of file on sync proves it
-    7. start      callback
-    8. serve      the streams (and OOM events) until the init exits; reap it
-    9. post_stop  callbacks, every one even if one raises
-   10. remove     the cgroup, then the state directory (the namespaces and
-                  every mount in them died with the init)
+    2. network    a bridged interface's address, host ports, rules and
+                  /etc files reserved (linux/network)
+    3. clone      the init, in new namespaces (spawn.py, init.py)
+    4. cgroup     created with its limits, the init moved in, while the
+                  init builds its rootfs; the veth into its network
+                  namespace
+    5. ready      the init built the rootfs and found the program
+    6. pre_start  callbacks, with the init's host pid
+    7. go         the init execs the program; end of file on sync proves it
+    8. start      callback
+    9. serve      the streams (and OOM events) until the init exits; reap it
+   10. post_stop  callbacks, every one even if one raises
+   11. remove     the network lease (rules, veth, files, an unused bridge
+                  of ours), the cgroup, then the state directory (the
+                  namespaces and every mount in them died with the init)
 
 Any failure after step 1 kills the init (through its pidfd), reaps it and
-removes the cgroup and the state before the error reaches the caller.
+removes the network, the cgroup and the state before the error reaches the
+caller.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.network import Attachment
     from execdriver.native.spawn import Launch, Spawner
 
     PidCallback = Callable[[int], None]
@@ -69,6 +75,7 @@ class _Handles:
 
     def __init__(self) -> None:
         self.launch: Launch | None = None
+        self.network: Attachment | None = None
         self.fds: list[int] = []
         self.go = self.status = -1
 
@@ -77,6 +84,11 @@ class _Handles:
             self.launch.close()
         for fd in self.fds:
             os.close(fd)
+
+    def release_network(self) -> None:
+        if self.network is not None:
+            self.network.release()
+            self.network = None
 
     def kill(self) -> None:
         """Kill and reap the init, if there is one."""
@@ -90,7 +102,15 @@ class _Handles:
 
 def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
               state: State, cgroup: Manager, handles: _Handles) -> Launch:
-    """Steps 2 to 4: clone the init, give it its cgroup, wait until it is ready."""
+    """Steps 2 to 5: network, clone the init, give it its cgroup and network, wait until it is ready."""
+    network = launch_spec.get("network")
+    if network is not None and network["mode"] == "bridge":
+        from execdriver.linux import network as networking
+
+        handles.network = networking.reserve(launch_spec["id"], os.path.abspath(store.root), network,  # 2
+                                             launch_spec["hostname"])
+        launch_spec = {**launch_spec, "mounts": [*launch_spec["mounts"], *handles.network.mounts()],
+                       "network": {**network, "token": handles.network.token}}
     from execdriver.native import init
 
     cgroup_spec = launch_spec["cgroup"]
@@ -103,8 +123,8 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
         # While the init is cloned and builds its rootfs: its cgroup, with
         # the limits. On v1 the init joins by itself (init.py says why); on
         # v2 we move it.
-        launch = handles.launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 2
-                                                meanwhile=lambda: cgroup.create(limits))  # 3
+        launch = handles.launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 3
+                                                meanwhile=lambda: cgroup.create(limits))  # 4
     finally:
         os.close(go_read)
         os.close(status_write)
@@ -120,8 +140,19 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
         pass  # likewise
     state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
     store.save(state)
-    _expect(handles.status, init.READY, launch_spec["id"])  # 4
+    if handles.network is not None:
+        handles.network.attach(launch.pid, network["mtu"] if network else 0)
+    _expect(handles.status, init.READY, launch_spec["id"])  # 5
+    if network is not None and network["mode"] == "container":
+        _check_joined(network)
     return launch
+
+
+def _check_joined(network: dict[str, Any]) -> None:
+    """The container whose network the init joined (by /proc path) was still that container."""
+    pid, start = network["target"]
+    if process.start_time(pid) != start:
+        raise ContainerError(f"network.container_id: container {network['container']} exited while this one joined it")
 
 
 def run(
@@ -152,22 +183,22 @@ def run(
     cgroup_spec = launch_spec["cgroup"]
     cgroup = cgroups.manager(cgroup_spec["path"])
     state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
-                         cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
+                         cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old))
     handles = _Handles()
     reaped = False
     try:
-        launch = _bring_up(store, spawner, launch_spec, stdio, state, cgroup, handles)  # 2-4
+        launch = _bring_up(store, spawner, launch_spec, stdio, state, cgroup, handles)  # 2-5
         watches = _oom_watches(cgroup, on_oom, handles.fds)
-        for callback in pre_start:  # 5
+        for callback in pre_start:  # 6
             callback(launch.pid)
         try:
-            os.write(handles.go, init.GO)  # 6
+            os.write(handles.go, init.GO)  # 7
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): _expect says so
         _expect(handles.status, b"", container_id)
-        if start is not None:  # 7
+        if start is not None:  # 8
             start(launch.pid)
-        if serve is not None:  # 8
+        if serve is not None:  # 9
             serve(launch.fileno(), watches)
         else:
             wait(launch.fileno(), watches)
@@ -175,7 +206,7 @@ def run(
         reaped = True
         oom_killed = cgroup.oom_kills() > 0
         errors: list[Exception] = []
-        for callback in post_stop:  # 9
+        for callback in post_stop:  # 10
             try:
                 callback(launch.pid)
             except Exception as err:  # noqa: BLE001 - every post_stop callback runs
@@ -187,8 +218,9 @@ def run(
         if not reaped:
             handles.kill()
         handles.close()
+        handles.release_network()  # 11
         # Should the cgroup resist, the state stays: clean(id) finds it there.
-        cgroup.destroy(0 if keep_parent else cgroup_spec["parent_levels"])  # 10
+        cgroup.destroy(0 if keep_parent else cgroup_spec["parent_levels"])
         store.remove(container_id)
 
 
@@ -226,8 +258,11 @@ def wait(exit_fd: int, watches: Sequence[Watch] = ()) -> None:
             callbacks[fd]()
 
 
-def _remove_cgroup(old: State) -> None:
-    """What a crashed container left in the cgroups (its state is stale)."""
+def _remove_leftovers(store: StateStore, old: State) -> None:
+    """What a crashed container left on the host (its state is stale): network lease, cgroups."""
+    from execdriver.linux import network
+
+    network.release_container(os.path.abspath(store.root), old.id)
     if old.cgroup:
         cgroup = cgroups.manager(old.cgroup)
         if cgroup.exists():
@@ -288,7 +323,7 @@ def clean(store: StateStore, container_id: str) -> None:
             deadline = time.monotonic() + _GONE_TIMEOUT
             while state.alive() and time.monotonic() < deadline:
                 time.sleep(0.005)
-        _remove_cgroup(state)
+        _remove_leftovers(store, state)
     store.remove(container_id)
 
 
@@ -310,7 +345,7 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
     cgroup_spec = launch_spec["cgroup"]
     cgroup = cgroups.manager(cgroup_spec["path"])
     state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],
-                         cgroup_spec["parent_levels"], on_stale=_remove_cgroup)
+                         cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old))
     state.oci = oci
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
     handles = _Handles()
@@ -327,6 +362,7 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
             handles.kill()
         handles.close()
         if not done:
+            handles.release_network()
             cgroup.destroy(cgroup_spec["parent_levels"])
             store.remove(container_id)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import execdriver
 from execdriver.api import (
@@ -35,11 +36,20 @@ class NativeDriver(Driver):
     containers from a single-threaded helper process, which is what makes
     ``run`` safe from threads; False clones from this process, which is
     faster but only safe while the program runs a single thread.
+    ``subnet_pool`` (network, prefix length), by default ("10.98.0.0/16",
+    24): where the subnets of the bridges it creates come from; any subnet
+    the host routes already is skipped.
     """
 
-    def __init__(self, root: str = DEFAULT_ROOT, fork_server: bool = True) -> None:
+    def __init__(self, root: str = DEFAULT_ROOT, fork_server: bool = True,
+                 subnet_pool: tuple[str, int] | None = None) -> None:
         self._store = StateStore(root)
         self._fork_server = fork_server
+        self._subnet_pool = subnet_pool
+        if subnet_pool is not None:
+            from execdriver.linux.network import ipam
+
+            ipam.pool(subnet_pool)
         self._spawner: Spawner = (
             ForkServerSpawner(os.path.join(root, ".stage")) if fork_server else DirectSpawner()
         )
@@ -56,7 +66,7 @@ class NativeDriver(Driver):
 
     def run(self, command: Command, pipes: Pipes, hooks: Hooks | None = None) -> ExitStatus:
         hooks = hooks or Hooks()
-        launch_spec = spec.build(command, self._store.path(command.id))
+        launch_spec = spec.build(command, self._store.path(command.id), self._network(command))
         config = command.process_config
         oom = OOMEvents()
 
@@ -80,6 +90,10 @@ class NativeDriver(Driver):
         finally:
             console.close()
         return ExitStatus(code, oom_killed)
+
+    def _network(self, command: Command) -> dict[str, Any] | None:
+        """The command's network, with what only the driver knows: the joined container, the pool."""
+        return spec.complete_network(spec.network_of(command), self._store, self._subnet_pool)
 
     def exec(self, command: Command, process_config: ProcessConfig, pipes: Pipes,
              hooks: Hooks | None = None) -> int:

@@ -22,8 +22,9 @@ next blank once the request is answered. Its idle cost is one sleeping
 process, its namespaces, and an empty proc, sysfs and small tmpfs.
 
 When the control socket closes (the API process exited, or was killed) the
-server kills every init it started, and its blank, reaps them, removes their
-state directories and exits: nothing outlives the program that ran it. If
+server kills every init it started, and its blank, reaps them, releases
+their network leases, removes their cgroups and state directories and
+exits: nothing outlives the program that ran it. If
 the server itself is killed, each init dies with it (PR_SET_PDEATHSIG).
 """
 
@@ -180,6 +181,8 @@ class _Server:
         for pidfd in list(self.children):
             spec: dict[str, Any] = marshal.loads(self.children[pidfd].spec)
             self.reap(pidfd)
+            if spec.get("network", {}).get("token"):
+                _release_network(spec["network"]["token"])
             try:
                 if spec.get("cgroup"):
                     cgroup = cgroups.manager(spec["cgroup"]["path"])
@@ -193,6 +196,21 @@ class _Server:
         from execdriver.native.spec import DEFAULT_CGROUP_PARENT
 
         cgroups.remove_if_empty(DEFAULT_CGROUP_PARENT)
+
+
+def _release_network(token: str) -> None:
+    """A bridged container's lease: its holder, the program, is gone."""
+    import site
+    import sys
+
+    if not any(path.endswith("-packages") for path in sys.path):
+        site.main()  # pyroute2 lives in site-packages; the server started without them (-S)
+    from execdriver.linux import network
+
+    try:
+        network.release(token)
+    except Exception:  # noqa: BLE001 - the next allocation collects what is left
+        pass
 
 
 def _trees(spec: dict[str, Any]) -> list[int] | None:

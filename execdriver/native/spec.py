@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from execdriver.api import Command, ProcessConfig, Resources
+    from execdriver.native.state import StateStore
 
 DEFAULT_CGROUP_PARENT = "execdriver"
 CLONE_FLAGS = (
@@ -57,8 +58,6 @@ def _unsupported(command: Command) -> None:
             raise ConfigError(f"{name}: SELinux labels need SELinux, which this host does not have")
         if getattr(command, name):
             raise ConfigError(f"{name}: SELinux labels are not supported by this driver yet")
-    if command.network is not None and (command.network.interface is not None or command.network.container_id):
-        raise ConfigError("network: only the default network (loopback alone) is supported by this driver yet")
 
 
 def _root(rootfs: str, layer_paths: list[str] | None, layer_folder: str) -> dict[str, Any]:
@@ -151,6 +150,7 @@ def launch_spec(
     privileged: bool = False,
     limits: dict[str, Any] | None = None,
     cgroup_path: str = "",
+    network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate a container's settings and turn them into the init's launch spec.
 
@@ -169,17 +169,31 @@ def launch_spec(
     root = _root(rootfs, layer_paths, layer_folder)
     last_cap = capabilities.last_cap()
     Limits(**(limits or {})).check()
+    clone_flags = CLONE_FLAGS
+    networking: dict[str, Any] = {}
+    if network is not None:
+        networking = {"network": network}
+        if network["mode"] in ("host", "container"):
+            clone_flags &= ~syscalls.CLONE_NEWNET
+        if network["mode"] == "container":
+            networking["join_namespaces"] = [(f"/proc/{network['target'][0]}/ns/net", syscalls.CLONE_NEWNET)]
+    extra_mounts = []
+    if network is not None and network.get("files"):
+        from execdriver.linux.network import etc
+
+        extra_mounts = etc.mounts(network["files"], ("hosts", "resolv.conf"))
     return {
+        **networking,
         "id": container_id,
         "state_dir": state_dir,
         "rootfs": rootfs,
-        "clone_flags": CLONE_FLAGS,
+        "clone_flags": clone_flags,
         # The root is assembled on the state directory itself, inside the
         # container's private mount namespace: the host never sees it.
         "mountpoint": state_dir,
         "root": root,
         "readonly": readonly,
-        "mounts": _mounts(mounts or [], tmpdir, root["kind"] == "host"),
+        "mounts": _mounts(mounts or [], tmpdir, root["kind"] == "host") + extra_mounts,
         "devices": list(DEFAULT_DEVICES),
         "masked_paths": [] if privileged else list(MASKED_PATHS),
         "readonly_paths": [] if privileged else list(READONLY_PATHS),
@@ -254,8 +268,52 @@ def limits_of(resources: Resources | None) -> dict[str, Any]:
     return {name: getattr(resources, name) for name in Limits.FIELDS if getattr(resources, name, None)}
 
 
-def build(command: Command, state_dir: str) -> dict[str, Any]:
-    """The launch spec of ``command``, or a ConfigError naming the field."""
+def network_of(command: Command) -> dict[str, Any] | None:
+    """The launch spec's network entry for ``command.network`` (linux/network/config.py)."""
+    network = command.network
+    if network is None:
+        return None
+    from execdriver.linux.network import config
+
+    interface = network.interface
+    port_map: dict[str, list[dict[str, str]] | None] | None = None
+    if interface is not None and interface.port_bindings:
+        port_map = {key: [{"HostIp": b.host_ip, "HostPort": b.host_port} for b in bindings or ()]
+                    for key, bindings in interface.port_bindings.items()}
+    return config.parse(host=network.host_networking, container_id=network.container_id,
+                        bridge=interface.bridge if interface is not None else None,
+                        ip=interface.ip_address if interface is not None else "",
+                        mac=interface.mac_address if interface is not None else "",
+                        mtu=network.mtu, port_map=port_map)
+
+
+def complete_network(network: dict[str, Any] | None, store: StateStore,
+                     pool: tuple[str, int] | None = None) -> dict[str, Any] | None:
+    """What only the runtime knows of a network: the joined container's init and files, the pool."""
+    if network is None:
+        return None
+    if network["mode"] == "container":
+        from execdriver.errors import NotRunningError
+        from execdriver.linux.network import files_of
+
+        joined = network["container"]
+        try:
+            state = store.load_running(joined)
+        except (NotRunningError, ValueError):
+            raise ConfigError(f"network.container_id: container {joined} is not running") from None
+        network["target"] = [state.pid, state.pid_start]
+        network["files"] = files_of(os.path.abspath(store.root), joined)
+    elif network["mode"] == "bridge" and pool is not None:
+        network["pool"] = list(pool)
+    return network
+
+
+def build(command: Command, state_dir: str, network: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The launch spec of ``command``, or a ConfigError naming the field.
+
+    ``network`` is network_of(command), completed by the driver: the joined
+    container's pid, the subnet pool.
+    """
     _unsupported(command)
     config = command.process_config
     return {**launch_spec(
@@ -276,4 +334,5 @@ def build(command: Command, state_dir: str) -> dict[str, Any]:
         limits={**limits_of(command.resources), "device_rules": list(
             cgroups.ALLOW_ALL_DEVICES if config.privileged else cgroups.device_rules([]))},
         cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
+        network=network,
     ), **_terminal(config)}

@@ -1,0 +1,219 @@
+"""Container networking: loopback alone, the host's, another container's, or a bridge.
+
+Only a bridged interface has anything to set up on the host, in three steps
+that container.py runs around the clone:
+
+    reserve   under the allocator's lock (ipam.py): release stale leases;
+              the bridge, created if missing with a subnet from the pool;
+              an address; the host ports bound and published (ports.py);
+              /etc/hosts, hostname and resolv.conf written (etc.py)
+    attach    the init exists: a veth pair from the bridge to eth0 in its
+              network namespace, addressed and routed (links.py)
+    release   the ports' rules, the veth, the files and the lease; the
+              bridge if we created it and nothing else uses it; our
+              nftables table once no lease is left
+
+The other modes are clone flags: "host" keeps the host's network namespace,
+"container" joins another container's (spec.py, init.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from execdriver.errors import ConfigError, NetworkError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
+    from execdriver.linux.network.ipam import Store
+    from execdriver.linux.rootfs import Mount
+
+
+class Attachment:
+    """One container's lease: its address, its held host ports, its files."""
+
+    def __init__(self, token: str, lease: dict[str, Any], gateway: str, prefix: int,
+                 held: list[socket.socket]) -> None:
+        self.token = token
+        self.lease = lease
+        self.gateway = gateway
+        self.prefix = prefix
+        self.held = held
+
+    @property
+    def address(self) -> str:
+        return str(self.lease["ip"])
+
+    @property
+    def ports(self) -> list[list[Any]]:
+        """[protocol, host address, host port, container port] of each published port."""
+        return list(self.lease["ports"])
+
+    def mounts(self) -> list[Mount]:
+        from execdriver.linux.network import etc
+
+        return etc.mounts(self.lease["files"])
+
+    def attach(self, pid: int, mtu: int = 0) -> None:
+        """Connect the init ``pid`` (its network namespace) to the bridge."""
+        import ipaddress
+
+        from execdriver.linux import process
+        from execdriver.linux.network import ipam, links
+
+        with ipam.Store() as store:  # recorded first: release deletes the veth from here on
+            if self.token in store.leases:
+                store.leases[self.token]["init"] = [pid, process.start_time(pid) or 0]
+        try:
+            links.connect(pid, self.lease["bridge"], self.lease["veth"],
+                          ipaddress.IPv4Interface(f"{self.address}/{self.prefix}"), self.gateway,
+                          self.lease["mac"], mtu)
+        except OSError as err:
+            raise NetworkError(str(err)) from None
+
+    def release(self) -> None:
+        for holder in self.held:
+            holder.close()
+        self.held = []
+        release(self.token)
+
+
+def reserve(container_id: str, root: str, network: dict[str, Any], hostname: str) -> Attachment:
+    """Everything of a bridged interface that does not need the init yet (see the docstring)."""
+    from execdriver.linux.network import etc, ipam, ports
+
+    token = os.urandom(8).hex()
+    lease: dict[str, Any] = {"id": container_id, "root": root, "bridge": network["bridge"], "ip": "", "mac": "",
+                             "veth": f"ve{token[:12]}", "ports": [], "files": "", "holder": ipam.me(),
+                             "init": None}
+    held: list[socket.socket] = []
+    with ipam.Store() as store:
+        for stale in store.stale():
+            _release(store, stale)
+        store.leases[token] = lease  # from here on, _release undoes whatever was done
+        try:
+            bridge = _bridge(store, network)
+            lease["ip"] = ipam.allocate(_network(bridge), bridge["gateway"],
+                                        (other["ip"] for other in store.leases.values()
+                                         if other is not lease and other["bridge"] == lease["bridge"]),
+                                        network["ip"])
+            lease["mac"] = network["mac"] or ipam.mac_of(lease["ip"])
+            bindings, held = ports.reserve(network["ports"])
+            ports.publish(lease["ip"], bindings)
+            lease["ports"] = bindings
+            lease["files"] = os.path.join(store.directory, "files", token)
+            etc.write(lease["files"], lease["ip"], hostname)
+        except BaseException as err:
+            for holder in held:
+                holder.close()
+            _release(store, token)
+            if isinstance(err, OSError):
+                raise NetworkError(f"network: {err.strerror or err}") from None
+            raise
+    return Attachment(token, lease, bridge["gateway"], _network(bridge).prefixlen, held)
+
+
+def _network(bridge: dict[str, Any]) -> Any:
+    import ipaddress
+
+    return ipaddress.IPv4Network(bridge["subnet"])
+
+
+def _bridge(store: Store, network: dict[str, Any]) -> dict[str, Any]:
+    """The bridge's record: found on the host, or created with a subnet from the pool."""
+    import ipaddress
+
+    from execdriver.linux.network import ipam, links, ports
+
+    name = network["bridge"]
+    record = store.bridges.get(name)
+    exists, address = links.bridge_address(name)
+    if record is not None and exists and address is not None and str(address.network) == record["subnet"]:
+        return record
+    if not exists:
+        candidates, prefix = ipam.pool(network.get("pool"))
+        in_use = [*links.routed(), *(ipaddress.IPv4Network(b["subnet"]) for b in store.bridges.values())]
+        subnet = ipam.choose_subnet(candidates, prefix, in_use)
+        address = ipaddress.IPv4Interface(f"{next(subnet.hosts())}/{prefix}")
+        links.create_bridge(name, address)
+        created = True
+    elif address is None:
+        raise ConfigError(f"network.interface.bridge: {name} has no IPv4 address; give it one, "
+                          "or name a bridge that does not exist and execdriver creates it")
+    else:
+        created = bool(record and record["created"])
+    record = store.bridges[name] = {"subnet": str(address.network), "gateway": str(address.ip), "created": created}
+    # 127.0.0.1 to a published port leaves through the bridge (ports.py);
+    # other hosts' traffic to one is forwarded, as Docker turns on too.
+    links.set_sysctl(f"ipv4/conf/{name}/route_localnet", "1")
+    links.set_sysctl("ipv4/ip_forward", "1")
+    ports.ensure_table()
+    ports.add_bridge(name, record["subnet"])
+    return record
+
+
+def _release(store: Store, token: str) -> None:
+    from execdriver.linux.network import etc, links, ports
+
+    lease = store.leases.get(token)
+    if lease is None:
+        return
+    if lease["ports"]:
+        ports.unpublish(lease["ip"], lease["ports"])
+    if lease["init"]:
+        links.delete(lease["veth"])
+    if lease["files"]:
+        etc.remove(lease["files"])
+    del store.leases[token]
+    name = lease["bridge"]
+    record = store.bridges.get(name)
+    if record is not None and not any(other["bridge"] == name for other in store.leases.values()):
+        ports.remove_bridge(name, record["subnet"])
+        if record["created"] and not links.ports_of(name):
+            links.delete(name)
+        del store.bridges[name]
+    if not store.leases:
+        ports.drop_table()
+
+
+def release(token: str) -> None:
+    """Release the lease ``token`` and whatever it holds on the host; nothing if it is gone."""
+    from execdriver.linux.network import ipam
+
+    with ipam.Store() as store:
+        _release(store, token)
+
+
+def release_container(root: str, container_id: str) -> None:
+    """Release the lease of a container of the state directory ``root``, if it has one."""
+    from execdriver.linux.network import ipam
+
+    if not os.path.exists(os.path.join(ipam.STATE_DIR, "state.json")):
+        return
+    with ipam.Store() as store:
+        token = store.find(root, container_id)
+        if token is not None:
+            _release(store, token)
+
+
+def files_of(root: str, container_id: str) -> str:
+    """The directory of a bridged container's /etc files, "" if it has none."""
+    from execdriver.linux.network import ipam
+
+    if not os.path.exists(os.path.join(ipam.STATE_DIR, "state.json")):
+        return ""
+    with ipam.Store() as store:
+        token = store.find(root, container_id)
+        return str(store.leases[token]["files"]) if token is not None else ""
+
+
+def collect() -> None:
+    """Release every stale lease (their holders and inits are gone)."""
+    from execdriver.linux.network import ipam
+
+    with ipam.Store() as store:
+        for token in store.stale():
+            _release(store, token)
