@@ -8,7 +8,8 @@
 # Debian packages: busybox-static (a static busybox for the tests' root
 # filesystems), runc and crun (the peers that bench/ measures against),
 # containerd (an engine that the tests drive execdriver with), python3 and
-# python3-venv (the interpreter; see below).
+# python3-venv (the interpreter; see below), libnftables1 (nftables rules
+# of published ports), iproute2 (the network tests' outside hosts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-demo}
@@ -21,8 +22,9 @@ fi
 
 # python3-venv: the virtual environment, on Debian's own interpreter.
 # containerd, podman (with conmon) and docker.io: the tests drive execdriver
-# through them as engines would.
-packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv)
+# through them as engines would. libnftables1: published ports' rules;
+# iproute2: the network tests build their outside hosts with ip.
+packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv libnftables1 iproute2)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

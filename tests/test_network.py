@@ -32,6 +32,7 @@ from execdriver import (
     Command,
     ConfigError,
     Hooks,
+    Mount,
     Network,
     NetworkError,
     NetworkInterface,
@@ -92,12 +93,21 @@ def _our_rules() -> str:
     return "\n".join(line for line in listing.splitlines() if "10.213." in line and ":" in line)
 
 
+def _veths() -> set[str]:
+    return {name for name in os.listdir("/sys/class/net") if ipam.is_veth(name)}
+
+
 @pytest.fixture()
 def net_driver(state_root: Path) -> Iterator[NativeDriver]:
+    before = _veths()
     with NativeDriver(root=str(state_root), subnet_pool=POOL) as native:
         yield native
     assert _leases_of(state_root) == []
     assert _our_rules() == ""
+    deadline = time.monotonic() + 10  # the kernel deletes a dead namespace's veth pair a moment later
+    while _veths() - before:
+        assert time.monotonic() < deadline, f"veths left behind: {_veths() - before}"
+        time.sleep(0.02)
 
 
 @pytest.fixture()
@@ -317,7 +327,10 @@ def test_existing_bridge_given_address_and_mac(net_driver: NativeDriver, busybox
         assert status.exit_code == 0
         assert "10.213.250.77/24" in out and out.split()[-1] == "02:00:00:aa:bb:cc"
         assert _link_exists(name), "a bridge execdriver did not create must stay"
-        assert os.listdir(f"/sys/class/net/{name}/brif") == []
+        deadline = time.monotonic() + 10  # the veth goes with the container's namespace, a moment later
+        while os.listdir(f"/sys/class/net/{name}/brif"):
+            assert time.monotonic() < deadline, "the veth stayed on the bridge"
+            time.sleep(0.02)
         with pytest.raises(ConfigError, match=r"network.interface.ip: 10.213.9.9 is not a host address"):
             run(net_driver, shell(cid, busybox_rootfs, "true", network=bridged(name, ip_address="10.213.9.9")))
     finally:
@@ -426,17 +439,45 @@ def test_container_joins_another_containers_network(net_driver: NativeDriver, br
         run(net_driver, shell(f"{cid}-c", busybox_rootfs, "true", network=Network(container_id=cid)))
 
 
+def test_a_joined_network_loses_its_interface_with_its_owner(net_driver: NativeDriver, bridge: str,
+                                                            busybox_rootfs: Path, cid: str) -> None:
+    owner = shell(cid, busybox_rootfs, "sleep 60", network=bridged(bridge))
+    with background(net_driver, owner) as first:
+        address = _address_of(net_driver, owner)
+        joiner = shell(f"{cid}-b", busybox_rootfs, "sleep 60", network=Network(container_id=cid))
+        with background(net_driver, joiner):
+            first.close()
+            out = io.BytesIO()
+            config = ProcessConfig(entrypoint="ls", arguments=["/sys/class/net"])
+            assert net_driver.exec(joiner, config, Pipes(stdout=out)) == 0
+            assert out.getvalue().split() == [b"lo"]
+            # Its address is free again, and nothing answers for it twice.
+            status, text, _ = run(net_driver, shell(f"{cid}-c", busybox_rootfs, "ip -4 -o addr show eth0",
+                                                    network=bridged(bridge)))
+            assert status.exit_code == 0 and f"{address}/24" in text
+
+
 def test_thirty_containers_at_once_get_distinct_addresses(net_driver: NativeDriver, busybox_rootfs: Path,
-                                                          bridge: str, cid: str) -> None:
+                                                          bridge: str, cid: str, tmp_path: Path) -> None:
+    # Each writes its address to a shared directory and stays until all 30
+    # have: the addresses are those of 30 containers alive at one time.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    script = ("ip -4 -o addr show eth0 | awk '{print $4}' > /shared/$HOSTNAME; "
+              "for i in $(seq 300); do [ $(ls /shared | wc -l) -ge 30 ] && break; sleep 0.1; done; "
+              "cat /shared/$HOSTNAME")
+
     def one(index: int) -> str:
-        command = shell(f"{cid}-{index}", busybox_rootfs, "ip -4 -o addr show eth0", network=bridged(bridge))
+        command = shell(f"{cid}-{index}", busybox_rootfs, script, network=bridged(bridge), hostname=f"c{index}",
+                        mounts=[Mount(source=str(shared), destination="/shared", writable=True)])
         status, out, err = run(net_driver, command)
         assert status.exit_code == 0, err
-        return out.split()[3]
+        return out.strip()
 
     with ThreadPoolExecutor(max_workers=30) as pool:
         addresses = list(pool.map(one, range(30)))
-    assert len(set(addresses)) == 30
+    assert len(os.listdir(shared)) == 30
+    assert len(set(addresses)) == 30, sorted(addresses)
 
 
 _KILLED = """

@@ -144,15 +144,18 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
         handles.network.attach(launch.pid, network["mtu"] if network else 0)
     _expect(handles.status, init.READY, launch_spec["id"])  # 5
     if network is not None and network["mode"] == "container":
-        _check_joined(network)
+        _joined(store, network, launch.pid)
     return launch
 
 
-def _check_joined(network: dict[str, Any]) -> None:
-    """The container whose network the init joined (by /proc path) was still that container."""
-    pid, start = network["target"]
-    if process.start_time(pid) != start:
+def _joined(store: StateStore, network: dict[str, Any], pid: int) -> None:
+    """The container whose network the init joined (by /proc path) was still that container: say so."""
+    from execdriver.linux import network as networking
+
+    target, start = network["target"]
+    if process.start_time(target) != start:
         raise ContainerError(f"network.container_id: container {network['container']} exited while this one joined it")
+    networking.joined(os.path.abspath(store.root), network["container"], pid)
 
 
 def run(

@@ -87,7 +87,7 @@ def reserve(container_id: str, root: str, network: dict[str, Any], hostname: str
 
     token = os.urandom(8).hex()
     lease: dict[str, Any] = {"id": container_id, "root": root, "bridge": network["bridge"], "ip": "", "mac": "",
-                             "veth": f"ve{token[:12]}", "ports": [], "files": "", "holder": ipam.me(),
+                             "veth": ipam.veth(token), "ports": [], "files": "", "holder": ipam.me(),
                              "init": None}
     held: list[socket.socket] = []
     with ipam.Store() as store:
@@ -130,9 +130,9 @@ def _bridge(store: Store, network: dict[str, Any]) -> dict[str, Any]:
 
     name = network["bridge"]
     record = store.bridges.get(name)
+    if record is not None and links.is_bridge(name):
+        return record  # as we left it (a bridge that went away is made again below)
     exists, address = links.bridge_address(name)
-    if record is not None and exists and address is not None and str(address.network) == record["subnet"]:
-        return record
     if not exists:
         candidates, prefix = ipam.pool(network.get("pool"))
         in_use = [*links.routed(), *(ipaddress.IPv4Network(b["subnet"]) for b in store.bridges.values())]
@@ -156,14 +156,19 @@ def _bridge(store: Store, network: dict[str, Any]) -> dict[str, Any]:
 
 
 def _release(store: Store, token: str) -> None:
-    from execdriver.linux.network import etc, links, ports
+    from execdriver.linux.network import etc, ipam, links, ports
 
     lease = store.leases.get(token)
     if lease is None:
         return
     if lease["ports"]:
         ports.unpublish(lease["ip"], lease["ports"])
-    if lease["init"]:
+    if ipam.alive(lease["init"]) or any(ipam.alive(joiner) for joiner in lease.get("joined", ())):
+        # The namespace lives on (a live container being cleaned, or one
+        # that joined its network): its interface goes now. Otherwise the
+        # namespace is going, and the kernel deletes the pair with it, off
+        # our path: a deletion here would wait for an RCU grace period,
+        # some 30 ms.
         links.delete(lease["veth"])
     if lease["files"]:
         etc.remove(lease["files"])
@@ -172,8 +177,8 @@ def _release(store: Store, token: str) -> None:
     record = store.bridges.get(name)
     if record is not None and not any(other["bridge"] == name for other in store.leases.values()):
         ports.remove_bridge(name, record["subnet"])
-        if record["created"] and not links.ports_of(name):
-            links.delete(name)
+        if record["created"] and not [port for port in links.ports_of(name) if not ipam.is_veth(port)]:
+            links.delete(name)  # nothing but our dying veths on it
         del store.bridges[name]
     if not store.leases:
         ports.drop_table()
@@ -197,6 +202,25 @@ def release_container(root: str, container_id: str) -> None:
         token = store.find(root, container_id)
         if token is not None:
             _release(store, token)
+
+
+def joined(root: str, container_id: str, pid: int) -> None:
+    """Record that the init ``pid`` joined the network namespace of a bridged container.
+
+    The namespace then outlives that container's init: releasing its lease
+    must delete its interface rather than leave it to the namespace's end.
+    """
+    from execdriver.linux import process
+    from execdriver.linux.network import ipam
+
+    if not os.path.exists(os.path.join(ipam.STATE_DIR, "state.json")):
+        return
+    with ipam.Store() as store:
+        token = store.find(root, container_id)
+        if token is not None:
+            lease = store.leases[token]
+            lease["joined"] = [*(j for j in lease.get("joined", ()) if ipam.alive(j)),
+                               [pid, process.start_time(pid) or 0]]
 
 
 def files_of(root: str, container_id: str) -> str:

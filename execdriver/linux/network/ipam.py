@@ -88,6 +88,16 @@ def alive(owner: list[int] | None) -> bool:
     return owner is not None and process.is_alive(owner[0], owner[1])
 
 
+def veth(token: str) -> str:
+    """The host end of a container's veth pair: "ve" and 12 hex digits of its lease."""
+    return f"ve{token[:12]}"
+
+
+def is_veth(name: str) -> bool:
+    """Whether ``name`` has the form of our veths' names (a bridge with only these is unused)."""
+    return len(name) == 14 and name.startswith("ve") and all(c in "0123456789abcdef" for c in name[2:])
+
+
 def me() -> list[int]:
     pid = os.getpid()
     return [pid, process.start_time(pid) or 0]

@@ -14,6 +14,7 @@ import errno
 import ipaddress
 import os
 import socket
+import threading
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -77,18 +78,16 @@ def create_bridge(name: str, gateway: ipaddress.IPv4Interface) -> None:
 def connect(pid: int, bridge: str, veth: str, address: ipaddress.IPv4Interface, gateway: str, mac: str,
             mtu: int) -> None:
     """A veth pair from ``bridge`` to eth0 in the network namespace of ``pid``, addressed and routed."""
-    with IPRoute() as ipr:
-        try:
-            master = ipr.link_lookup(ifname=bridge)[0]
-            if not mtu:
-                mtu = ipr.get_links(master)[0].get_attr("IFLA_MTU")
-            ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
+    try:
+        master = int(_read(f"/sys/class/net/{bridge}/ifindex"))
+        mtu = mtu or int(_read(f"/sys/class/net/{bridge}/mtu"))
+    except OSError:
+        raise LinkError(errno.ENODEV, f"bridge {bridge} is gone") from None
+    try:  # one request: the pair, its peer in the container, on the bridge, up
+        _host().link("add", ifname=veth, kind="veth", mtu=mtu, master=master, state="up",
                      peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac, "mtu": mtu})
-            ipr.link("set", ifname=veth, master=master, state="up")
-        except (NetlinkError, IndexError) as err:
-            if isinstance(err, IndexError):
-                raise LinkError(errno.ENODEV, f"bridge {bridge} is gone") from None
-            raise _fail(f"cannot connect the container to {bridge}", err) from None
+    except NetlinkError as err:
+        raise _fail(f"cannot connect the container to {bridge}", err) from None
     inside = _socket_in(pid)
     try:
         index = inside.link_lookup(ifname="eth0")[0]
@@ -99,6 +98,26 @@ def connect(pid: int, bridge: str, veth: str, address: ipaddress.IPv4Interface, 
         raise _fail("cannot configure eth0 in the container", err) from None
     finally:
         inside.close()
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii") as handle:
+        return handle.read().strip()
+
+
+_local = threading.local()
+
+
+def _host() -> IPRoute:
+    """This thread's netlink socket in the host's namespace, kept: each costs an event loop to make."""
+    ipr: IPRoute | None = getattr(_local, "ipr", None)
+    if ipr is None:
+        ipr = _local.ipr = IPRoute()
+    return ipr
+
+
+def is_bridge(name: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{name}/bridge")
 
 
 def _socket_in(pid: int) -> IPRoute:
@@ -122,12 +141,11 @@ def _socket_in(pid: int) -> IPRoute:
 
 def delete(name: str) -> None:
     """Delete the link ``name`` if it exists (a veth takes its peer with it)."""
-    with IPRoute() as ipr:
-        try:
-            ipr.link("del", ifname=name)
-        except NetlinkError as err:
-            if err.code not in (errno.ENODEV, errno.ENOENT):
-                raise _fail(f"cannot delete {name}", err) from None
+    try:
+        _host().link("del", ifname=name)
+    except NetlinkError as err:
+        if err.code not in (errno.ENODEV, errno.ENOENT):
+            raise _fail(f"cannot delete {name}", err) from None
 
 
 def ports_of(bridge: str) -> list[str]:
