@@ -519,6 +519,29 @@ def test_everything_goes_when_the_starter_is_killed(state_root: Path, busybox_ro
             starter.wait()
 
 
+def test_clean_releases_the_network_of_a_container_whose_starter_is_stuck(
+        state_root: Path, busybox_rootfs: Path, bridge: str, cid: str) -> None:
+    script = _KILLED.format(root=ROOT, state=str(state_root), cid=cid, rootfs=str(busybox_rootfs), bridge=bridge)
+    starter = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        while not (_leases_of(state_root) and _leases_of(state_root)[0]["init"]
+                   and os.listdir(f"/sys/class/net/{bridge}/brif")):
+            assert starter.poll() is None and time.monotonic() < deadline, "the container did not start"
+            time.sleep(0.02)
+        starter.send_signal(signal.SIGSTOP)  # it can release nothing now: clean must
+        with NativeDriver(root=str(state_root), fork_server=False) as other:
+            other.clean(cid)
+        assert _leases_of(state_root) == [] and _our_rules() == "" and not _link_exists(bridge)
+    finally:
+        starter.kill()
+        starter.wait()
+    deadline = time.monotonic() + 20
+    while [name for name in os.listdir(state_root) if not name.startswith(".")]:
+        assert time.monotonic() < deadline, "the state outlived its starter"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize(("network", "message"), [
     (Network(host_networking=True, container_id="x"), "network: host_networking and container_id exclude"),
     (Network(interface=NetworkInterface(ip_address="10.1.2")), "network.interface.ip: '10.1.2' is not an IPv4"),
