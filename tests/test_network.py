@@ -405,6 +405,54 @@ def test_host_ip_binds_only_there(net_driver: NativeDriver, bridge: str, outside
             tcp_ask(outside.host_address, port, b"x", netns=outside.path, timeout=0.5)
 
 
+CRAFT = textwrap.dedent("""
+    import socket, struct, sys, time
+    gateway, gateway_mac, loop_port, gateway_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    own = open("/etc/hosts").read().split()[-2]
+    own_mac = open("/sys/class/net/eth0/address").read().strip()
+    def checksum(header):
+        total = sum(struct.unpack("!10H", header))
+        total = (total >> 16) + (total & 0xFFFF)
+        return ~(total + (total >> 16)) & 0xFFFF
+    def frame(destination, port, payload):
+        udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                         socket.inet_aton(own), socket.inet_aton(destination))
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+        macs = bytes.fromhex(gateway_mac.replace(":", "") + own_mac.replace(":", ""))
+        return macs + b"\\x08\\x00" + ip + udp
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    raw.bind(("eth0", 0))
+    for _ in range(10):
+        raw.send(frame("127.0.0.1", loop_port, b"loopback"))
+        raw.send(frame(gateway, gateway_port, b"gateway"))
+        time.sleep(0.05)
+""")
+
+
+def test_a_container_cannot_reach_the_hosts_loopback_through_the_bridge(
+        net_driver: NativeDriver, bridge: str, cid: str) -> None:
+    """route_localnet is on for the bridge: a crafted packet to 127.0.0.1 must still not get in."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as loopback, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as anywhere:
+        loopback.bind(("127.0.0.1", 0))
+        anywhere.bind(("0.0.0.0", 0))  # the control: the same packet to the gateway arrives
+        keeper = server(f"{cid}-k", bridged(bridge))  # keeps the bridge up, so its MAC is known
+        with background(net_driver, keeper):
+            gateway = _address_of(net_driver, keeper).rsplit(".", 1)[0] + ".1"
+            mac = Path(f"/sys/class/net/{bridge}/address").read_text().strip()
+            attacker = Command(id=cid, rootfs="/", network=bridged(bridge), process_config=ProcessConfig(
+                entrypoint="python3", arguments=["-I", "-c", CRAFT, gateway, mac, str(loopback.getsockname()[1]),
+                                                 str(anywhere.getsockname()[1])]))
+            status, _, err = run(net_driver, attacker)
+            assert status.exit_code == 0, err
+        anywhere.settimeout(5)
+        assert anywhere.recv(100) == b"gateway"  # crafting works
+        loopback.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            loopback.recv(100)
+
+
 def test_a_taken_port_is_a_clear_error_and_leaves_nothing(net_driver: NativeDriver, busybox_rootfs: Path,
                                                          bridge: str, cid: str) -> None:
     with socket.socket() as taken:

@@ -138,7 +138,7 @@ def _bridge(store: Store, network: dict[str, Any]) -> dict[str, Any]:
         in_use = [*links.routed(), *(ipaddress.IPv4Network(b["subnet"]) for b in store.bridges.values())]
         subnet = ipam.choose_subnet(candidates, prefix, in_use)
         address = ipaddress.IPv4Interface(f"{next(subnet.hosts())}/{prefix}")
-        links.create_bridge(name, address)
+        links.create_bridge(name, address, ipam.mac_of(str(address.ip)))
         created = True
     elif address is None:
         raise ConfigError(f"network.interface.bridge: {name} has no IPv4 address; give it one, "

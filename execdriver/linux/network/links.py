@@ -59,11 +59,16 @@ def bridge_address(name: str) -> tuple[bool, ipaddress.IPv4Interface | None]:
         return True, None
 
 
-def create_bridge(name: str, gateway: ipaddress.IPv4Interface) -> None:
-    """A bridge with the gateway's address, up."""
+def create_bridge(name: str, gateway: ipaddress.IPv4Interface, mac: str) -> None:
+    """A bridge with the gateway's address, up.
+
+    Its MAC is set, not left to the kernel, which would otherwise give it the
+    lowest of its ports' and change it as containers come and go, behind
+    their ARP caches.
+    """
     with IPRoute() as ipr:
         try:
-            ipr.link("add", ifname=name, kind="bridge")
+            ipr.link("add", ifname=name, kind="bridge", address=mac)
         except NetlinkError as err:
             raise _fail(f"cannot create bridge {name}", err) from None
         try:

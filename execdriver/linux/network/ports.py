@@ -16,6 +16,12 @@ process per port, and the container sees a real source address for every
 client but the host's loopback ones. Containers reach the outside through
 masquerade.
 
+``route_localnet`` would also let a container reach the host's loopback
+services (a packet to 127.0.0.1 crafted with NET_RAW, which Docker's
+default capabilities grant, and sent to the bridge: CVE-2020-8558 in
+kube-proxy). The ``guard`` chain drops, before routing, everything that
+arrives from one of our bridges to or from 127.0.0.0/8.
+
 Each host port is also bound (not listened on) by the process that runs
 the container, for as long as it runs: a port that something else holds
 is refused before the container starts, an empty HostPort gets a free port
@@ -42,6 +48,11 @@ table {TABLE} {{
   map by_port {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
   set bridges {{ type ifname; }}
   set subnets {{ type ipv4_addr; flags interval; }}
+  chain guard {{
+    type filter hook prerouting priority raw; policy accept
+    iifname @bridges ip daddr 127.0.0.0/8 drop
+    iifname @bridges ip saddr 127.0.0.0/8 drop
+  }}
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept
     {_DNAT[0]}
