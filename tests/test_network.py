@@ -640,3 +640,28 @@ def test_sandbox_cli_bridge_and_published_port(state_root: Path, bridge: str) ->
 
     bad = subprocess.run([*base, "-p", "80", "true"], capture_output=True, text=True, timeout=30, check=False)
     assert bad.returncode == 2 and "add --network bridge" in bad.stderr
+
+
+def test_sandbox_cli_killed_leaves_nothing(state_root: Path, bridge: str) -> None:
+    from tests.test_cli import CLI
+
+    port = free_port()
+    cli = subprocess.Popen([*CLI, "--root", str(state_root), "sandbox", "--subnet-pool", "10.213.0.0/16:24",
+                            "--network", f"bridge:{bridge}", "-p", f"{port}:80", "--", "sleep", "60"],
+                           stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (_leases_of(state_root) and _leases_of(state_root)[0]["init"]):
+            assert cli.poll() is None and time.monotonic() < deadline, "the container did not start"
+            time.sleep(0.02)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(10)
+        deadline = time.monotonic() + 20
+        while (_leases_of(state_root) or _link_exists(bridge) or _our_rules()
+               or [name for name in os.listdir(state_root) if not name.startswith(".")]):
+            assert time.monotonic() < deadline, "the container's network or state outlived the CLI"
+            time.sleep(0.05)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
