@@ -658,7 +658,7 @@ def test_sandbox_cli_killed_leaves_nothing(state_root: Path, bridge: str) -> Non
         cli.wait(10)
         deadline = time.monotonic() + 20
         while (_leases_of(state_root) or _link_exists(bridge) or _our_rules()
-               or [name for name in os.listdir(state_root) if not name.startswith(".")]):
+               or any(not name.startswith(".") for name in os.listdir(state_root))):
             assert time.monotonic() < deadline, "the container's network or state outlived the CLI"
             time.sleep(0.05)
     finally:
