@@ -34,6 +34,8 @@ _LAZY = {
     "OOMEvents": "execdriver.api",
     "Pipes": "execdriver.api",
     "PortBinding": "execdriver.api",
+    "Rlimit": "execdriver.api",
+    "IDMap": "execdriver.api",
     "ProcessConfig": "execdriver.api",
     "ResourceStats": "execdriver.api",
     "Resources": "execdriver.api",
@@ -56,6 +58,7 @@ __all__ = [
     "ExecDriverError",
     "ExitStatus",
     "Hooks",
+    "IDMap",
     "Mount",
     "Network",
     "NetworkError",
@@ -67,6 +70,7 @@ __all__ = [
     "ProcessConfig",
     "ResourceStats",
     "Resources",
+    "Rlimit",
     "StdConsole",
     "UnsupportedError",
     "WaitTimeoutError",
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
         DriverCallback,
         ExitStatus,
         Hooks,
+        IDMap,
         Mount,
         Network,
         NetworkInterface,
@@ -94,6 +99,7 @@ if TYPE_CHECKING:
         ProcessConfig,
         Resources,
         ResourceStats,
+        Rlimit,
     )
     from execdriver.console import StdConsole
     from execdriver.driver import Driver, new_driver, register_driver, registered_drivers

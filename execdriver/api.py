@@ -281,6 +281,40 @@ class Network(_Struct):
 
 
 @dataclass
+class Rlimit(_Struct):
+    """A resource limit of the container's processes (go-units' Rlimit).
+
+    ``type`` is the RLIMIT_* number, as Python's ``resource`` module names
+    them (``resource.RLIMIT_NOFILE``).
+    """
+
+    type: int = 0
+    hard: int = 0
+    soft: int = 0
+
+    _json = (
+        ("type", "type", (0, 15)),
+        ("hard", "hard", _UINT64),
+        ("soft", "soft", _UINT64),
+    )
+
+
+@dataclass
+class IDMap(_Struct):
+    """``size`` ids from ``container_id`` in the container are ``host_id`` on in the host (idtools.IDMap)."""
+
+    container_id: int = 0
+    host_id: int = 0
+    size: int = 0
+
+    _json = (
+        ("container_id", "container_id", (0, 2**32 - 2)),
+        ("host_id", "host_id", (0, 2**32 - 2)),
+        ("size", "size", (1, 2**32 - 1)),
+    )
+
+
+@dataclass
 class Resources(_Struct):
     """cgroup limits; 0 (or "") means unset.
 
@@ -302,6 +336,7 @@ class Resources(_Struct):
     cpu_period: int = 0
     oom_kill_disable: bool = False
     pids_limit: int = 0
+    rlimits: list[Rlimit] | None = None
 
     _json = (
         ("memory", "memory", _INT64),
@@ -315,6 +350,7 @@ class Resources(_Struct):
         ("cpu_period", "cpu_period", _INT64),
         ("oom_kill_disable", "oom_kill_disable", "bool"),
         ("pids_limit", "pids_limit", _INT64),
+        ("rlimits", "rlimits", ("list", Rlimit)),
     )
 
 
@@ -363,6 +399,16 @@ class Command(_Struct):
     private root (see docs/architecture.md). The container's cgroup is
     ``<cgroup_parent>/<id>`` in every hierarchy, ``execdriver/<id>`` by
     default.
+
+    After ``cgroup_parent``, the security fields of Docker's Linux build,
+    with its JSON tags: ``cap_add``/``cap_drop`` (names, with or without
+    CAP_, or ALL) change Docker's default capabilities; ``seccomp_profile``
+    is "" for Docker's default profile, "unconfined", or a profile in
+    Docker's JSON format; ``apparmor_profile`` needs AppArmor on the host;
+    ``uid_mapping``/``gid_mapping`` put the container in a user namespace.
+    ``masked_paths`` and ``readonly_paths`` (None: Docker's) and ``umask``
+    (None: 022; a pointer in Go, as OCI's) complete them. ``process_config.privileged`` means every
+    capability, no seccomp, no masked paths and every device.
     """
 
     container_pid: int = 0
@@ -385,6 +431,17 @@ class Command(_Struct):
     hv_partition: bool = False
     readonly_rootfs: bool = False
     cgroup_parent: str = ""
+    cap_add: list[str] | None = None
+    cap_drop: list[str] | None = None
+    seccomp_profile: str = ""
+    apparmor_profile: str = ""
+    no_new_privileges: bool = False
+    oom_score_adj: int = 0
+    uid_mapping: list[IDMap] | None = None
+    gid_mapping: list[IDMap] | None = None
+    masked_paths: list[str] | None = None
+    readonly_paths: list[str] | None = None
+    umask: int | None = None
 
     _json = (
         ("container_pid", "container_pid", _INT64),
@@ -407,6 +464,17 @@ class Command(_Struct):
         ("hv_partition", "hv_partition", "bool"),
         ("readonly_rootfs", "readonly_rootfs", "bool"),
         ("cgroup_parent", "cgroup_parent", "str"),
+        ("cap_add", "cap_add", ("list", "str")),
+        ("cap_drop", "cap_drop", ("list", "str")),
+        ("seccomp_profile", "seccomp_profile", "str"),
+        ("apparmor_profile", "apparmor_profile", "str"),
+        ("no_new_privileges", "no_new_privileges", "bool"),
+        ("oom_score_adj", "oom_score_adj", (-1000, 1000)),
+        ("uid_mapping", "uidmapping", ("list", IDMap)),
+        ("gid_mapping", "gidmapping", ("list", IDMap)),
+        ("masked_paths", "masked_paths", ("list", "str")),
+        ("readonly_paths", "readonly_paths", ("list", "str")),
+        ("umask", "umask", ("optional", (0, 0o777))),
     )
 
     @classmethod

@@ -29,13 +29,16 @@ from execdriver import (
 
 # What Go's json.Marshal writes for a zero-valued Command of the reference
 # (embedded CommonCommand first, nil slices and pointers as null), plus the
-# Linux build's readonly_rootfs, privileged and user.
+# Linux build's readonly_rootfs, cgroup_parent, security fields, privileged and user.
 GO_ZERO_COMMAND = (
     '{"container_pid":0,"id":"","mount_label":"","mounts":null,"network":null,'
     '"process_config":{"tty":false,"entrypoint":"","arguments":null,"privileged":false,"user":""},'
     '"process_label":"","resources":null,"rootfs":"","working_dir":"","tmpdir":"",'
     '"first_start":false,"hostname":"","layer_folder":"","layer_paths":null,"isolation":"",'
-    '"args_escaped":false,"hv_partition":false,"readonly_rootfs":false,"cgroup_parent":""}'
+    '"args_escaped":false,"hv_partition":false,"readonly_rootfs":false,"cgroup_parent":"",'
+    '"cap_add":null,"cap_drop":null,"seccomp_profile":"","apparmor_profile":"","no_new_privileges":false,'
+    '"oom_score_adj":0,"uidmapping":null,"gidmapping":null,"masked_paths":null,"readonly_paths":null,'
+    '"umask":null}'
 )
 
 

@@ -32,6 +32,11 @@ FLAGS = (
     Flag("--user", "-u", default="", metavar="USER[:GROUP]", help="run as this user of the rootfs"),
     Flag("--privileged", kind="bool", help="keep every capability (default: Docker's set, less MKNOD)"),
     Flag("--tty", "-t", kind="bool", help="give CMD a terminal; ours goes raw while it runs"),
+    Flag("--cap-add", kind="append", metavar="CAP", help="add a capability to Docker's default set (or ALL)"),
+    Flag("--cap-drop", kind="append", metavar="CAP", help="drop a capability from it (or ALL)"),
+    Flag("--security-opt", kind="append", metavar="OPT",
+         help="seccomp=unconfined|PROFILE.json (default: Docker's profile), no-new-privileges, apparmor=PROFILE"),
+    Flag("--ulimit", kind="append", metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048"),
     Flag("--network", default="none", metavar="MODE",
          help="none (loopback alone), host, bridge[:NAME] (default bridge execdriver0) or container:ID"),
     Flag("--publish", "-p", kind="append", metavar="[IP:][HOSTPORT:]PORT[/udp]",
@@ -89,6 +94,43 @@ def _network(options: dict[str, object]) -> dict[str, object] | None:
                         bridge=name if mode == "bridge" else None, ip=str(options["ip"]),
                         mac=str(options["mac_address"]), mtu=int(str(options["mtu"])),
                         port_map=_published(publish) if publish else None)
+
+
+_ULIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
+            "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14,
+            "rttime": 15}
+
+
+def _security(options: dict[str, object]) -> dict[str, object]:
+    """Docker's --cap-add, --cap-drop, --security-opt and --ulimit, as spec.process_security takes them."""
+    security: dict[str, object] = {"cap_add": options["cap_add"], "cap_drop": options["cap_drop"]}
+    for option in options["security_opt"]:  # type: ignore[attr-defined]
+        key, _, value = str(option).replace(":", "=", 1).partition("=")
+        if key == "seccomp":
+            if value == "unconfined":
+                security["seccomp_profile"] = "unconfined"
+            else:
+                try:
+                    with open(value, encoding="utf-8") as handle:
+                        security["seccomp_profile"] = handle.read()
+                except OSError as err:
+                    raise UsageError(f"sandbox: --security-opt seccomp={value}: {err.strerror}") from None
+        elif key == "no-new-privileges" and value in ("", "true"):
+            security["no_new_privileges"] = True
+        elif key == "apparmor" and value:
+            security["apparmor_profile"] = value
+        else:
+            raise UsageError(f"sandbox: --security-opt {option}: expected seccomp=..., no-new-privileges "
+                             "or apparmor=...")
+    rlimits = []
+    for text in options["ulimit"]:  # type: ignore[attr-defined]
+        name, _, limits = str(text).partition("=")
+        soft, _, hard = limits.partition(":")
+        if name not in _ULIMITS or not soft.lstrip("-").isdigit() or (hard and not hard.lstrip("-").isdigit()):
+            raise UsageError(f"sandbox: --ulimit {text}: expected NAME=SOFT[:HARD], NAME one of {', '.join(_ULIMITS)}")
+        rlimits.append((_ULIMITS[name], int(soft) & (2**64 - 1), int(hard or soft) & (2**64 - 1)))
+    security["rlimits"] = rlimits
+    return security
 
 
 def _pool(text: str) -> tuple[str, int] | None:
@@ -165,6 +207,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         user=str(options["user"]),
         privileged=bool(options["privileged"]),
         network=network,
+        security=_security(options),
     )
 
     def forward(signum: int, _frame: object) -> None:

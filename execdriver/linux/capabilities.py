@@ -32,6 +32,34 @@ DEFAULT = tuple(NUMBERS[name] for name in (
     "CAP_AUDIT_WRITE",
 ))
 
+def adjust(base: list[int] | tuple[int, ...], add: list[str] | None, drop: list[str] | None,
+           where: str = "") -> list[int]:
+    """``base`` with Docker's cap_add and cap_drop: names with or without CAP_, or ALL.
+
+    As Docker does, ALL in cap_drop empties the set before cap_add applies,
+    and ALL in cap_add keeps every capability not dropped.
+    """
+    from execdriver.errors import ConfigError
+
+    def numbers(names: list[str] | None, field: str) -> set[int] | None:
+        result: set[int] = set()
+        for index, name in enumerate(names or ()):
+            upper = name.upper()
+            if upper == "ALL":
+                return None
+            number = NUMBERS.get(upper if upper.startswith("CAP_") else f"CAP_{upper}")
+            if number is None:
+                raise ConfigError(f"{where}{field}[{index}]: unknown capability {name!r}")
+            result.add(number)
+        return result
+
+    everything = set(range(min(last_cap(), len(NAMES) - 1) + 1))
+    added, dropped = numbers(add, "cap_add"), numbers(drop, "cap_drop")
+    kept = set() if dropped is None else set(base) - dropped
+    kept |= everything - (dropped or set()) if added is None else added
+    return sorted(kept)
+
+
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4

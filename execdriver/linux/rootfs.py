@@ -11,6 +11,7 @@ our back cannot redirect a mount onto the host (CVE-2021-30465).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -26,10 +27,14 @@ from execdriver.linux.syscalls import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    PROC_SUPER_MAGIC,
+    fs_type,
     make_readonly_recursive,
     mount,
     move_mount,
+    open_tree_clone,
     pivot_root,
+    set_tree_attributes,
     umount2,
 )
 
@@ -162,53 +167,78 @@ def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
     return fd
 
 
-def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
-    """Mount ``entry`` in ``root``; a bind comes from ``tree`` when given (see setup)."""
-    destination, source, fstype, flags, data, propagation, remount, is_dir = entry
-    if not flags & MS_BIND:
-        # A fresh filesystem (proc, tmpfs, devpts ...) exposes nothing of the
-        # host wherever it lands: the path, resolved in the root, is enough.
-        _mount_fresh(root, entry)
-        return
+# What may be bind-mounted inside /proc, as runc allows it (lxcfs's files).
+_PROC_BINDS = frozenset(("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                         "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev"))
+
+
+def proc_write(path: str, data: str) -> None:
+    """Write to a file of /proc, refusing one that is not on a real procfs (CVE-2019-16884)."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        fd = _open_in_root(root, destination, create_dir=is_dir)
-    except OSError as err:
-        raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
-    try:
-        if tree >= 0:
-            move_mount(tree, fd)
-        else:
-            mount(source, f"/proc/self/fd/{fd}", fstype or None, flags, data or None)
-        # The new mount sits on the path, not on the descriptor: what follows
-        # works on the path, resolved again inside the root.
-        target = resolve_in_root(root, destination) if remount or propagation else ""
-        if remount:
-            # A bind mount ignores its flags: they take a remount, and a
-            # recursive read-only bind makes every submount read-only too.
-            mount(None, target, None, MS_REMOUNT | MS_BIND | remount)
-            if remount & MS_RDONLY and flags & MS_REC:
-                make_readonly_recursive(target)
-        if propagation:
-            mount(None, target, None, propagation)
-    except OSError as err:
-        raise RootfsError(f"cannot mount {source or fstype} on {destination}: {err.strerror}") from None
+        if fs_type(fd) != PROC_SUPER_MAGIC:
+            raise OSError(errno.EPERM, f"{path} is not on procfs")
+        os.write(fd, data.encode())
     finally:
         os.close(fd)
 
 
-def _mount_fresh(root: str, entry: Mount) -> None:
-    destination, source, fstype, flags, data, propagation, _, _ = entry
-    target = resolve_in_root(root, destination)
+def _check_proc(root: str, destination: str, fd: int, fstype: str) -> None:
+    """Only procfs goes on /proc, and binds only on a few files in it (CVE-2019-16884).
+
+    Anything else there could stand in for the files the runtime writes to,
+    or uncover the masked ones. The check is on where the destination
+    really leads, symlinks followed, not on its spelling.
+    """
+    real = os.readlink(f"/proc/self/fd/{fd}")
+    inside = "/" + os.path.relpath(real, root) if real != root else "/"
+    if (inside == "/proc" or inside.startswith("/proc/")) and inside not in _PROC_BINDS and not (
+            inside == "/proc" and fstype == "proc"):
+        raise RootfsError(f"cannot mount on {destination}: it leads to {inside}, where only procfs goes")
+
+
+def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
+    """Mount ``entry`` in ``root`` through a descriptor of its resolved mount point.
+
+    The mount point is opened once, with symlinks resolved inside the root,
+    and checked to lie in it; the mount goes onto that descriptor, so a
+    path swapped meanwhile changes nothing (CVE-2021-30465). A bind is a
+    detached copy of its source (``tree``, from a fork server, or made
+    here) whose flags are set before it is attached: no path is looked up
+    again after the check.
+    """
+    destination, source, fstype, flags, data, propagation, remount, is_dir = entry
+    if not flags & MS_BIND and fstype in ("proc", "sysfs") and os.path.islink(
+            os.path.join(root, destination.lstrip("/"))):
+        # A rootfs whose /proc leads elsewhere would have the runtime's later
+        # writes to /proc land where the image chose (CVE-2019-16884).
+        raise RootfsError(f"{destination} is a symbolic link in the rootfs: {fstype} must go on a directory")
     try:
+        fd = _open_in_root(root, destination, create_dir=is_dir or not flags & MS_BIND)
+    except OSError as err:
+        raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
+    try:
+        _check_proc(root, destination, fd, fstype)
+        if not flags & MS_BIND:
+            mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None)
+            if propagation:  # on the new mount, which sits on the path
+                mount(None, resolve_in_root(root, destination), None, propagation)
+            return
+        if tree < 0:
+            tree = open_tree_clone(source, recursive=bool(flags & MS_REC))
         try:
-            mount(source, target, fstype, flags, data or None)
-        except FileNotFoundError:
-            os.makedirs(target, 0o755, exist_ok=True)
-            mount(source, resolve_in_root(root, destination), fstype, flags, data or None)
-        if propagation:
-            mount(None, target, None, propagation)
+            # A bind ignores its flags: they go on the copy (all of it when
+            # recursive, so that every submount of a read-only bind is too).
+            left = set_tree_attributes(tree, remount, propagation, recursive=bool(flags & MS_REC))
+            move_mount(tree, fd)
+        finally:
+            os.close(tree)
+        if left:
+            mount(None, resolve_in_root(root, destination), None, MS_REMOUNT | MS_BIND | remount)
     except OSError as err:
         raise RootfsError(f"cannot mount {source or fstype} on {destination}: {err.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _setup_root(spec: dict[str, Any], root: str) -> None:
@@ -372,10 +402,8 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
     if spec.get("propagation"):
         mount(None, "/", None, spec["propagation"])
     for key, value in spec.get("sysctl", ()):
-        path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(value)
+            proc_write("/proc/sys/" + key.replace(".", "/"), value)
         except OSError as err:
             raise RootfsError(f"sysctl {key}: {err.strerror}") from None
     for path in spec["readonly_paths"]:

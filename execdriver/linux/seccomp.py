@@ -1,10 +1,22 @@
-"""seccomp filters: an OCI ``linux.seccomp`` profile compiled with libseccomp, loaded by the init.
+"""seccomp filters: OCI ``linux.seccomp`` and Docker profiles compiled with libseccomp, loaded by the init.
 
-The profile is compiled once, in the runtime's process, into the classic
-BPF program that libseccomp exports; the init only loads those bytes with
+The profile is compiled in the runtime's process into the classic BPF
+program that libseccomp exports; the init only loads those bytes with
 seccomp(2), as late as it can: right before exec when no_new_privileges is
 set, otherwise before it gives up CAP_SYS_ADMIN (which loading needs).
-Imported only for a container that has a profile.
+
+Docker's JSON format (``archMap``, rules that ``includes``/``excludes``
+capabilities, architectures or kernels) is resolved against the
+container's capabilities and this machine into the OCI form first. The
+default profile of the API and ``execdriver sandbox`` is Docker's. Debian
+ships its derivative that Podman uses (/usr/share/containers/seccomp.json,
+package golang-github-containers-common), which allows more than Docker's
+without any capability: mount, unshare, setns, keyctl, pivot_root, clone
+with namespace flags and more. ``docker_default`` puts Docker's rules back
+(_DOCKER_GATED below): those need the capability Docker asks for, and the
+default errno is Docker's EPERM. Compiling takes ~13 ms, so programs are
+kept: in memory, and on disk under the runtime's state directory (root's
+alone), keyed by the profile file's identity and the capabilities.
 """
 
 from __future__ import annotations
@@ -26,11 +38,11 @@ _ACT_ERRNO = 0x00050000
 _ACT_TRACE = 0x7FF00000
 _ACT_LOG = 0x7FFC0000
 _ACT_ALLOW = 0x7FFF0000
-_OPS = {
+OPERATORS = _OPS = {
     "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6,
     "SCMP_CMP_MASKED_EQ": 7,
 }
-_ARCHES = {
+ARCHES = _ARCHES = {
     "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X32": "x32", "SCMP_ARCH_ARM": "arm",
     "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_MIPS": "mips", "SCMP_ARCH_MIPS64": "mips64",
     "SCMP_ARCH_MIPS64N32": "mips64n32", "SCMP_ARCH_MIPSEL": "mipsel", "SCMP_ARCH_MIPSEL64": "mipsel64",
@@ -38,6 +50,12 @@ _ARCHES = {
     "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390": "s390", "SCMP_ARCH_S390X": "s390x",
     "SCMP_ARCH_RISCV64": "riscv64",
 }
+
+
+DEFAULT_PROFILE = "/usr/share/containers/seccomp.json"
+UNCONFINED = "unconfined"
+# This machine in Docker's terms: (Go's GOARCH, libseccomp's native architecture).
+_NATIVE = {"x86_64": ("amd64", "SCMP_ARCH_X86_64"), "aarch64": ("arm64", "SCMP_ARCH_AARCH64")}
 
 
 class _ArgCmp(ctypes.Structure):
@@ -82,9 +100,8 @@ def _action(name: str, errno_ret: int | None, where: str) -> int:
     raise ConfigError(f"{where}: unknown action {name!r} (SCMP_ACT_NOTIFY is not supported yet)")
 
 
-def compile_oci(profile: dict[str, Any]) -> bytes:
+def compile_oci(profile: dict[str, Any], where: str = "linux.seccomp") -> bytes:
     """The BPF program of an OCI seccomp profile; errors name the field."""
-    where = "linux.seccomp"
     if profile.get("listenerPath") or profile.get("flags"):
         raise ConfigError(f"{where}: listenerPath and flags are not supported yet")
     lib = _library()
@@ -150,20 +167,140 @@ def _add_rule(lib: ctypes.CDLL, context: int, rule: Any, default: int, where: st
             continue  # unknown to this kernel and libseccomp: as runc, nothing to filter
         for count, first in groups:
             result = lib.seccomp_rule_add_array(context, action, number, count, first)
-            if result != 0:
+            if result not in (0, -errno.EEXIST):  # EEXIST: the same rule twice (Podman's default has some)
                 raise ConfigError(f"{where}: {name}: libseccomp refused the rule ({os.strerror(-result)})")
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+# Where Docker's default profile is stricter than Podman's: the capability a
+# system call needs (None: never allowed).
+_DOCKER_GATED: dict[str | None, tuple[str, ...]] = {
+    "CAP_SYS_ADMIN": ("clone", "clone3", "fsconfig", "fsmount", "fsopen", "fspick", "mount", "mount_setattr",
+                      "move_mount", "open_tree", "setns", "syslog", "umount", "umount2", "unshare"),
+    "CAP_SYSLOG": ("syslog",),
+    "CAP_SYS_PTRACE": ("pidfd_getfd",),
+    "CAP_SYS_NICE": ("get_mempolicy", "mbind", "set_mempolicy"),
+    "CAP_SYS_BOOT": ("reboot",),
+    None: ("keyctl", "add_key", "request_key", "pivot_root"),
+}
+_NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
 
 
-def load(program: bytes) -> None:
-    """Install the BPF ``program`` on this process (seccomp(SECCOMP_SET_MODE_FILTER))."""
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p).value)
-    libc = ctypes.CDLL(None, use_errno=True)
-    syscall_number = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
-    if libc.syscall(syscall_number, 1, 0, ctypes.byref(fprog)) != 0:  # SECCOMP_SET_MODE_FILTER
-        code = ctypes.get_errno()
-        raise OSError(code, f"seccomp: {os.strerror(code)}")
+def docker_default(profile: dict[str, Any]) -> dict[str, Any]:
+    """Docker's default profile from Podman's (see the module's docstring)."""
+    gated = {name for names in _DOCKER_GATED.values() for name in names}
+    rules: list[dict[str, Any]] = []
+    for rule in profile.get("syscalls") or ():
+        if rule.get("action") == "SCMP_ACT_ALLOW" and not (rule.get("includes") or {}).get("caps"):
+            rules.append({**rule, "names": [name for name in rule.get("names") or () if name not in gated]})
+        else:
+            rules.append(rule)
+    for cap, names in _DOCKER_GATED.items():
+        if cap is not None:
+            rules.append({"names": list(names), "action": "SCMP_ACT_ALLOW", "includes": {"caps": [cap]}})
+    # Without CAP_SYS_ADMIN: clone without namespace flags, and clone3 says ENOSYS (its
+    # flags are in memory, out of seccomp's sight), so that libc falls back to clone.
+    rules.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                  "args": [{"index": 0, "value": _NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+                  "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390", "s390x"]}})
+    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
+                  "excludes": {"caps": ["CAP_SYS_ADMIN"]}})
+    return {**profile, "defaultErrnoRet": errno.EPERM, "syscalls": rules}
+
+
+def _kernel() -> tuple[int, ...]:
+    release = os.uname().release.split("-")[0]
+    return tuple(int(part) for part in release.split(".")[:2] if part.isdigit())
+
+
+def docker_to_oci(profile: dict[str, Any], capabilities: set[str], where: str = "seccomp_profile") -> dict[str, Any]:
+    """A profile in Docker's format, for a container with ``capabilities`` (CAP_* names), on this machine."""
+    goarch, native = _NATIVE.get(os.uname().machine, ("", ""))
+    architectures = list(profile.get("architectures") or ())
+    for entry in profile.get("archMap") or ():
+        if entry.get("architecture") == native:
+            architectures = [native, *(entry.get("subArchitectures") or ())]
+    kernel = _kernel()
+    rules = []
+    for index, rule in enumerate(profile.get("syscalls") or ()):
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{where}.syscalls[{index}]: expected an object")
+        includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
+        if includes.get("arches") and goarch not in includes["arches"]:
+            continue
+        if excludes.get("arches") and goarch in excludes["arches"]:
+            continue
+        if includes.get("caps") and not set(includes["caps"]) <= capabilities:
+            continue
+        if excludes.get("caps") and set(excludes["caps"]) & capabilities:
+            continue
+        minimum = includes.get("minKernel")
+        if minimum and kernel < tuple(int(part) for part in str(minimum).split(".")[:2]):
+            continue
+        names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
+        rules.append({"names": names, "action": rule.get("action"), "args": rule.get("args") or [],
+                      **({"errnoRet": rule["errnoRet"]} if rule.get("errnoRet") is not None else {})})
+    return {"defaultAction": profile.get("defaultAction"), "defaultErrnoRet": profile.get("defaultErrnoRet"),
+            "architectures": architectures, "syscalls": rules}
+
+
+_programs: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+
+def program(profile: str, capabilities: list[int], cache_dir: str = "") -> bytes | None:
+    """The BPF program of ``profile`` for a container with ``capabilities`` (numbers); None if unconfined.
+
+    ``profile``: "" for the default profile, "unconfined", or a profile in
+    Docker's JSON format. ``cache_dir``: where compiled programs of the
+    default profile are kept between processes.
+    """
+    from execdriver.linux.capabilities import NAMES
+
+    if profile == UNCONFINED:
+        return None
+    caps = tuple(sorted(capabilities))
+    key = (profile, caps)
+    cached = _programs.get(key)
+    if cached is not None:
+        return cached
+    path = ""
+    if not profile:
+        try:
+            info = os.stat(DEFAULT_PROFILE)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"seccomp_profile: the default profile {DEFAULT_PROFILE} is missing (Debian's "
+                "golang-github-containers-common installs it); install it, or ask for 'unconfined'") from None
+        mask = sum(1 << cap for cap in caps)
+        name = f"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}-{mask:x}.bpf"
+        path = os.path.join(cache_dir, name) if cache_dir else ""
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    _programs[key] = handle.read()
+                    return _programs[key]
+            except FileNotFoundError:
+                pass
+    import json
+
+    try:
+        text = profile
+        if not profile:
+            with open(DEFAULT_PROFILE, encoding="utf-8") as handle:
+                text = handle.read()
+        parsed = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"seccomp_profile: not a JSON profile ({err})") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("seccomp_profile: not a JSON profile (expected an object)")
+    names = {NAMES[cap] for cap in caps if cap < len(NAMES)}
+    if not profile:
+        parsed = docker_default(parsed)
+    compiled = compile_oci(docker_to_oci(parsed, names), where="seccomp_profile")
+    _programs[key] = compiled
+    if path:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}"
+        with open(temporary, "wb") as handle:
+            handle.write(compiled)
+        os.replace(temporary, path)
+    return compiled

@@ -116,6 +116,40 @@ def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
         raise _fail("pivot_root", new_root)
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = (("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112))
+
+
+_fstatfs = _libc.fstatfs
+_fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
+
+
+def fs_type(fd: int) -> int:
+    """The filesystem magic of the file ``fd`` is open on (statfs(2)'s f_type)."""
+    buffer = _Statfs()
+    if _fstatfs(fd, ctypes.byref(buffer)) != 0:
+        raise _fail("fstatfs")
+    return int(buffer.f_type) & 0xFFFFFFFF
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
+
+
+def seccomp_set_filter(program: bytes) -> None:
+    """Install a classic BPF ``program`` (seccomp.py compiles it) on this thread: seccomp(SET_MODE_FILTER)."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p).value)
+    if _syscall(_SYS_SECCOMP, 1, 0, ctypes.byref(fprog)) != 0:
+        raise _fail("seccomp")
+
+
 def unshare(flags: int) -> None:
     if _unshare(flags) != 0:
         raise _fail("unshare")
@@ -177,6 +211,30 @@ def close_range_cloexec(first: int) -> None:
         raise _fail("close_range")
 
 
+_AT_EMPTY_PATH = 0x1000
+_MOUNT_ATTRS = ((MS_RDONLY, 0x1), (MS_NOSUID, 0x2), (MS_NODEV, 0x4), (MS_NOEXEC, 0x8), (0x400, 0x10),
+                (0x800, 0x80), (1 << 24, 0x20))  # ... MS_NOATIME, MS_NODIRATIME, MS_STRICTATIME
+
+
+def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: bool = False) -> int:
+    """Set mount flags (MS_RDONLY, MS_NOSUID ...) and propagation on a detached tree, before it is attached.
+
+    Returns the flags it could not express (the caller remounts for those).
+    """
+    attr_set, left = 0, flags
+    for ms_flag, attr_flag in _MOUNT_ATTRS:
+        if flags & ms_flag:
+            attr_set |= attr_flag
+            left &= ~ms_flag
+    attr = _MountAttr(attr_set, 0, propagation & ~MS_REC, 0)
+    at_flags = _AT_EMPTY_PATH | (AT_RECURSIVE if recursive or propagation & MS_REC else 0)
+    if (attr_set or propagation) and _syscall(
+            _SYS_MOUNT_SETATTR, ctypes.c_int(tree), ctypes.c_char_p(b""), ctypes.c_uint(at_flags),
+            ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        raise _fail("mount_setattr")
+    return left
+
+
 def make_readonly_recursive(path: str | bytes) -> None:
     """Make the mount at ``path`` and every mount below it read-only."""
     attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
@@ -230,13 +288,13 @@ OPEN_TREE_CLONE = 0x1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 
-def open_tree_clone(path: str | bytes) -> int:
+def open_tree_clone(path: str | bytes, recursive: bool = True) -> int:
     """A detached copy of the mount tree at ``path`` (what ``mount --rbind`` would attach).
 
     The descriptor can cross to a process in another mount namespace, which
     attaches it with :func:`move_mount`: a bind of the host's current view.
     """
-    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+    flags = OPEN_TREE_CLONE | (AT_RECURSIVE if recursive else 0) | os.O_CLOEXEC
     fd = _syscall(_SYS_OPEN_TREE, ctypes.c_int(-100), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags))
     if fd < 0:
         raise _fail("open_tree", path)

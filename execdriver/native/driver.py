@@ -98,7 +98,7 @@ class NativeDriver(Driver):
     def exec(self, command: Command, process_config: ProcessConfig, pipes: Pipes,
              hooks: Hooks | None = None) -> int:
         hooks = hooks or Hooks()
-        exec_spec = spec.exec_spec(command, process_config)
+        exec_spec = spec.exec_spec(command, process_config, self._store.path(command.id))
         start = hooks.start
 
         def started(pid: int) -> None:

@@ -189,8 +189,11 @@ def _finish_process(spec: dict[str, Any]) -> None:
     for resource, soft, hard in spec.get("rlimits", ()):
         syscalls.setrlimit(resource, soft, hard)
     if spec.get("oom_score_adj") is not None:
-        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as handle:
-            handle.write(str(spec["oom_score_adj"]))
+        rootfs.proc_write("/proc/self/oom_score_adj", str(spec["oom_score_adj"]))
+    if spec.get("apparmor_profile"):
+        # Takes effect at exec (the kernel's AppArmor interface, as runc writes it).
+        attr = "/proc/self/attr/apparmor/exec"
+        rootfs.proc_write(attr if os.path.exists(attr) else "/proc/self/attr/exec", f"exec {spec['apparmor_profile']}")
     if spec.get("no_new_privileges"):
         syscalls.set_no_new_privs()
 
@@ -202,17 +205,11 @@ def become(spec: dict[str, Any], executable: str, user: users.User, env: dict[st
     os.umask(0o022 if umask is None else umask)
     program = spec.get("seccomp_bpf")
     if program and not spec.get("no_new_privileges"):
-        _load_seccomp(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
+        syscalls.seccomp_set_filter(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
     _enter_user(user, spec["cwd"], spec)
     if program and spec.get("no_new_privileges"):
-        _load_seccomp(program)  # as late as can be: the filter binds exec too
+        syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
     os.execve(executable, spec["argv"], env)
-
-
-def _load_seccomp(program: bytes) -> None:
-    from execdriver.linux import seccomp
-
-    seccomp.load(program)
 
 
 def _wait_for_start(fifo: int) -> None:

@@ -151,6 +151,7 @@ def launch_spec(
     limits: dict[str, Any] | None = None,
     cgroup_path: str = "",
     network: dict[str, Any] | None = None,
+    security: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate a container's settings and turn them into the init's launch spec.
 
@@ -195,17 +196,84 @@ def launch_spec(
         "readonly": readonly,
         "mounts": _mounts(mounts or [], tmpdir, root["kind"] == "host") + extra_mounts,
         "devices": list(DEFAULT_DEVICES),
-        "masked_paths": [] if privileged else list(MASKED_PATHS),
-        "readonly_paths": [] if privileged else list(READONLY_PATHS),
+        **_paths(privileged, security or {}),
         "hostname": hostname,
         "argv": argv,
         "env": _env(env, hostname),
         "user": user,
         "cwd": posixpath.normpath(working_dir),
-        "capabilities": capabilities.available() if privileged else list(capabilities.DEFAULT),
+        **process_security(privileged, security or {}, state_dir),
         "last_cap": last_cap,
         "cgroup": _cgroup(container_id, cgroup_path, limits or {}),
     }
+
+
+def _paths(privileged: bool, security: dict[str, Any]) -> dict[str, list[str]]:
+    result = {}
+    for field, default in (("masked_paths", MASKED_PATHS), ("readonly_paths", READONLY_PATHS)):
+        paths = security.get(field)
+        if paths is None:
+            paths = [] if privileged else list(default)
+        for index, path in enumerate(paths):
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"{field}[{index}]: {path!r} is not an absolute path")
+        result[field] = list(paths)
+    return result
+
+
+def default_capabilities() -> list[int]:
+    """Docker's 14; CAP_MKNOD only where a devices cgroup can hold it to the allowed devices (v1)."""
+    if cgroups.version() == 1:
+        return [*capabilities.DEFAULT, capabilities.NUMBERS["CAP_MKNOD"]]
+    return list(capabilities.DEFAULT)
+
+
+def process_security(privileged: bool, security: dict[str, Any], state_dir: str) -> dict[str, Any]:
+    """Capabilities, seccomp program, no_new_privileges, rlimits, oom_score_adj, umask, AppArmor.
+
+    ``security`` holds Docker's names: cap_add, cap_drop, seccomp_profile
+    ("", "unconfined" or Docker's JSON), no_new_privileges, rlimits
+    ([type, soft, hard]), oom_score_adj, umask, apparmor_profile. A
+    privileged process keeps every capability and has no seccomp filter.
+    """
+    if privileged:
+        caps = capabilities.available()
+    else:
+        caps = capabilities.adjust(default_capabilities(), security.get("cap_add"), security.get("cap_drop"))
+    result: dict[str, Any] = {"capabilities": caps}
+    profile = security.get("seccomp_profile", "")
+    if not privileged and profile != "unconfined":
+        from execdriver.linux import seccomp
+
+        cache = os.path.join(os.path.dirname(os.path.abspath(state_dir)), ".seccomp")
+        result["seccomp_bpf"] = seccomp.program(profile, caps, cache_dir=cache)
+    if security.get("no_new_privileges"):
+        result["no_new_privileges"] = True
+    rlimits = []
+    for index, (kind, soft, hard) in enumerate(security.get("rlimits") or ()):
+        if soft > hard:
+            raise ConfigError(f"resources.rlimits[{index}]: soft {soft} is above hard {hard}")
+        rlimits.append((kind, soft, hard))
+    if rlimits:
+        result["rlimits"] = rlimits
+    if security.get("oom_score_adj") is not None:
+        result["oom_score_adj"] = security["oom_score_adj"]
+    umask = security.get("umask")
+    result["umask"] = 0o022 if umask is None else umask
+    if security.get("apparmor_profile"):
+        result["apparmor_profile"] = _apparmor(security["apparmor_profile"])
+    return result
+
+
+def _apparmor(profile: str) -> str:
+    try:
+        with open("/sys/module/apparmor/parameters/enabled", encoding="ascii") as handle:
+            enabled = handle.read().strip() == "Y"
+    except OSError:
+        enabled = False
+    if not enabled:
+        raise ConfigError(f"apparmor_profile: AppArmor is not enabled on this host; cannot apply {profile!r}")
+    return profile
 
 
 def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +296,7 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, A
     return {"path": path, "parent_levels": parent_levels, "limits": limits, "join": join}
 
 
-def exec_spec(command: Command, config: ProcessConfig) -> dict[str, Any]:
+def exec_spec(command: Command, config: ProcessConfig, state_dir: str) -> dict[str, Any]:
     """The launch spec fields of a process exec'd into ``command``'s running container."""
     argv = [config.entrypoint, *(config.arguments or ())]
     if not argv[0]:
@@ -244,9 +312,21 @@ def exec_spec(command: Command, config: ProcessConfig) -> dict[str, Any]:
         "env": _env(config.env, command.hostname),
         "user": config.user,
         "cwd": posixpath.normpath(working_dir),
-        "capabilities": capabilities.available() if config.privileged else list(capabilities.DEFAULT),
+        **process_security(config.privileged, security_of(command), state_dir),
         "last_cap": capabilities.last_cap(),
         **_terminal(config),
+    }
+
+
+def security_of(command: Command) -> dict[str, Any]:
+    """The security fields of ``command`` as process_security takes them."""
+    resources = command.resources
+    return {
+        "cap_add": command.cap_add, "cap_drop": command.cap_drop, "seccomp_profile": command.seccomp_profile,
+        "no_new_privileges": command.no_new_privileges, "oom_score_adj": command.oom_score_adj,
+        "umask": command.umask, "apparmor_profile": command.apparmor_profile,
+        "rlimits": [(r.type, r.soft, r.hard) for r in (resources.rlimits if resources else None) or ()],
+        "masked_paths": command.masked_paths, "readonly_paths": command.readonly_paths,
     }
 
 
@@ -335,4 +415,5 @@ def build(command: Command, state_dir: str, network: dict[str, Any] | None = Non
             cgroups.ALLOW_ALL_DEVICES if config.privileged else cgroups.device_rules([]))},
         cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
         network=network,
+        security=security_of(command),
     ), **_terminal(config)}

@@ -12,6 +12,7 @@ FLAGS = (Flag("--help", "-h", kind="bool", help="show this help"),)
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     from execdriver.gojson import pretty_json
     from execdriver.linux import capabilities
+    from execdriver.linux import seccomp
     from execdriver.oci import config, hooks
 
     document = {
@@ -23,7 +24,13 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": list(capabilities.NAMES[: capabilities.last_cap() + 1]),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": sorted(seccomp.OPERATORS),
+                "archs": sorted(seccomp.ARCHES),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },
