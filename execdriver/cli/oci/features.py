@@ -11,8 +11,7 @@ FLAGS = (Flag("--help", "-h", kind="bool", help="show this help"),)
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     from execdriver.gojson import pretty_json
-    from execdriver.linux import capabilities
-    from execdriver.linux import seccomp
+    from execdriver.linux import capabilities, seccomp
     from execdriver.oci import config, hooks
 
     document = {
