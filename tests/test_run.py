@@ -503,7 +503,7 @@ def test_root_keeps_only_the_default_capabilities(driver: NativeDriver, busybox_
 def test_a_node_of_the_hosts_disk_can_be_made_but_not_opened(driver: NativeDriver, busybox_rootfs: Path,
                                                               cid: str) -> None:
     # CAP_MKNOD is Docker's, and the devices cgroup is what keeps the node shut.
-    script = "mknod /tmp/disk b 8 0 && echo made; head -c1 /tmp/disk > /dev/null 2>&1 || echo open-refused"
+    script = "mknod /dev/disk b 8 0 && echo made; head -c1 /dev/disk > /dev/null 2>&1 || echo open-refused"
     _, out, _ = run(driver, shell(cid, busybox_rootfs, script))
     assert out.split() == ["made", "open-refused"]
 

@@ -192,6 +192,8 @@ def _check_proc(root: str, destination: str, fd: int, fstype: str) -> None:
     """
     real = os.readlink(f"/proc/self/fd/{fd}")
     inside = "/" + os.path.relpath(real, root) if real != root else "/"
+    if inside == "/" and destination.strip("/"):
+        raise RootfsError(f"cannot mount on {destination}: it leads to the container's root")
     if (inside == "/proc" or inside.startswith("/proc/")) and inside not in _PROC_BINDS and not (
             inside == "/proc" and fstype == "proc"):
         raise RootfsError(f"cannot mount on {destination}: it leads to {inside}, where only procfs goes")
@@ -378,12 +380,18 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
     mounts = spec["mounts"]
     if staged:
         for name in _STAGED:
-            target = resolve_in_root(root, name)
+            if os.path.islink(root + name):
+                raise RootfsError(f"{name} is a symbolic link in the rootfs: it must be a directory")
             try:
-                os.makedirs(target, 0o755, exist_ok=True)
-                mount(staged + name, target, None, MS_MOVE)
+                fd = _open_in_root(root, name, create_dir=True)
+            except OSError as err:
+                raise RootfsError(f"cannot create mount point {name}: {err.strerror}") from None
+            try:
+                mount(staged + name, f"/proc/self/fd/{fd}", None, MS_MOVE)
             except OSError as err:
                 raise RootfsError(f"cannot mount {name}: {err.strerror}") from None
+            finally:
+                os.close(fd)
         mounts = mounts[len(default_mounts()):]
     for entry in mounts:
         if entry[2] == "cgroup":
