@@ -235,6 +235,22 @@ def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: 
     return left
 
 
+MOUNT_ATTR_IDMAP = 0x00100000
+
+
+def idmap_tree(tree: int, userns: int) -> None:
+    """Make the detached tree ``tree`` an id-mapped mount through the user namespace ``userns``.
+
+    Files owned by host uid N then show as owned by whoever N is in that
+    namespace: a remapped root sees the host's root-owned rootfs as its own.
+    """
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns)
+    if _syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree), ctypes.c_char_p(b""),
+                ctypes.c_uint(_AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr),
+                ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        raise _fail("mount_setattr(MOUNT_ATTR_IDMAP)")
+
+
 def make_readonly_recursive(path: str | bytes) -> None:
     """Make the mount at ``path`` and every mount below it read-only."""
     attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)

@@ -114,7 +114,12 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     from execdriver.native import init
 
     cgroup_spec = launch_spec["cgroup"]
-    go_read, handles.go = os.pipe2(os.O_CLOEXEC)
+    if launch_spec.get("uid_mappings"):
+        # A socket, not a pipe: the id-mapped rootfs crosses it (_map_users).
+        go_read, handles.go = _socketpair()
+        _give_pipes(launch_spec, stdio)
+    else:
+        go_read, handles.go = os.pipe2(os.O_CLOEXEC)
     handles.status, status_write = os.pipe2(os.O_CLOEXEC)
     handles.fds += (handles.go, handles.status)
     launch_spec = {**launch_spec, "driver_fds": list(handles.fds)}
@@ -128,6 +133,8 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     finally:
         os.close(go_read)
         os.close(status_write)
+    if launch_spec.get("uid_mappings"):
+        _map_users(launch_spec, launch.pid, handles.go)
     try:
         if not cgroup_spec["join"]:
             cgroup.add(launch.pid)
@@ -146,6 +153,54 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     if network is not None and network["mode"] == "container":
         _joined(store, network, launch.pid)
     return launch
+
+
+def _socketpair() -> tuple[int, int]:
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return theirs.detach(), ours.detach()
+
+
+def _give_pipes(launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> None:
+    """Pipes for the container's stdio belong to its root, so that it can reopen them (/dev/stdout)."""
+    import stat
+
+    from execdriver.linux import userns
+
+    uid = userns.host_id(launch_spec["uid_mappings"], 0)
+    gid = userns.host_id(launch_spec["gid_mappings"], 0)
+    if os.geteuid() != 0 or uid is None or gid is None or uid == gid == 0:
+        return
+    for fd in stdio:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.fchown(fd, uid, gid)
+
+
+def _map_users(launch_spec: dict[str, Any], pid: int, go: int) -> None:
+    """The init waits in its user namespace: write its mappings, hand it its id-mapped rootfs."""
+    import socket
+
+    from execdriver.linux import userns
+    from execdriver.native import init
+
+    userns.write(pid, launch_spec["uid_mappings"], launch_spec["gid_mappings"])
+    if launch_spec.get("oom_score_adj") is not None and os.geteuid() == 0:
+        # Its /proc/self files are the host root's while it is not dumpable: out of its reach.
+        with open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as handle:
+            handle.write(str(launch_spec["oom_score_adj"]))
+    trees = []
+    try:
+        if launch_spec.get("idmap_root"):
+            trees.append(userns.idmapped_root(launch_spec["root"]["path"], pid))
+        channel = socket.socket(fileno=os.dup(go))
+        try:
+            socket.send_fds(channel, [init.USERS], trees)
+        finally:
+            channel.close()
+    finally:
+        for tree in trees:
+            os.close(tree)
 
 
 def _joined(store: StateStore, network: dict[str, Any], pid: int) -> None:
@@ -388,6 +443,11 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: d
     current = status(store, state)
     if current not in ("running", "created"):
         raise NotRunningError(f"cannot exec in container {container_id}: it is {current}")
+    if os.readlink(f"/proc/{state.pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+        from execdriver.linux import userns
+
+        _give_pipes({"uid_mappings": userns.read(state.pid, "uid_map"),
+                     "gid_mappings": userns.read(state.pid, "gid_map")}, stdio)
     status_read, status_write = os.pipe2(os.O_CLOEXEC)
     spec = {**spec, "exec_into": (state.pid, state.pid_start), "driver_fds": [status_read],
             "cgroup_tasks": cgroups.manager(state.cgroup).join_files() if state.cgroup else []}

@@ -3,8 +3,9 @@
 ``container.exec_process`` forks us already inside the container's pid
 namespace (it set its own children's pid namespace around the fork) and
 hands over the container's other namespaces as open descriptors. Here we
-join the container's cgroup, then its namespaces, the mount one last (it
-makes the container's root ours), and finish as the init does.
+join the container's cgroup, then its namespaces, its user namespace first
+(then we are its root, not the host's) and the mount one last (it makes
+the container's root ours), and finish as the init does.
 
 While we run here we are a host interpreter inside the container's pid
 namespace: non-dumpable from the first step, so that no process of the
@@ -47,6 +48,10 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
             from execdriver.linux import terminal  # now: in the container the package is out of sight
         for fd, nstype in namespaces:
             syscalls.setns(fd, nstype)
+        if any(nstype == syscalls.CLONE_NEWUSER for _, nstype in namespaces):
+            # Still the host's ids, unmapped there: become the container's root (init._wait_for_users).
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         if spec.get("terminal"):  # in the container's devpts: the mount namespace is its own now
             os.setsid()
             terminal.attach(spec["console_socket"], spec.get("console_size"))

@@ -4,6 +4,8 @@ It runs in a copy of a single-threaded process (the fork server, or the
 CLI), already inside the new namespaces. It talks to the driver over two
 pipes, ``sync = (go, status)``:
 
+    driver -> init   b"U" (+ rootfs)  in a user namespace: the mappings are
+                                     written; an id-mapped rootfs comes along
     driver -> init   b"C"            the cgroup exists: the init joins it
     init -> driver   b"R"            rootfs ready, in its cgroup, user
                                      process resolved
@@ -28,6 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+USERS = b"U"
 CGROUP = b"C"
 READY = b"R"
 GO = b"G"
@@ -188,8 +191,12 @@ def _finish_process(spec: dict[str, Any]) -> None:
     """The process attributes an OCI config may set, just before exec."""
     for resource, soft, hard in spec.get("rlimits", ()):
         syscalls.setrlimit(resource, soft, hard)
-    if spec.get("oom_score_adj") is not None:
-        rootfs.proc_write("/proc/self/oom_score_adj", str(spec["oom_score_adj"]))
+    wanted = spec.get("oom_score_adj")
+    if wanted is not None:
+        with open("/proc/self/oom_score_adj", "rb") as handle:
+            current = int(handle.read())
+        if current != wanted:  # (in a user namespace the runtime wrote the init's: _map_users)
+            rootfs.proc_write("/proc/self/oom_score_adj", str(wanted))
     if spec.get("apparmor_profile"):
         # Takes effect at exec (the kernel's AppArmor interface, as runc writes it).
         attr = "/proc/self/attr/apparmor/exec"
@@ -240,6 +247,8 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
     try:
         if not detached:
             detach(spec["clone_flags"], spec.get("pdeathsig", True))
+        if spec.get("uid_mappings"):
+            trees = _wait_for_users(go)
         # Directories of the host's cgroup hierarchies, opened before the pivot
         # (or a joined mount namespace) hides them; closed before exec.
         hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -295,6 +304,27 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         become(spec, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         fail(status, err, "container init")
+
+
+def _wait_for_users(go: int) -> list[int]:
+    """In a new user namespace, as the overflow id until the driver writes our mappings.
+
+    Returns the id-mapped rootfs tree if one came (rootfs.setup attaches it).
+    """
+    import socket
+
+    channel = socket.socket(fileno=os.dup(go))
+    try:
+        message, fds, _, _ = socket.recv_fds(channel, 1, 4)
+    finally:
+        channel.close()
+    if message != USERS:
+        os._exit(1)
+    # Our ids are still the host's, which the namespace does not map:
+    # become its root (as mapped now), keeping every capability in it.
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    return fds
 
 
 def fail(status: int, err: BaseException, who: str) -> NoReturn:

@@ -81,11 +81,13 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
     return pid, pidfd
 
 
-# The init's namespaces an exec'd process joins, the mount one last: it
-# changes the root the others' paths would be looked up in. The pid
-# namespace is entered around the fork (pid namespaces take children only).
-_EXEC_NAMESPACES = (("cgroup", syscalls.CLONE_NEWCGROUP), ("ipc", syscalls.CLONE_NEWIPC),
-                    ("uts", syscalls.CLONE_NEWUTS), ("net", syscalls.CLONE_NEWNET), ("mnt", syscalls.CLONE_NEWNS))
+# The init's namespaces an exec'd process joins: the user one first (the
+# others belong to it), the mount one last (it changes the root the others'
+# paths would be looked up in). The pid namespace is entered around the
+# fork (pid namespaces take children only).
+_EXEC_NAMESPACES = (("user", syscalls.CLONE_NEWUSER), ("cgroup", syscalls.CLONE_NEWCGROUP),
+                    ("ipc", syscalls.CLONE_NEWIPC), ("uts", syscalls.CLONE_NEWUTS), ("net", syscalls.CLONE_NEWNET),
+                    ("mnt", syscalls.CLONE_NEWNS))
 
 
 def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
@@ -165,10 +167,13 @@ def profile(spec: dict[str, Any]) -> bytes:
     """What an init can do before its spec comes: clone flags and capabilities.
 
     ``flags:capability mask:last capability``, in decimal; empty for a spec
-    that joins a pid namespace, which no blank init staged ahead can serve.
+    that joins a pid namespace or has a user namespace, which no blank init
+    staged ahead can serve.
     """
     if spec.get("exec_into") or any(nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
         return b""
+    if spec["clone_flags"] & syscalls.CLONE_NEWUSER:
+        return b""  # its mappings are its own: no blank made ahead could have them
     mask = sum(1 << cap for cap in spec["capabilities"])
     return b"%d:%d:%d" % (spec["clone_flags"], mask, spec["last_cap"])
 

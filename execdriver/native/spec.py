@@ -152,6 +152,8 @@ def launch_spec(
     cgroup_path: str = "",
     network: dict[str, Any] | None = None,
     security: dict[str, Any] | None = None,
+    uid_mappings: list[Any] | None = None,
+    gid_mappings: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Validate a container's settings and turn them into the init's launch spec.
 
@@ -178,6 +180,9 @@ def launch_spec(
             clone_flags &= ~syscalls.CLONE_NEWNET
         if network["mode"] == "container":
             networking["join_namespaces"] = [(f"/proc/{network['target'][0]}/ns/net", syscalls.CLONE_NEWNET)]
+    users = user_namespace(uid_mappings, gid_mappings, root)
+    if users:
+        clone_flags |= syscalls.CLONE_NEWUSER
     extra_mounts = []
     if network is not None and network.get("files"):
         from execdriver.linux.network import etc
@@ -204,8 +209,32 @@ def launch_spec(
         "cwd": posixpath.normpath(working_dir),
         **process_security(privileged, security or {}, state_dir),
         "last_cap": last_cap,
-        "cgroup": _cgroup(container_id, cgroup_path, limits or {}),
+        "cgroup": _cgroup(container_id, cgroup_path, limits or {}, joins_itself=not users),
+        **users,
     }
+
+
+def user_namespace(uid_mappings: list[Any] | None, gid_mappings: list[Any] | None,
+                   root: dict[str, Any]) -> dict[str, Any]:
+    """The launch spec's user namespace fields: none without mappings."""
+    from execdriver.linux import userns
+
+    if not uid_mappings and not gid_mappings:
+        return {}
+    uids = userns.parse(uid_mappings, "uid_mapping")
+    gids = userns.parse(gid_mappings, "gid_mapping")
+    if userns.host_id(uids, 0) is None or userns.host_id(gids, 0) is None:
+        raise ConfigError("uid_mapping: the container's root (uid and gid 0) must be mapped")
+    if root["kind"] == "overlay":
+        raise ConfigError("layer_paths: an overlay root in a user namespace is not supported yet; use rootfs")
+    # A rootfs whose owner the namespace does not map (the host's root's, as
+    # images unpack) shows as the remapped root's through an id-mapped mount
+    # (userns.idmapped_root); one chowned for the mapping (as engines do) is used as it is.
+    idmap = False
+    if root["kind"] == "dir" and os.geteuid() == 0:
+        owner = os.stat(root["path"]).st_uid
+        idmap = not any(host <= owner < host + size for _, host, size in uids)
+    return {"uid_mappings": uids, "gid_mappings": gids, "idmap_root": idmap}
 
 
 def _paths(privileged: bool, security: dict[str, Any]) -> dict[str, list[str]]:
@@ -276,11 +305,13 @@ def _apparmor(profile: str) -> str:
     return profile
 
 
-def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, Any]:
+def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: bool = True) -> dict[str, Any]:
     """Where the cgroup goes; the runtime's own parent is removed when empty.
 
     ``join`` lists, on cgroup v1, each hierarchy's mount point and the path
     of the container's ``tasks`` file in it: the init joins them itself.
+    An init in a user namespace cannot write the host's root-owned files:
+    the runtime moves it (``joins_itself`` False).
     """
     parent_levels = 0
     if not path:
@@ -289,7 +320,7 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, A
         raise ConfigError(f"cgroup_parent: {path!r} does not name a cgroup below the root")
     path = path.strip("/")
     join = []
-    if cgroups.version() == 1:
+    if cgroups.version() == 1 and joins_itself:
         from execdriver.linux.cgroups.v1 import mounts
 
         join = [(mount, f"{path}/tasks") for mount in dict.fromkeys(mounts().values())]
@@ -416,4 +447,6 @@ def build(command: Command, state_dir: str, network: dict[str, Any] | None = Non
         cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
         network=network,
         security=security_of(command),
+        uid_mappings=[(m.container_id, m.host_id, m.size) for m in command.uid_mapping or ()],
+        gid_mappings=[(m.container_id, m.host_id, m.size) for m in command.gid_mapping or ()],
     ), **_terminal(config)}

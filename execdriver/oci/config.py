@@ -155,9 +155,11 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
         kind = _get(entry, "type", str, where, "")
         if kind not in _NAMESPACES:
             raise ConfigError(f"{where}.type: unknown namespace {kind!r}")
-        if kind in ("user", "time"):
-            raise ConfigError(f"{where}: {kind} namespaces are not supported by this runtime yet")
+        if kind == "time":
+            raise ConfigError(f"{where}: time namespaces are not supported by this runtime yet")
         path = _get(entry, "path", str, where, "")
+        if kind == "user" and path:
+            raise ConfigError(f"{where}.path: joining a user namespace is not supported by this runtime yet")
         if not path:
             flags |= _NAMESPACES[kind]
             continue
@@ -170,6 +172,17 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
     if not flags & syscalls.CLONE_NEWNS and not any(t == syscalls.CLONE_NEWNS for _, t in join):
         raise ConfigError("linux.namespaces: a mount namespace is required (the rootfs is pivoted into)")
     return flags, join
+
+
+def _mappings(linux: dict[str, Any], key: str) -> list[tuple[int, int, int]]:
+    result = []
+    for index, entry in enumerate(_get(linux, key, list, "linux", [])):
+        where = f"linux.{key}[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object")
+        result.append((_get(entry, "containerID", int, where, 0), _get(entry, "hostID", int, where, 0),
+                       _get(entry, "size", int, where, 0)))
+    return result
 
 
 def _limits(linux: dict[str, Any]) -> dict[str, Any]:
@@ -341,12 +354,14 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         raise ConfigError("root.path: missing")
     root_path = root["path"] if os.path.isabs(root["path"]) else os.path.join(bundle, root["path"])
     linux = _get(config, "linux", dict, "config", {})
-    for key, what in (("uidMappings", "user namespaces"), ("gidMappings", "user namespaces"),
-                      ("intelRdt", "Intel RDT"), ("mountLabel", "SELinux")):
+    for key, what in (("intelRdt", "Intel RDT"), ("mountLabel", "SELinux")):
         # Labels mean nothing on a host without SELinux: runc and crun drop them there.
         if linux.get(key) and (key != "mountLabel" or _selinux_enabled()):
             raise ConfigError(f"linux.{key}: {what} is not supported by this runtime yet")
     flags, join = _namespaces(linux)
+    uid_maps, gid_maps = _mappings(linux, "uidMappings"), _mappings(linux, "gidMappings")
+    if bool(flags & syscalls.CLONE_NEWUSER) != bool(uid_maps or gid_maps):
+        raise ConfigError("linux.uidMappings: id mappings and a user namespace go together: give both or neither")
     hostname = _get(config, "hostname", str, "config", "")
     if hostname and not (flags & syscalls.CLONE_NEWUTS or any(t == syscalls.CLONE_NEWUTS for _, t in join)):
         # A joined one is the container's own as well (a pod's): runc sets the name there too.
@@ -360,7 +375,9 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     base = native.launch_spec(container_id=container_id, state_dir=state_dir, argv=fields["argv"], rootfs=root_path,
                               readonly=_get(root, "readonly", bool, "root", False), hostname=hostname,
                               working_dir=fields["cwd"], env=fields["env"], user=fields["user"], limits=limits,
-                              cgroup_path=cgroup_path)
+                              cgroup_path=cgroup_path, uid_mappings=uid_maps, gid_mappings=gid_maps,
+                              # The config's own seccomp and capabilities follow: no default profile here.
+                              security={"seccomp_profile": "unconfined"})
     base.update({
         "clone_flags": flags,
         "join_namespaces": join,
