@@ -37,12 +37,14 @@ VERBS = {
     "features": ("execdriver.cli.oci.features", "print the runtime's features"),
 }
 GLOBAL_FLAGS = (
-    Flag("--root", default="/run/execdriver", metavar="DIR", help="state directory (default /run/execdriver)"),
+    Flag("--root", default="", metavar="DIR",
+         help="state directory (default /run/execdriver; a user's: $XDG_RUNTIME_DIR/execdriver)"),
     Flag("--log", default="", metavar="FILE", help="also write errors to FILE"),
     Flag("--log-format", default="text", metavar="FORMAT", help="text (default) or json"),
     Flag("--debug", kind="bool", help="log debug information"),
     Flag("--systemd-cgroup", kind="bool", help="use systemd for cgroups (refused: no systemd here)"),
-    Flag("--rootless", default="auto", metavar="BOOL", help="true, false or auto (only false is supported)"),
+    Flag("--rootless", default="auto", metavar="BOOL",
+         help="true, false or auto: a user without privileges runs containers in a user namespace of its own"),
     Flag("--criu", default="", metavar="PATH", help="(accepted for runc compatibility; unused)"),
     Flag("--version", "-v", kind="bool", help="print the version and exit"),
     Flag("--help", "-h", kind="bool", help="show this help"),
@@ -80,8 +82,14 @@ def _check_globals(options: dict[str, object]) -> None:
         raise UsageError("--systemd-cgroup: systemd is not running on this host (use cgroupfs paths)")
     if options["rootless"] not in ("auto", "false", "true"):
         raise UsageError(f"--rootless {options['rootless']}: true, false or auto")
-    if options["rootless"] == "true":
-        raise UsageError("--rootless true: rootless containers are not supported yet")
+    import os
+
+    if options["rootless"] == "false" and os.geteuid() != 0:
+        raise UsageError("--rootless false: containers without a user namespace need root")
+    if not options["root"]:
+        from execdriver.native.state import DEFAULT_ROOT
+
+        options["root"] = DEFAULT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,6 +140,29 @@ def resolve_in_root(root: str, path: str) -> str:
     return os.path.join(root, *resolved)
 
 
+def _canonical(root: str) -> str:
+    """The path of the root as the kernel reports descriptors in it (see attach_root)."""
+    return os.readlink(root) if root.startswith("/proc/self/fd/") else root
+
+
+def attach_root(spec: dict[str, Any], trees: list[int]) -> str:
+    """Mount the root at the mount point now, and return a path to it that needs no search rights.
+
+    For an init in a user namespace, which is about to become the remapped
+    root: that one may not search the runtime's state directories (0700),
+    but "/proc/self/fd/N" of a descriptor opened on the mounted root leads
+    straight into the root's own mount. (One opened before the mount would
+    lead to the directory under it.)
+    """
+    root: str = spec["mountpoint"]
+    if trees:
+        move_mount(trees.pop(0), root)
+    else:
+        _setup_root(spec["root"], root)
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}"
+
+
 def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
     """An O_PATH descriptor of ``path`` inside ``root``, created if asked.
 
@@ -161,7 +184,8 @@ def _open_in_root(root: str, path: str, *, create_dir: bool | None) -> int:
             pass
     fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     real = os.readlink(f"/proc/self/fd/{fd}")
-    if real != root and not real.startswith(root.rstrip("/") + "/"):
+    canonical = _canonical(root)
+    if real != canonical and not real.startswith(canonical.rstrip("/") + "/"):
         os.close(fd)
         raise RootfsError(f"{path}: resolves outside the container's rootfs")
     return fd
@@ -190,8 +214,8 @@ def _check_proc(root: str, destination: str, fd: int, fstype: str) -> None:
     or uncover the masked ones. The check is on where the destination
     really leads, symlinks followed, not on its spelling.
     """
-    real = os.readlink(f"/proc/self/fd/{fd}")
-    inside = "/" + os.path.relpath(real, root) if real != root else "/"
+    real, canonical = os.readlink(f"/proc/self/fd/{fd}"), _canonical(root)
+    inside = "/" + os.path.relpath(real, canonical) if real != canonical else "/"
     if inside == "/" and destination.strip("/"):
         raise RootfsError(f"cannot mount on {destination}: it leads to the container's root")
     if (inside == "/proc" or inside.startswith("/proc/")) and inside not in _PROC_BINDS and not (
@@ -222,7 +246,15 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
     try:
         _check_proc(root, destination, fd, fstype)
         if not flags & MS_BIND:
-            mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None)
+            try:
+                mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None)
+            except OSError as err:
+                if err.errno != errno.EINVAL or fstype != "devpts" or "gid=" not in data:
+                    raise
+                # In a user namespace that maps no tty group (one mapping of a
+                # user of its own), devpts takes no gid: runc drops it too.
+                data = ",".join(option for option in data.split(",") if not option.startswith("gid="))
+                mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None)
             if propagation:  # on the new mount, which sits on the path
                 mount(None, resolve_in_root(root, destination), None, propagation)
             return
@@ -275,13 +307,14 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
     """
     destination, _, _, flags, _, _, _, _ = entry
     readonly = flags & MS_RDONLY
-    if not cgroup["join"]:  # cgroup v2: one directory
+    hierarchies = cgroup.get("hierarchies", [mount for mount, _ in cgroup["join"]])
+    if not hierarchies:  # cgroup v2: one directory
         source = os.path.join("/sys/fs/cgroup", cgroup["path"])
         _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True))
         return
     _mount_entry(root, special(destination, "tmpfs", flags & ~MS_RDONLY, "mode=755"))
     base = resolve_in_root(root, destination)
-    for hierarchy, _ in cgroup["join"]:
+    for hierarchy in hierarchies:
         name = os.path.basename(hierarchy)
         os.mkdir(os.path.join(base, name), 0o755)
         target = os.path.join(destination, name)
@@ -378,7 +411,9 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
     """
     root: str = spec["mountpoint"]
     pending = list(trees or ())
-    if pending:
+    if spec.get("root_attached"):
+        pass  # attach_root did it
+    elif pending:
         move_mount(pending.pop(0), root)
     else:
         _setup_root(spec["root"], root)

@@ -337,6 +337,10 @@ def kill(store: StateStore, container_id: str, signum: int) -> None:
 
 def _running_cgroup(store: StateStore, container_id: str) -> tuple[State, Manager]:
     state = store.load_running(container_id)
+    if not state.cgroup:
+        from execdriver.errors import UnsupportedError
+
+        raise UnsupportedError(f"container {container_id} has no cgroup (it was started without privileges)")
     return state, cgroups.manager(state.cgroup)
 
 
@@ -410,6 +414,12 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
     done = False
     try:
         os.mkfifo(fifo, 0o600)
+        if launch_spec.get("uid_mappings") and os.geteuid() == 0:
+            # The init reopens it as the remapped root (init._wait_for_start).
+            from execdriver.linux import userns
+
+            os.chown(fifo, userns.host_id(launch_spec["uid_mappings"], 0) or 0,
+                     userns.host_id(launch_spec["gid_mappings"], 0) or 0)
         launch = _bring_up(store, spawner, {**launch_spec, "exec_fifo": fifo}, stdio, state, cgroup, handles)
         for callback in on_created:
             callback(launch.pid)

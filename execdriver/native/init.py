@@ -98,7 +98,8 @@ def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
     sets = spec.get("capability_sets")
     if sets is not None:  # an OCI config names every set: keep them across setuid
         syscalls.set_keepcaps(True)
-    os.setgroups(user.groups)
+    if _setgroups_allowed():
+        os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
     if sets is not None:
@@ -123,6 +124,15 @@ def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
         # A directory outside the pivoted root (a leaked host descriptor's
         # /proc/self/fd/N) has no path from /: refuse it (CVE-2024-21626).
         raise InitError(f"working directory {cwd}: resolves outside the container's rootfs") from None
+
+
+def _setgroups_allowed() -> bool:
+    """False in a user namespace mapped by a user without privileges (setgroups denied there)."""
+    try:
+        with open("/proc/self/setgroups", "rb") as handle:
+            return handle.read().strip() != b"deny"
+    except OSError:
+        return True
 
 
 def _join_cgroup(hierarchies: list[int], join: list[tuple[str, str]]) -> None:
@@ -245,10 +255,14 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
     go, status = sync
     detached = trees is not None
     try:
+        if spec.get("uid_mappings"):
+            # Before detach makes us non-dumpable: our uid_map would then be
+            # root's, which a runtime without privileges could not write.
+            if spec.get("pdeathsig", True):
+                syscalls.set_pdeathsig(signals.SIGKILL)
+            trees = _wait_for_users(go)
         if not detached:
             detach(spec["clone_flags"], spec.get("pdeathsig", True))
-        if spec.get("uid_mappings"):
-            trees = _wait_for_users(go)
         # Directories of the host's cgroup hierarchies, opened before the pivot
         # (or a joined mount namespace) hides them; closed before exec.
         hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -266,6 +280,11 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             # Nothing mounted from here on may propagate back to the host.
             # (A joined mount namespace is the container's: it gets the rootfs.)
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        if spec.get("uid_mappings"):
+            try:
+                _become_namespace_root(spec, trees or [])
+            except OSError as err:
+                raise InitError(f"rootfs: {err}") from None
         # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
         for target, fd in enumerate(high):
@@ -320,11 +339,20 @@ def _wait_for_users(go: int) -> list[int]:
         channel.close()
     if message != USERS:
         os._exit(1)
-    # Our ids are still the host's, which the namespace does not map:
-    # become its root (as mapped now), keeping every capability in it.
+    return fds
+
+
+def _become_namespace_root(spec: dict[str, Any], trees: list[int]) -> None:
+    """Our ids are still the host's, which the namespace does not map: become its root.
+
+    The root is mounted first, while the host's ids still search the
+    runtime's directories (rootfs.attach_root); every capability in the
+    namespace stays.
+    """
+    spec["mountpoint"] = rootfs.attach_root(spec, trees)
+    spec["root_attached"] = True
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    return fds
 
 
 def fail(status: int, err: BaseException, who: str) -> NoReturn:

@@ -180,6 +180,11 @@ def launch_spec(
             clone_flags &= ~syscalls.CLONE_NEWNET
         if network["mode"] == "container":
             networking["join_namespaces"] = [(f"/proc/{network['target'][0]}/ns/net", syscalls.CLONE_NEWNET)]
+    if os.geteuid() != 0 and not uid_mappings and not gid_mappings:
+        # Rootless: the user's own ids are the container's root.
+        uid_mappings, gid_mappings = [(0, os.geteuid(), 1)], [(0, os.getegid(), 1)]
+        if network is not None and network["mode"] == "bridge":
+            raise ConfigError("network.interface: a bridge needs root; a user without privileges has loopback alone")
     users = user_namespace(uid_mappings, gid_mappings, root)
     if users:
         clone_flags |= syscalls.CLONE_NEWUSER
@@ -314,17 +319,26 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
     the runtime moves it (``joins_itself`` False).
     """
     parent_levels = 0
+    if not path and os.geteuid() != 0:
+        # Without privileges there is no cgroup to make here: the container stays in ours.
+        asked = [name for name, value in limits.items() if value and name != "device_rules"]
+        if asked:
+            raise ConfigError(f"resources.{asked[0]}: limits need a cgroup, and a user without privileges "
+                              "cannot create one on this host")
+        return {"path": "", "parent_levels": 0, "limits": {}, "join": [], "hierarchies": []}
     if not path:
         path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
     elif ".." in path.split("/") or not path.strip("/"):
         raise ConfigError(f"cgroup_parent: {path!r} does not name a cgroup below the root")
     path = path.strip("/")
-    join = []
-    if cgroups.version() == 1 and joins_itself:
+    hierarchies: list[str] = []
+    if cgroups.version() == 1:
         from execdriver.linux.cgroups.v1 import mounts
 
-        join = [(mount, f"{path}/tasks") for mount in dict.fromkeys(mounts().values())]
-    return {"path": path, "parent_levels": parent_levels, "limits": limits, "join": join}
+        hierarchies = list(dict.fromkeys(mounts().values()))
+    join = [(mount, f"{path}/tasks") for mount in hierarchies] if joins_itself else []
+    return {"path": path, "parent_levels": parent_levels, "limits": limits, "join": join,
+            "hierarchies": hierarchies}
 
 
 def exec_spec(command: Command, config: ProcessConfig, state_dir: str) -> dict[str, Any]:

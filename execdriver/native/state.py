@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-DEFAULT_ROOT = "/run/execdriver"
+def _default_root() -> str:
+    """/run/execdriver for root; a user's own directory otherwise (as runc's $XDG_RUNTIME_DIR/runc)."""
+    if os.geteuid() == 0:
+        return "/run/execdriver"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/execdriver-{os.geteuid()}"
+    return os.path.join(runtime_dir, "execdriver") if os.environ.get("XDG_RUNTIME_DIR") else runtime_dir
+
+
+DEFAULT_ROOT = _default_root()
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
 
 

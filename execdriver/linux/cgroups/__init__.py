@@ -104,8 +104,42 @@ def version() -> int:
     return 2 if os.path.exists(os.path.join(ROOT, "cgroup.controllers")) else 1
 
 
+class NoCgroup:
+    """The cgroup of a container that has none (one started without privileges).
+
+    A user can create no cgroup on this host (no delegated cgroup v2 tree):
+    such a container runs in its caller's. Limits are refused up front
+    (spec.py), so there is nothing to apply or remove.
+    """
+
+    path = ""
+
+    def create(self, limits: Limits) -> None:
+        pass
+
+    def add(self, pid: int) -> None:
+        pass
+
+    def exists(self) -> bool:
+        return False
+
+    def kill(self) -> None:
+        pass
+
+    def destroy(self, parent_levels: int = 0) -> None:
+        pass
+
+    def oom_kills(self) -> int:
+        return 0
+
+    def oom_watch(self) -> tuple[int, int] | None:
+        return None
+
+
 def manager(path: str, root: str | None = None, cgroup_version: int | None = None) -> Manager:
-    """The manager of the cgroup at ``path`` for this host (or for ``root``)."""
+    """The manager of the cgroup at ``path`` for this host (or for ``root``); "" is no cgroup."""
+    if not path:
+        return NoCgroup()  # type: ignore[return-value]
     if (cgroup_version or version()) == 2:
         from execdriver.linux.cgroups.v2 import V2Manager
 

@@ -1,0 +1,187 @@
+"""User namespaces: a remapped root, exec into it, OCI mappings, and rootless containers.
+
+The mapped host ids (200000 and up) are plain numbers: no account is
+created. Rootless containers run as "nobody" (65534) through setpriv, on
+directories of the test's own under /tmp (pytest's are root's alone).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from execdriver import ConfigError, IDMap, Mount, Pipes, ProcessConfig
+from execdriver.native.driver import NativeDriver
+from tests.helpers import run, shell
+from tests.test_oci import Runtime, bundle, runtime  # noqa: F401 - fixtures
+from tests.test_run import start_in_background
+
+HOST_BASE = 200000
+MAPPING = [IDMap(container_id=0, host_id=HOST_BASE, size=65536)]
+NOBODY = 65534
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_remapped_root_owns_its_files_and_is_nobody_on_the_host(driver: NativeDriver, rootfs: Path,
+                                                                  cid: str) -> None:
+    volume = Path(tempfile.mkdtemp(prefix="execdriver-userns-"))
+    try:
+        volume.chmod(0o1777)
+        (volume / "hosts-file").write_text("root's\n")
+        pids: list[int] = []
+        script = ("id -u; cat /proc/self/uid_map; stat -c %u /bin/busybox; touch /made && stat -c %u /made; "
+                  "stat -c %u /vol/hosts-file; touch /vol/made-by-container; echo out > /dev/stdout; "
+                  "cat /proc/self/status | grep CapEff")
+        command = shell(cid, rootfs, script, uid_mapping=MAPPING, gid_mapping=MAPPING,
+                        mounts=[Mount(source=str(volume), destination="/vol", writable=True)])
+        from execdriver import Hooks, OOMEvents
+
+        def on_start(_config: ProcessConfig, pid: int, _oom: OOMEvents) -> None:
+            pids.append(pid)
+
+        status, out, err = run(driver, command, hooks=Hooks(pre_start=[on_start]))
+        assert status.exit_code == 0, err
+        lines = out.splitlines()
+        assert lines[0] == "0" and lines[1].split() == ["0", str(HOST_BASE), "65536"]
+        # The image's root-owned files are root's in the container (an id-mapped rootfs) ...
+        assert lines[2:4] == ["0", "0"] and (rootfs / "made").stat().st_uid == 0
+        # ... while a host root's file elsewhere is nobody's, and what root makes there is 200000's on the host.
+        assert lines[4] == str(NOBODY)
+        assert (volume / "made-by-container").stat().st_uid == HOST_BASE
+        assert lines[5] == "out"
+        assert int(lines[6].split()[1], 16) != 0  # root in its namespace keeps its capabilities
+    finally:
+        shutil.rmtree(volume)
+
+
+def test_the_init_and_exec_run_as_the_mapped_ids_on_the_host(driver: NativeDriver, rootfs: Path, cid: str) -> None:
+    command = shell(cid, rootfs, "sleep 30", uid_mapping=MAPPING, gid_mapping=MAPPING)
+    thread, result = start_in_background(driver, command)
+    try:
+        status = Path(f"/proc/{result['pid']}/status").read_text()
+        assert f"Uid:\t{HOST_BASE}\t{HOST_BASE}" in status and f"Gid:\t{HOST_BASE}\t{HOST_BASE}" in status
+        started: list[int] = []
+        from execdriver import Hooks, OOMEvents
+
+        def on_start(_config: ProcessConfig, pid: int, _oom: OOMEvents) -> None:
+            started.append(pid)
+            started.append(int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]))
+
+        out = io.BytesIO()
+        script = "id -u; readlink /proc/self/ns/user; echo via-stdout > /dev/stdout"
+        code = driver.exec(command, ProcessConfig(entrypoint="sh", arguments=["-c", script]), Pipes(stdout=out),
+                           Hooks(start=on_start))
+        assert code == 0
+        uid, namespace, echoed = out.getvalue().decode().split()
+        assert uid == "0" and namespace == os.readlink(f"/proc/{result['pid']}/ns/user") and echoed == "via-stdout"
+        assert started[1] == HOST_BASE  # the exec'd process is the container's root, never the host's
+    finally:
+        driver.terminate(command)
+        thread.join(10)
+
+
+def test_an_oci_bundle_with_a_user_namespace(runtime: Runtime, bundle: Callable[..., Path],  # noqa: F811
+                                             cid: str) -> None:
+    def userns(config: dict[str, object]) -> None:
+        linux = config["linux"]
+        assert isinstance(linux, dict)
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+
+    out = runtime("run", "--bundle", str(bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %u /bin"],
+                                                 userns)), cid).stdout
+    assert out.split() == ["0", "0", str(HOST_BASE), "65536", "0"]
+
+    def half(config: dict[str, object]) -> None:
+        linux = config["linux"]
+        assert isinstance(linux, dict)
+        linux["uidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 1}]
+
+    result = runtime("run", "--bundle", str(bundle(["true"], half)), f"{cid}-b", check=False)
+    assert result.returncode != 0 and "id mappings and a user namespace go together" in result.stderr
+
+
+@pytest.mark.parametrize(("uids", "message"), [
+    ([IDMap(1, HOST_BASE, 10)], "the container's root .* must be mapped"),
+    ([IDMap(0, HOST_BASE, 10), IDMap(5, HOST_BASE + 100, 10)], r"uid_mapping\[1\]: container ids 5\+10 overlap"),
+    ([IDMap(0, HOST_BASE, 10), IDMap(100, HOST_BASE + 5, 10)], r"uid_mapping\[1\]: host ids .* overlap"),
+])
+def test_bad_mappings_are_named(driver: NativeDriver, busybox_rootfs: Path, cid: str, uids: list[IDMap],
+                                message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run(driver, shell(cid, busybox_rootfs, "true", uid_mapping=uids, gid_mapping=MAPPING))
+    assert driver.list() == []
+
+
+# -- rootless ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def nobody_dir(busybox_rootfs: Path) -> Iterator[Path]:
+    """A directory of nobody's, with a copy of the rootfs, under /tmp (pytest's tree is root's alone)."""
+    base = Path(tempfile.mkdtemp(prefix="execdriver-rootless-"))
+    try:
+        shutil.copytree(busybox_rootfs, base / "rootfs", symlinks=True)
+        for path in [base, *base.rglob("*")]:
+            os.lchown(path, NOBODY, NOBODY)
+        base.chmod(0o755)
+        yield base
+        leftovers = [name for name in os.listdir(base / "state") if not name.startswith(".")] \
+            if (base / "state").exists() else []
+        assert leftovers == [], leftovers
+    finally:
+        shutil.rmtree(base)
+
+
+def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           "env", "-i", "PATH=/usr/bin:/bin", *argv],
+                          capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+def test_rootless_sandbox_cli(nobody_dir: Path) -> None:
+    cli = [str(Path(sys.executable).parent / "execdriver"), "--root", str(nobody_dir / "state"), "sandbox"]
+    script = "id -u; cat /proc/self/uid_map; stat -c %u /bin/busybox; touch /made; grep Seccomp: /proc/self/status"
+    result = as_nobody(*cli, "--rootfs", str(nobody_dir / "rootfs"), "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0", str(NOBODY), "1", "0", "Seccomp:", "2"]
+    assert (nobody_dir / "rootfs" / "made").stat().st_uid == NOBODY
+    # What needs privileges says so.
+    result = as_nobody(*cli, "--rootfs", str(nobody_dir / "rootfs"), "--network", "bridge", "true")
+    assert result.returncode == 125 and "a bridge needs root" in result.stderr
+
+
+_ROOTLESS_API = """
+import io, sys
+sys.path.insert(0, {root!r})
+from execdriver import Command, ConfigError, Pipes, ProcessConfig, Resources, new_driver
+with new_driver("native", root={state!r}) as driver:
+    out = io.BytesIO()
+    status = driver.run(Command(id="r1", rootfs={rootfs!r}, hostname="rootless",
+                                process_config=ProcessConfig(entrypoint="sh", arguments=["-c", "id -u; hostname"])),
+                        Pipes(stdout=out))
+    print(status.exit_code, out.getvalue().decode().split())
+    try:
+        driver.run(Command(id="r2", rootfs={rootfs!r}, resources=Resources(memory=1 << 26),
+                           process_config=ProcessConfig(entrypoint="true")), Pipes())
+    except ConfigError as err:
+        print(err)
+"""
+
+
+def test_rootless_api(nobody_dir: Path) -> None:
+    script = _ROOTLESS_API.format(root=ROOT, state=str(nobody_dir / "state"), rootfs=str(nobody_dir / "rootfs"))
+    result = as_nobody(sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first == "0 ['0', 'rootless']"
+    assert second.startswith("resources.memory: limits need a cgroup")
