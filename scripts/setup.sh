@@ -24,7 +24,10 @@ fi
 # containerd, podman (with conmon) and docker.io: the tests drive execdriver
 # through them as engines would. libnftables1: published ports' rules;
 # iproute2: the network tests build their outside hosts with ip.
-packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv libnftables1 iproute2)
+# libseccomp2 compiles seccomp profiles; golang-github-containers-common's
+# seccomp.json is the base of the default profile (seccomp.py says how).
+packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv libnftables1 iproute2
+          libseccomp2 golang-github-containers-common)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
