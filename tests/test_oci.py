@@ -660,3 +660,21 @@ def test_a_terminal_needs_a_console_socket(runtime: Runtime, bundle: Callable[..
     result = runtime("run", "--bundle", str(directory), cid, check=False)
     assert result.returncode == 2 and "needs --console-socket" in result.stderr
     assert runtime("list", "-q").stdout.strip() == ""
+
+
+def test_bind_mounts_with_access_time_and_propagation_options(runtime: Runtime, bundle: Callable[..., Path],
+                                                             cid: str) -> None:
+    # As runtime-tools' mounts test writes them: access-time modes and propagation on binds.
+    def mounts(config: dict[str, Any]) -> None:
+        config["mounts"] += [
+            {"destination": "/mnt/a", "source": "/etc", "options": ["nosuid", "strictatime", "bind", "shared"]},
+            {"destination": "/mnt/b", "source": "/etc", "options": ["noatime", "rbind", "rslave", "ro"]},
+            {"destination": "/mnt/c", "source": "/etc", "options": ["relatime", "bind", "unbindable"]},
+        ]
+
+    out = runtime("run", "--bundle", str(bundle(["grep", " /mnt/", "/proc/self/mountinfo"], mounts)), cid).stdout
+    lines = {line.split()[4]: line for line in out.splitlines()}
+    assert "nosuid" in lines["/mnt/a"].split()[5] and "shared:" in lines["/mnt/a"]
+    # (a slave of the private copy of the host's mounts is private, as with runc)
+    assert {"ro", "noatime"} <= set(lines["/mnt/b"].split()[5].split(","))
+    assert "relatime" in lines["/mnt/c"].split()[5] and "unbindable" in lines["/mnt/c"]

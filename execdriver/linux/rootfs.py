@@ -263,8 +263,10 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
         try:
             # A bind ignores its flags: they go on the copy (all of it when
             # recursive, so that every submount of a read-only bind is too).
-            left = set_tree_attributes(tree, remount, propagation, recursive=bool(flags & MS_REC))
+            left = set_tree_attributes(tree, remount, recursive=bool(flags & MS_REC))
             move_mount(tree, fd)
+            if propagation:  # refused on a detached tree: on the attached one, through the same descriptor
+                set_tree_attributes(tree, 0, propagation)
         finally:
             os.close(tree)
         if left:

@@ -226,7 +226,9 @@ def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: 
         if flags & ms_flag:
             attr_set |= attr_flag
             left &= ~ms_flag
-    attr = _MountAttr(attr_set, 0, propagation & ~MS_REC, 0)
+    # An access-time mode replaces the current one: the kernel wants those bits cleared too.
+    attr_clr = 0x70 if attr_set & 0x70 else 0  # MOUNT_ATTR__ATIME
+    attr = _MountAttr(attr_set, attr_clr, propagation & ~MS_REC, 0)
     at_flags = _AT_EMPTY_PATH | (AT_RECURSIVE if recursive or propagation & MS_REC else 0)
     if (attr_set or propagation) and _syscall(
             _SYS_MOUNT_SETATTR, ctypes.c_int(tree), ctypes.c_char_p(b""), ctypes.c_uint(at_flags),
