@@ -42,7 +42,7 @@ from execdriver import (
     PortBinding,
     ProcessConfig,
 )
-from execdriver.linux import netfilter, syscalls
+from execdriver.linux import netfilter, network, syscalls
 from execdriver.linux.network import ipam
 from execdriver.native.driver import NativeDriver
 from tests.helpers import run, shell
@@ -77,7 +77,7 @@ def _link_exists(name: str) -> bool:
 
 def _leases_of(root: Path) -> list[dict[str, object]]:
     try:
-        with open(os.path.join(ipam.STATE_DIR, "state.json"), encoding="utf-8") as handle:
+        with open(os.path.join(network.STATE_DIR, "state.json"), encoding="utf-8") as handle:
             leases = json.load(handle)["leases"].values()
     except FileNotFoundError:
         return []

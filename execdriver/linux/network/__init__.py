@@ -23,6 +23,10 @@ import os
 
 from execdriver.errors import ConfigError, NetworkError
 
+# The host's allocator (ipam.py), whatever a driver's state directory: its
+# file's absence tells, without importing ipam, that no container has a lease.
+STATE_DIR = "/run/execdriver/.network"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
@@ -194,10 +198,10 @@ def release(token: str) -> None:
 
 def release_container(root: str, container_id: str) -> None:
     """Release the lease of a container of the state directory ``root``, if it has one."""
+    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+        return
     from execdriver.linux.network import ipam
 
-    if not os.path.exists(os.path.join(ipam.STATE_DIR, "state.json")):
-        return
     with ipam.Store() as store:
         token = store.find(root, container_id)
         if token is not None:
@@ -210,11 +214,11 @@ def joined(root: str, container_id: str, pid: int) -> None:
     The namespace then outlives that container's init: releasing its lease
     must delete its interface rather than leave it to the namespace's end.
     """
+    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+        return
     from execdriver.linux import process
     from execdriver.linux.network import ipam
 
-    if not os.path.exists(os.path.join(ipam.STATE_DIR, "state.json")):
-        return
     with ipam.Store() as store:
         token = store.find(root, container_id)
         if token is not None:
@@ -225,10 +229,10 @@ def joined(root: str, container_id: str, pid: int) -> None:
 
 def files_of(root: str, container_id: str) -> str:
     """The directory of a bridged container's /etc files, "" if it has none."""
+    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+        return ""
     from execdriver.linux.network import ipam
 
-    if not os.path.exists(os.path.join(ipam.STATE_DIR, "state.json")):
-        return ""
     with ipam.Store() as store:
         token = store.find(root, container_id)
         return str(store.leases[token]["files"]) if token is not None else ""

@@ -23,13 +23,13 @@ import os
 
 from execdriver.errors import ConfigError
 from execdriver.linux import process
+from execdriver.linux.network import STATE_DIR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-STATE_DIR = "/run/execdriver/.network"
 DEFAULT_POOL = ("10.98.0.0/16", 24)
 
 
