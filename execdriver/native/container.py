@@ -36,7 +36,7 @@ import time
 
 from execdriver.errors import ContainerError, NotRunningError
 from execdriver.linux import cgroups, process
-from execdriver.native.state import State, StateStore
+from execdriver.native.state import State, StateStore, remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from execdriver.linux.cgroups.base import Manager
     from execdriver.linux.network import Attachment
+    from execdriver.native.pool import Sandbox
     from execdriver.native.spawn import Launch, Spawner
 
     PidCallback = Callable[[int], None]
@@ -59,7 +60,7 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _expect(status: int, expected: bytes, container_id: str) -> None:
+def expect(status: int, expected: bytes, container_id: str) -> None:
     from execdriver.native import init
 
     message = os.read(status, 65536)
@@ -77,6 +78,7 @@ class _Handles:
         self.launch: Launch | None = None
         self.network: Attachment | None = None
         self.fds: list[int] = []
+        self.sockets: list[Any] = []
         self.go = self.status = -1
 
     def close(self) -> None:
@@ -84,6 +86,8 @@ class _Handles:
             self.launch.close()
         for fd in self.fds:
             os.close(fd)
+        for sock in self.sockets:
+            sock.close()
 
     def release_network(self) -> None:
         if self.network is not None:
@@ -98,6 +102,18 @@ class _Handles:
                 self.launch.reap()
             except (OSError, ContainerError):
                 pass
+
+
+def _adopt(store: StateStore, sandbox: Sandbox, state: State, cgroup_path: str, handles: _Handles) -> Launch:
+    """A warm sandbox becomes the container: its cgroup takes the id's name, its pid the state."""
+    handles.launch = sandbox.launch
+    handles.status = sandbox.status
+    handles.fds.append(sandbox.status)
+    handles.sockets.append(sandbox.go)
+    cgroups.rename(sandbox.cgroup, cgroup_path)
+    state.pid, state.pid_start = sandbox.pid, process.start_time(sandbox.pid) or 0
+    store.save(state)
+    return sandbox.launch
 
 
 def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
@@ -149,7 +165,7 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     store.save(state)
     if handles.network is not None:
         handles.network.attach(launch.pid, network["mtu"] if network else 0)
-    _expect(handles.status, init.READY, launch_spec["id"])  # 5
+    expect(handles.status, init.READY, launch_spec["id"])  # 5
     if network is not None and network["mode"] == "container":
         _joined(store, network, launch.pid)
     return launch
@@ -225,8 +241,12 @@ def run(
     post_stop: Sequence[PidCallback] = (),
     on_oom: Callable[[], None] | None = None,
     keep_parent: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> tuple[int, bool]:
     """Run the container to completion: (exit code, whether OOM kills happened).
+
+    With a warm ``sandbox`` of the spec's shape (pool.py), steps 2 to 5 are
+    done already: it is adopted instead (its cgroup renamed to the id's).
 
     ``serve(exit_fd, watches)`` moves the streams until ``exit_fd`` is
     readable, calling each watch's callback when its descriptor fires;
@@ -240,20 +260,31 @@ def run(
     container_id: str = launch_spec["id"]
     cgroup_spec = launch_spec["cgroup"]
     cgroup = cgroups.manager(cgroup_spec["path"])
-    state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
-                         cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old))
+    try:
+        state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
+                             cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old))
+    except BaseException:
+        if sandbox is not None:
+            sandbox.discard()
+        raise
     handles = _Handles()
     reaped = False
     try:
-        launch = _bring_up(store, spawner, launch_spec, stdio, state, cgroup, handles)  # 2-5
+        if sandbox is not None:
+            launch = _adopt(store, sandbox, state, cgroup_spec["path"], handles)
+        else:
+            launch = _bring_up(store, spawner, launch_spec, stdio, state, cgroup, handles)  # 2-5
         watches = _oom_watches(cgroup, on_oom, handles.fds)
         for callback in pre_start:  # 6
             callback(launch.pid)
         try:
-            os.write(handles.go, init.GO)  # 7
+            if sandbox is not None:
+                sandbox.hand_over(launch_spec, stdio)  # 7, with its process and stdio
+            else:
+                os.write(handles.go, init.GO)  # 7
         except BrokenPipeError:
-            pass  # the init is gone (killed meanwhile): _expect says so
-        _expect(handles.status, b"", container_id)
+            pass  # the init is gone (killed meanwhile): expect says so
+        expect(handles.status, b"", container_id)
         if start is not None:  # 8
             start(launch.pid)
         if serve is not None:  # 9
@@ -280,6 +311,8 @@ def run(
         # Should the cgroup resist, the state stays: clean(id) finds it there.
         cgroup.destroy(0 if keep_parent else cgroup_spec["parent_levels"])
         store.remove(container_id)
+        if sandbox is not None:
+            remove_tree(sandbox.launch_spec["state_dir"])  # where its root was mounted
 
 
 def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int]) -> list[Watch]:

@@ -7,6 +7,7 @@ need to find the container.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +25,14 @@ from execdriver.api import (
 )
 from execdriver.console import StdConsole, TtyConsole
 from execdriver.driver import Driver
+from execdriver.errors import ConfigError
 from execdriver.native import container, spec
 from execdriver.native.spawn import DirectSpawner, ForkServerSpawner, Spawner
 from execdriver.native.state import DEFAULT_ROOT, StateStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from execdriver.native.pool import WarmPool
 
 
 class NativeDriver(Driver):
@@ -45,6 +51,7 @@ class NativeDriver(Driver):
                  subnet_pool: tuple[str, int] | None = None) -> None:
         self._store = StateStore(root)
         self._fork_server = fork_server
+        self._pool: WarmPool | None = None
         self._subnet_pool = subnet_pool
         if subnet_pool is not None:
             from execdriver.linux.network import ipam
@@ -61,8 +68,38 @@ class NativeDriver(Driver):
         self.close()
 
     def close(self) -> None:
-        """Stop the fork server; containers still running under it are killed."""
+        """Stop the fork server; containers still running under it are killed, idle sandboxes too."""
+        if self._pool is not None:
+            self._pool.close()
         self._spawner.close()
+
+    def warm(self, template: Command, size: int) -> None:
+        """Keep ``size`` sandboxes ready for Commands shaped like ``template``; 0 drops them.
+
+        A sandbox is a container made ahead but for its process (pool.py):
+        ``run`` of a Command with the same rootfs, mounts, limits and
+        security (its id, process and hostname may differ) takes one and
+        only execs its process; the pool refills behind it. Returns once
+        ``size`` are ready. Each idle sandbox costs a sleeping process, its
+        namespaces, mounts and an empty cgroup.
+        """
+        from execdriver.native import pool
+
+        if self._pool is None:
+            self._pool = pool.WarmPool(self._spawner)
+        probe = spec.build(dataclasses.replace(template, id="pool-probe"), self._store.path("pool-probe"),
+                           self._network(template))
+        key = pool.shape(probe)
+        if key is None:
+            raise ConfigError("warm: this template cannot be made ahead (network, user namespace, terminal "
+                              "or joined namespaces, or an overlay root)")
+
+        def make() -> dict[str, Any]:
+            name = f"pool-{os.urandom(6).hex()}"
+            return spec.build(dataclasses.replace(template, id=name),
+                              os.path.join(self._store.root, ".pool", name), self._network(template))
+
+        self._pool.warm(key, size, make)
 
     def run(self, command: Command, pipes: Pipes, hooks: Hooks | None = None) -> ExitStatus:
         hooks = hooks or Hooks()
@@ -76,6 +113,14 @@ class NativeDriver(Driver):
         def bind(hook: DriverCallback) -> Callable[[int], None]:
             return lambda pid: hook(config, pid, oom)
 
+        sandbox = None
+        if self._pool is not None:
+            from execdriver.native import pool
+
+            sandbox = self._pool.take(pool.shape(launch_spec))
+            if sandbox is not None:
+                refill = self._pool.refill
+                hooks = dataclasses.replace(hooks, start=_after(hooks.start, lambda *_: refill()))
         console = _console(config, pipes)
         try:
             code, oom_killed = container.run(
@@ -86,6 +131,7 @@ class NativeDriver(Driver):
                 post_stop=[bind(hook) for hook in hooks.post_stop],
                 on_oom=oom.notify,
                 keep_parent=self._fork_server,
+                sandbox=sandbox,
             )
         finally:
             console.close()
@@ -151,6 +197,16 @@ class NativeDriver(Driver):
     def list(self) -> list[str]:
         """Ids of the containers in this driver's state directory."""
         return self._store.ids()
+
+
+def _after(first: DriverCallback | None, then: DriverCallback) -> DriverCallback:
+    def both(config: ProcessConfig, pid: int, oom: OOMEvents) -> None:
+        try:
+            if first is not None:
+                first(config, pid, oom)
+        finally:
+            then(config, pid, oom)
+    return both
 
 
 def _console(config: ProcessConfig, pipes: Pipes) -> StdConsole | TtyConsole:

@@ -65,17 +65,23 @@ def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str) -> tupl
         rootfs.setup(spec, trees, staged if staged and rootfs.can_use_staged(spec) else "")
     except (OSError, rootfs.RootfsError) as err:
         raise InitError(f"rootfs: {err}") from None
-    if spec["hostname"]:
-        syscalls.sethostname(spec["hostname"])
     if spec.get("domainname"):
         syscalls.setdomainname(spec["domainname"])
+    if spec.get("pool"):
+        return "", users.User(0, 0, [0], "/"), {}  # a warm sandbox learns its process later (_wait_for_process)
+    if spec["hostname"]:
+        syscalls.sethostname(spec["hostname"])
     return resolve(spec)
 
 
-def resolve(spec: dict[str, Any]) -> tuple[str, users.User, dict[str, str]]:
-    """The program, user and environment, looked up in the container's root."""
+def resolve(spec: dict[str, Any],
+            known: tuple[str, users.User] | None = None) -> tuple[str, users.User, dict[str, str]]:
+    """The program, user and environment, looked up in the container's root.
+
+    ``known``: a user name already resolved (a warm sandbox's), and what it is.
+    """
     try:
-        user = users.resolve(spec["user"])
+        user = known[1] if known is not None and known[0] == spec["user"] else users.resolve(spec["user"])
     except users.UserError as err:
         raise InitError(str(err)) from None
     for gid in spec.get("additional_gids", ()):
@@ -303,6 +309,9 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             _join_cgroup(hierarchies, spec["cgroup"]["join"])
         if spec.get("terminal"):
             from execdriver.linux import terminal  # now: after the pivot the package is out of sight
+        if spec.get("pool"):
+            import marshal  # noqa: F401 - likewise, for _wait_for_process
+            import socket  # noqa: F401
         executable, user, env = _prepare(spec, trees, staged)
         if spec.get("terminal"):  # in the container's devpts, now that it is mounted
             terminal.attach(spec["console_socket"], spec.get("console_size"))
@@ -318,11 +327,49 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         os.write(status, READY)
         if fifo >= 0:
             _wait_for_start(fifo)
+        elif spec.get("pool"):
+            # The filter's load is the slowest step left (the kernel runs it
+            # for every system call to cache the verdicts, ~1.5 ms): done
+            # ahead, as is no_new_privileges. What follows until exec is all
+            # allowed by any profile that lets a container start.
+            if spec.get("no_new_privileges"):
+                syscalls.set_no_new_privs()
+            if spec.get("seccomp_bpf"):
+                syscalls.seccomp_set_filter(spec["seccomp_bpf"])
+            try:  # the template's user, most likely the container's too
+                known: tuple[str, users.User] | None = (spec["user"], users.resolve(spec["user"]))
+            except users.UserError:
+                known = None
+            spec = {**_wait_for_process(go, spec), "seccomp_bpf": None}
+            executable, user, env = resolve(spec, known)
         elif os.read(go, 1) != GO:
             os._exit(1)
         become(spec, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         fail(status, err, "container init")
+
+
+def _wait_for_process(go: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """A warm sandbox (pool.py), ready but for its process: it comes with the go, and its stdio.
+
+    ``G`` + the process's fields in marshal's format (argv, env, user,
+    cwd) + three descriptors for stdin, stdout and stderr.
+    """
+    import marshal
+    import socket
+
+    channel = socket.socket(fileno=os.dup(go))
+    try:
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3)
+    finally:
+        channel.close()
+    if not message.startswith(GO) or len(fds) != 3:
+        os._exit(1)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    fields: dict[str, Any] = marshal.loads(message[1:])
+    return {**spec, **fields}  # (the driver set the hostname from outside: pool.Sandbox.hand_over)
 
 
 def _wait_for_users(go: int) -> list[int]:

@@ -149,6 +149,17 @@ def manager(path: str, root: str | None = None, cgroup_version: int | None = Non
     return V1Manager(path)
 
 
+def rename(cgroup: Manager, path: str) -> Manager:
+    """Move ``cgroup``, processes and all, to ``path`` under the same parent: a warm sandbox becomes a container."""
+    moved = manager(path)
+    for source, target in zip(cgroup.directories(), moved.directories(), strict=True):
+        try:
+            os.rename(source, target)
+        except OSError as err:
+            raise CgroupError(f"cannot rename cgroup {source} to {target}: {err.strerror}") from None
+    return moved
+
+
 def remove_if_empty(name: str) -> None:
     """rmdir the cgroup ``name`` (relative to each hierarchy's root) where it is empty."""
     if version() == 2:

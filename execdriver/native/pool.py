@@ -1,0 +1,256 @@
+"""Warm sandboxes: containers made ahead, but for their process.
+
+A sandbox is an init cloned from a *template* launch spec and taken as far
+as it can go without its process: namespaces made, rootfs mounted and
+pivoted into, standard filesystems, masked paths, bounding set cut, its
+cgroup created with the template's limits and joined. It waits on its go
+socket. ``container.run`` hands one to a Command of the same shape (every
+launch spec field but the process's own and the names), which makes it a
+container in a few system calls: the id's state claimed, the cgroup
+renamed to the id's, then ``G`` with the process (argv, env, user, cwd,
+hostname) and its three stdio descriptors; the init execs.
+
+A sandbox serves one container and is never reused: its init becomes the
+container's process. Idle, each costs one sleeping process (a fork of
+the fork server: its pages shared), its namespaces, mounts (the rootfs bind
+and /proc, /dev, /sys) and an empty cgroup in every hierarchy. The pool
+refills in a thread of its own after each hand-out; ``warm(template, 0)``
+and ``close()`` kill what is idle and remove its cgroups.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import threading
+
+from execdriver.linux import cgroups
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from execdriver.linux.cgroups.base import Manager
+    from execdriver.native.spawn import Launch, Spawner
+
+# The fields of a container's own launch spec that its sandbox gets at hand-over.
+PROCESS_FIELDS = ("argv", "env", "user", "cwd", "hostname")
+# The fields that differ between containers of one shape: names and the process.
+_NAMES = ("id", "state_dir", "mountpoint", "cgroup", "driver_fds", *PROCESS_FIELDS)
+
+
+def shape(launch_spec: dict[str, Any]) -> bytes | None:
+    """What a sandbox must have been made with to serve ``launch_spec``; None if none can.
+
+    A sandbox serves plain containers: no network set-up, user namespace,
+    terminal, joined namespaces or OCI create.
+    """
+    if any(launch_spec.get(key) for key in ("network", "uid_mappings", "terminal", "join_namespaces",
+                                             "exec_fifo", "exec_into")):
+        return None
+    if launch_spec["root"]["kind"] not in ("dir", "host"):
+        return None
+    cgroup = launch_spec["cgroup"]
+    fixed = {key: value for key, value in launch_spec.items() if key not in _NAMES}
+    fixed["cgroup"] = (os.path.dirname(cgroup["path"]), cgroup["parent_levels"], sorted(cgroup["limits"].items()))
+    return marshal.dumps(sorted(fixed.items()))
+
+
+class Sandbox:
+    """An idle init, its sync descriptors and its cgroup (under its placeholder name)."""
+
+    def __init__(self, launch: Launch, go: socket.socket, status: int, cgroup: Manager,
+                 launch_spec: dict[str, Any]) -> None:
+        self.launch = launch
+        self.go = go
+        self.status = status
+        self.cgroup = cgroup
+        self.launch_spec = launch_spec
+
+    @property
+    def pid(self) -> int:
+        return self.launch.pid
+
+    def hand_over(self, launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> None:
+        """Go: the container's process and its stdio; its hostname first.
+
+        The sandbox's seccomp filter is loaded already and may deny
+        sethostname: this thread sets it, in the sandbox's UTS namespace.
+        """
+        if launch_spec["hostname"]:
+            _set_hostname(self.pid, launch_spec["hostname"])
+        fields = {key: launch_spec[key] for key in PROCESS_FIELDS if key != "hostname"}
+        socket.send_fds(self.go, [b"G" + marshal.dumps(fields)], list(stdio))
+
+    def discard(self) -> None:
+        """Kill the idle init and remove what it held."""
+        from execdriver.native.state import remove_tree
+
+        self.launch.kill()
+        try:
+            self.launch.reap()
+        except OSError:
+            pass
+        self.close()
+        try:
+            self.cgroup.destroy(0)
+        except cgroups.CgroupError:
+            pass
+        remove_tree(self.launch_spec["state_dir"])
+
+    def close(self) -> None:
+        self.launch.close()
+        self.go.close()
+        os.close(self.status)
+
+
+def _set_hostname(pid: int, hostname: str) -> None:
+    from execdriver.linux import syscalls
+
+    own = os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(target, syscalls.CLONE_NEWUTS)
+        try:
+            syscalls.sethostname(hostname)
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWUTS)
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
+    """Clone an init from ``launch_spec`` (a template's, with placeholder names) and take it to ready."""
+    from execdriver.native import container, init
+
+    cgroup_spec = launch_spec["cgroup"]
+    cgroup = cgroups.manager(cgroup_spec["path"])
+    os.makedirs(launch_spec["state_dir"], mode=0o700, exist_ok=True)  # the root's mount point
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    status, status_write = os.pipe2(os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    spec = {**launch_spec, "pool": True, "driver_fds": [ours.fileno(), status]}
+    limits = cgroups.Limits(**cgroup_spec["limits"])
+    launch = None
+    try:
+        launch = spawner.spawn(spec, (theirs.fileno(), status_write), (null, null, null),
+                               meanwhile=lambda: cgroup.create(limits))
+        if not cgroup_spec["join"]:
+            cgroup.add(launch.pid)
+        os.write(ours.fileno(), init.CGROUP)
+        container.expect(status, init.READY, launch_spec["id"])
+    except BaseException:
+        if launch is not None:
+            launch.kill()
+            try:
+                launch.reap()
+            except OSError:
+                pass
+            launch.close()
+        ours.close()
+        os.close(status)
+        cgroup.destroy(0)
+        raise
+    finally:
+        theirs.close()
+        os.close(status_write)
+        os.close(null)
+    return Sandbox(launch, ours, status, cgroup, launch_spec)
+
+
+class WarmPool:
+    """Idle sandboxes by shape, kept at their size by a filler thread."""
+
+    def __init__(self, spawner: Spawner) -> None:
+        self._spawner = spawner
+        self._lock = threading.Lock()
+        self._idle: dict[bytes, list[Sandbox]] = {}
+        self._wanted: dict[bytes, tuple[int, Any]] = {}  # shape: (size, a function making a template spec)
+        self._wake = threading.Condition(self._lock)
+        self._filler: threading.Thread | None = None
+        self._closed = False
+        self.errors: list[BaseException] = []
+
+    def warm(self, key: bytes, size: int, template: Any) -> None:
+        """Keep ``size`` sandboxes of shape ``key``; ``template()`` gives a fresh template spec. Fills now."""
+        with self._lock:
+            if size:
+                self._wanted[key] = (size, template)
+            else:
+                self._wanted.pop(key, None)
+            idle = self._idle.setdefault(key, [])
+            surplus = idle[size:]
+            del idle[size:]
+            missing = size - len(idle)
+        for sandbox in surplus:
+            sandbox.discard()
+        for _ in range(missing):
+            sandbox = prepare(self._spawner, template())
+            with self._lock:
+                self._idle.setdefault(key, []).append(sandbox)
+
+    def take(self, key: bytes | None) -> Sandbox | None:
+        """An idle sandbox of shape ``key``, if one is ready; call refill() once it has started."""
+        if key is None:
+            return None
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop(0) if idle else None
+
+    def refill(self) -> None:
+        """Make up for what was taken: after the hand-over, so as not to compete with it for the CPU."""
+        with self._lock:
+            if self._short() is not None:
+                self._ensure_filler()
+                self._wake.notify()
+
+    def _ensure_filler(self) -> None:
+        if self._filler is None or not self._filler.is_alive():
+            self._filler = threading.Thread(target=self._fill, name="execdriver-pool", daemon=True)
+            self._filler.start()
+
+    def _fill(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self._short():
+                    self._wake.wait()
+                if self._closed:
+                    return
+                key = self._short()
+                assert key is not None
+                template = self._wanted[key][1]
+            try:
+                sandbox = prepare(self._spawner, template())
+            except BaseException as err:  # noqa: BLE001 - kept for the caller; the pool stops filling this shape
+                with self._lock:
+                    self.errors.append(err)
+                    self._wanted.pop(key, None)
+                continue
+            with self._lock:
+                if self._closed or key not in self._wanted:
+                    surplus: Sandbox | None = sandbox
+                else:
+                    self._idle.setdefault(key, []).append(sandbox)
+                    surplus = None
+            if surplus is not None:
+                surplus.discard()
+
+    def _short(self) -> bytes | None:
+        for key, (size, _) in self._wanted.items():
+            if len(self._idle.get(key, ())) < size:
+                return key
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+            idle = [sandbox for sandboxes in self._idle.values() for sandbox in sandboxes]
+            self._idle.clear()
+            self._wanted.clear()
+        if self._filler is not None:
+            self._filler.join()
+        for sandbox in idle:
+            sandbox.discard()

@@ -1,0 +1,87 @@
+"""The warm pool: containers made ahead but for their process, handed out by run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from execdriver import Command, ConfigError, Hooks, Network, NetworkInterface, OOMEvents, ProcessConfig
+from execdriver.linux import process
+from execdriver.native.driver import NativeDriver
+from tests.helpers import run, shell
+
+
+def _idle_pids(driver: NativeDriver) -> set[int]:
+    """The pids of the pool's idle sandboxes (the driver's own bookkeeping)."""
+    pool = driver._pool
+    assert pool is not None
+    return {sandbox.pid for sandboxes in pool._idle.values() for sandbox in sandboxes}
+
+
+def _pool_leftovers(state_root: Path) -> list[str]:
+    found = [str(p) for p in (state_root / ".pool").glob("*")] if (state_root / ".pool").exists() else []
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        found += [str(p) for p in (hierarchy / "execdriver").glob("pool-*")]
+    return found
+
+
+def test_run_takes_a_sandbox_made_ahead(driver: NativeDriver, busybox_rootfs: Path, state_root: Path,
+                                        cid: str) -> None:
+    template = shell("template", busybox_rootfs, "true")
+    driver.warm(template, 2)
+    made_ahead = _idle_pids(driver)
+    assert len(made_ahead) == 2
+    pids: list[int] = []
+
+    def on_pre_start(_config: ProcessConfig, pid: int, _oom: OOMEvents) -> None:
+        pids.append(pid)
+
+    script = "echo $(hostname) $(id -u) $(cat /proc/self/cgroup | grep freezer); echo err >&2; exit 7"
+    for index, user in enumerate(("", "nobody")):
+        command = shell(f"{cid}-{index}", busybox_rootfs, script, hostname=f"warm{index}",
+                        process_config=ProcessConfig(entrypoint="sh", arguments=["-c", script], user=user))
+        status, out, err = run(driver, command, hooks=Hooks(pre_start=[on_pre_start]))
+        assert status.exit_code == 7 and err == "err\n"
+        name, uid, cgroup = out.split()
+        assert name == f"warm{index}" and uid == ("0" if not user else "65534")
+        assert cgroup.endswith(f":/execdriver/{cid}-{index}")  # renamed to the container's own
+    # Both inits were the sandboxes made ahead; never the same one twice.
+    assert set(pids) == made_ahead
+    assert all(not process.is_alive(pid, process.start_time(pid) or -1) for pid in pids)
+    driver.warm(template, 0)
+    assert _pool_leftovers(state_root) == []
+
+
+def test_another_shape_starts_cold_and_the_pool_refills(driver: NativeDriver, busybox_rootfs: Path,
+                                                        rootfs: Path, state_root: Path, cid: str) -> None:
+    driver.warm(shell("template", busybox_rootfs, "true"), 1)
+    used: list[bool] = []
+
+    def recorder(idle: set[int]) -> Hooks:
+        def on_pre_start(_config: ProcessConfig, pid: int, _oom: OOMEvents) -> None:
+            used.append(pid in idle)
+        return Hooks(pre_start=[on_pre_start])
+
+    run(driver, shell(cid, rootfs, "true"), hooks=recorder(_idle_pids(driver)))  # another rootfs
+    run(driver, shell(f"{cid}-b", busybox_rootfs, "true", readonly_rootfs=True),  # another root mode
+        hooks=recorder(_idle_pids(driver)))
+    assert used == [False, False]
+    for index in range(3):  # each takes the sandbox the pool made after the previous one
+        deadline = time.monotonic() + 10
+        while not _idle_pids(driver):
+            assert time.monotonic() < deadline, "the pool did not refill"
+            time.sleep(0.01)
+        run(driver, shell(f"{cid}-{index}", busybox_rootfs, "true"), hooks=recorder(_idle_pids(driver)))
+    assert used[2:] == [True, True, True]
+    driver.close()
+    assert _pool_leftovers(state_root) == []
+
+
+def test_a_template_that_cannot_be_made_ahead(driver: NativeDriver, busybox_rootfs: Path) -> None:
+    template = shell("template", busybox_rootfs, "true", network=Network(interface=NetworkInterface()))
+    with pytest.raises(ConfigError, match="warm: this template cannot be made ahead"):
+        driver.warm(template, 1)
+    with pytest.raises(ConfigError, match=r"rootfs: .* does not exist"):
+        driver.warm(Command(id="t", rootfs="/nonexistent", process_config=ProcessConfig(entrypoint="true")), 1)
