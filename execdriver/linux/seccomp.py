@@ -298,9 +298,16 @@ def program(profile: str, capabilities: list[int], cache_dir: str = "") -> bytes
     compiled = compile_oci(docker_to_oci(parsed, names), where="seccomp_profile")
     _programs[key] = compiled
     if path:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        temporary = f"{path}.{os.getpid()}"
-        with open(temporary, "wb") as handle:
-            handle.write(compiled)
-        os.replace(temporary, path)
+        # Several threads and processes may fill the cache at once: each writes its own file.
+        temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(compiled)
+            os.replace(temporary, path)
+        except OSError:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass  # a cache that cannot be written is only slower
     return compiled

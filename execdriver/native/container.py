@@ -34,6 +34,7 @@ import os
 import select
 import time
 
+from execdriver import faults
 from execdriver.errors import ContainerError, NotRunningError
 from execdriver.linux import cgroups, process
 from execdriver.native.state import State, StateStore, remove_tree
@@ -149,6 +150,7 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     finally:
         os.close(go_read)
         os.close(status_write)
+    faults.point("cloned")
     if launch_spec.get("uid_mappings"):
         _map_users(launch_spec, launch.pid, handles.go)
     try:
@@ -163,9 +165,11 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
         pass  # likewise
     state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
     store.save(state)
+    faults.point("saved")
     if handles.network is not None:
         handles.network.attach(launch.pid, network["mtu"] if network else 0)
     expect(handles.status, init.READY, launch_spec["id"])  # 5
+    faults.point("ready")
     if network is not None and network["mode"] == "container":
         _joined(store, network, launch.pid)
     return launch
@@ -269,6 +273,7 @@ def run(
         raise
     handles = _Handles()
     reaped = False
+    faults.point("claimed")
     try:
         if sandbox is not None:
             launch = _adopt(store, sandbox, state, cgroup_spec["path"], handles)
@@ -285,6 +290,7 @@ def run(
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): expect says so
         expect(handles.status, b"", container_id)
+        faults.point("started")
         if start is not None:  # 8
             start(launch.pid)
         if serve is not None:  # 9
@@ -419,6 +425,7 @@ def clean(store: StateStore, container_id: str) -> None:
             while state.alive() and time.monotonic() < deadline:
                 time.sleep(0.005)
         _remove_leftovers(store, state)
+    faults.point("clean-removed")
     store.remove(container_id)
 
 
@@ -445,6 +452,7 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
     handles = _Handles()
     done = False
+    faults.point("claimed")
     try:
         os.mkfifo(fifo, 0o600)
         if launch_spec.get("uid_mappings") and os.geteuid() == 0:
@@ -456,6 +464,7 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
         launch = _bring_up(store, spawner, {**launch_spec, "exec_fifo": fifo}, stdio, state, cgroup, handles)
         for callback in on_created:
             callback(launch.pid)
+        faults.point("created")
         done = True
         return state
     finally:
@@ -498,6 +507,7 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: d
         launch = spawner.spawn(spec, (status_write, status_write), stdio)
     finally:
         os.close(status_write)
+    faults.point("exec-spawned")
     reaped = False
     try:
         message = b"".join(iter(lambda: os.read(status_read, 65536), b""))  # EOF: it exec'd
@@ -555,6 +565,7 @@ def start(store: StateStore, container_id: str) -> State:
     if current != "created":
         raise ContainerError(f"cannot start container {container_id}: it is {current}, not created")
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
+    faults.point("start-begun")
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         pidfd = os.pidfd_open(state.pid)
@@ -568,6 +579,7 @@ def start(store: StateStore, container_id: str) -> State:
         while True:
             events = dict(poller.poll())
             if reader in events and os.read(reader, 1):
+                faults.point("start-released")
                 break
             if pidfd in events:
                 raise ContainerError(f"cannot start container {container_id}: its init exited")
@@ -601,5 +613,6 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> State |
             if current == "paused":
                 manager.thaw()
             manager.kill()
+    faults.point("delete-killed")
     clean(store, container_id)
     return state
