@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import os
 import socket
+import struct
 import threading
+from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from execdriver.linux import syscalls
 
@@ -93,16 +101,46 @@ def connect(pid: int, bridge: str, veth: str, address: ipaddress.IPv4Interface, 
                      peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac, "mtu": mtu})
     except NetlinkError as err:
         raise _fail(f"cannot connect the container to {bridge}", err) from None
-    inside = _socket_in(pid)
+    _configure_inside(pid, address, gateway)
+
+
+def _configure_inside(pid: int, address: ipaddress.IPv4Interface, gateway: str) -> None:
+    """eth0's address, up, and the default route, through a netlink socket opened in the namespace.
+
+    pyroute2's messages over a plain socket: an IPRoute per container would
+    cost an event loop each, and leaves some 1.7 KB behind per instance.
+    """
+    sock, index = _socket_in(pid, "eth0")
     try:
-        index = inside.link_lookup(ifname="eth0")[0]
-        inside.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
-        inside.link("set", index=index, state="up")
-        inside.route("add", dst="0.0.0.0/0", gateway=gateway)
-    except NetlinkError as err:
-        raise _fail("cannot configure eth0 in the container", err) from None
+        message = ifaddrmsg()
+        message["family"], message["prefixlen"], message["index"] = socket.AF_INET, address.network.prefixlen, index
+        message["attrs"] = [("IFA_LOCAL", str(address.ip)), ("IFA_ADDRESS", str(address.ip))]
+        _request(sock, message, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, "eth0's address")
+        message = ifinfmsg()
+        message["index"], message["flags"], message["change"] = index, 1, 1  # IFF_UP
+        _request(sock, message, RTM_NEWLINK, 0, "eth0 up")
+        message = rtmsg()
+        message["family"], message["table"], message["proto"], message["type"] = socket.AF_INET, 254, 4, 1
+        message["attrs"] = [("RTA_GATEWAY", gateway)]
+        _request(sock, message, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, "the default route")
     finally:
-        inside.close()
+        sock.close()
+
+
+_sequence = itertools.count(1)
+
+
+def _request(sock: socket.socket, message: Any, kind: int, flags: int, what: str) -> None:
+    message["header"]["type"] = kind
+    message["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+    message["header"]["sequence_number"] = next(_sequence)
+    message.encode()
+    sock.send(message.data)
+    reply = sock.recv(65536)
+    _, kind_back = struct.unpack_from("=IH", reply, 0)
+    code = struct.unpack_from("=i", reply, 16)[0] if kind_back == NLMSG_ERROR else 0
+    if code:
+        raise LinkError(-code, f"cannot set {what} in the container: {os.strerror(-code)}")
 
 
 def _read(path: str) -> str:
@@ -125,8 +163,8 @@ def is_bridge(name: str) -> bool:
     return os.path.isdir(f"/sys/class/net/{name}/bridge")
 
 
-def _socket_in(pid: int) -> IPRoute:
-    """A netlink socket in the network namespace of ``pid`` (see the module's docstring)."""
+def _socket_in(pid: int, name: str) -> tuple[socket.socket, int]:
+    """A netlink socket in the network namespace of ``pid``, and the index of ``name`` there."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -135,13 +173,14 @@ def _socket_in(pid: int) -> IPRoute:
         finally:
             os.close(target)
         try:
-            ipr = IPRoute()
-            ipr.link_lookup(ifname="lo")  # the socket exists from here on
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+            sock.bind((0, 0))
+            index = socket.if_nametoindex(name)
         finally:
             syscalls.setns(own, syscalls.CLONE_NEWNET)
     finally:
         os.close(own)
-    return ipr
+    return sock, index
 
 
 def delete(name: str) -> None:
