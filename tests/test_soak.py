@@ -78,6 +78,7 @@ def test_a_thousand_containers_leave_nothing_behind(state_root: Path, busybox_ro
         for index in range(20, 20 + SOAK):
             one(index)
         after, rss_after = _census(state_root), _rss_kib()
-    assert after == before
+    # Nothing grew. (Something may shrink: the garbage of earlier tests in this process.)
+    assert {key: value for key, value in after.items() if value > before[key]} == {}, (before, after)
     assert rss_after - rss_before < 4096, f"the API process grew by {rss_after - rss_before} KiB"
     assert _our_rules() == "" and not os.path.exists(f"/sys/class/net/{bridge}")
