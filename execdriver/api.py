@@ -407,7 +407,9 @@ class Command(_Struct):
     Docker's JSON format; ``apparmor_profile`` needs AppArmor on the host;
     ``uid_mapping``/``gid_mapping`` put the container in a user namespace.
     ``masked_paths`` and ``readonly_paths`` (None: Docker's) and ``umask``
-    (None: 022; a pointer in Go, as OCI's) complete them. ``process_config.privileged`` means every
+    (None: 022; a pointer in Go, as OCI's) complete them. ``init`` runs
+    the process under a reaper as pid 1 (tini, as docker run --init does),
+    which reaps orphaned zombies and passes signals on. ``process_config.privileged`` means every
     capability, no seccomp, no masked paths and every device.
     """
 
@@ -442,6 +444,7 @@ class Command(_Struct):
     masked_paths: list[str] | None = None
     readonly_paths: list[str] | None = None
     umask: int | None = None
+    init: bool = False
 
     _json = (
         ("container_pid", "container_pid", _INT64),
@@ -475,6 +478,7 @@ class Command(_Struct):
         ("masked_paths", "masked_paths", ("list", "str")),
         ("readonly_paths", "readonly_paths", ("list", "str")),
         ("umask", "umask", ("optional", (0, 0o777))),
+        ("init", "init", "bool"),
     )
 
     @classmethod

@@ -26,8 +26,9 @@ fi
 # iproute2: the network tests build their outside hosts with ip.
 # libseccomp2 compiles seccomp profiles; golang-github-containers-common's
 # seccomp.json is the base of the default profile (seccomp.py says how).
+# tini: --init's reaper (its static build is copied into the container).
 packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv libnftables1 iproute2
-          libseccomp2 golang-github-containers-common)
+          libseccomp2 golang-github-containers-common tini)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -38,7 +38,7 @@ GO_ZERO_COMMAND = (
     '"args_escaped":false,"hv_partition":false,"readonly_rootfs":false,"cgroup_parent":"",'
     '"cap_add":null,"cap_drop":null,"seccomp_profile":"","apparmor_profile":"","no_new_privileges":false,'
     '"oom_score_adj":0,"uidmapping":null,"gidmapping":null,"masked_paths":null,"readonly_paths":null,'
-    '"umask":null}'
+    '"umask":null,"init":false}'
 )
 
 

@@ -36,6 +36,7 @@ FLAGS = (
     Flag("--cap-drop", kind="append", metavar="CAP", help="drop a capability from it (or ALL)"),
     Flag("--security-opt", kind="append", metavar="OPT",
          help="seccomp=unconfined|PROFILE.json (default: Docker's profile), no-new-privileges, apparmor=PROFILE"),
+    Flag("--init", kind="bool", help="run CMD under a reaper as pid 1 (tini), which reaps orphaned zombies"),
     Flag("--ulimit", kind="append", metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048"),
     Flag("--network", default="none", metavar="MODE",
          help="none (loopback alone), host, bridge[:NAME] (default bridge execdriver0) or container:ID"),
@@ -208,6 +209,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         privileged=bool(options["privileged"]),
         network=network,
         security=_security(options),
+        init=bool(options["init"]),
     )
 
     def forward(signum: int, _frame: object) -> None:

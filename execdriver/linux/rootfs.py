@@ -326,6 +326,28 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
         mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
 
 
+INIT_PATH = "/dev/init"  # where --init's reaper goes, on the container's own /dev tmpfs
+
+
+def _copy_init(source: str, target: str) -> None:
+    """A copy of the host's static tini, not a bind of it: the container may write its copy, never the host's."""
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise RootfsError(f"init {source}: {err.strerror}") from None
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o555)
+        try:
+            size = os.fstat(src).st_size
+            offset = 0
+            while offset < size:
+                offset += os.sendfile(dst, src, offset, size - offset)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
 def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]], dev: str = "") -> None:
     dev = dev or resolve_in_root(root, "/dev")
     for path, kind, major, minor, mode, uid, gid in devices:
@@ -444,6 +466,8 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
             _mount_entry(root, entry)
     if spec["devices"] is not None and not staged:
         _create_devices(root, spec["devices"])
+    if spec.get("init_binary"):
+        _copy_init(spec["init_binary"], resolve_in_root(root, INIT_PATH))
 
     os.chdir(root)
     pivot_root(".", ".")

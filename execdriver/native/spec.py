@@ -14,6 +14,7 @@ import posixpath
 
 from execdriver.errors import ConfigError
 from execdriver.linux import capabilities, cgroups, syscalls
+from execdriver.linux import rootfs as rootfs_module
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.rootfs import (
     DEFAULT_DEVICES,
@@ -154,6 +155,7 @@ def launch_spec(
     security: dict[str, Any] | None = None,
     uid_mappings: list[Any] | None = None,
     gid_mappings: list[Any] | None = None,
+    init: bool = False,
 ) -> dict[str, Any]:
     """Validate a container's settings and turn them into the init's launch spec.
 
@@ -185,6 +187,8 @@ def launch_spec(
         uid_mappings, gid_mappings = [(0, os.geteuid(), 1)], [(0, os.getegid(), 1)]
         if network is not None and network["mode"] == "bridge":
             raise ConfigError("network.interface: a bridge needs root; a user without privileges has loopback alone")
+    if init:
+        argv = [rootfs_module.INIT_PATH, "--", *argv]
     users = user_namespace(uid_mappings, gid_mappings, root)
     if users:
         clone_flags |= syscalls.CLONE_NEWUSER
@@ -195,6 +199,7 @@ def launch_spec(
         extra_mounts = etc.mounts(network["files"], ("hosts", "resolv.conf"))
     return {
         **networking,
+        **({"init_binary": _init_binary()} if init else {}),
         "id": container_id,
         "state_dir": state_dir,
         "rootfs": rootfs,
@@ -217,6 +222,15 @@ def launch_spec(
         "cgroup": _cgroup(container_id, cgroup_path, limits or {}, joins_itself=not users),
         **users,
     }
+
+
+INIT_BINARY = "/usr/bin/tini-static"  # Debian's tini: what docker run --init runs as the container's pid 1
+
+
+def _init_binary() -> str:
+    if not os.access(INIT_BINARY, os.X_OK):
+        raise ConfigError(f"init: {INIT_BINARY} is missing (Debian's tini package installs it)")
+    return INIT_BINARY
 
 
 def user_namespace(uid_mappings: list[Any] | None, gid_mappings: list[Any] | None,
@@ -463,4 +477,5 @@ def build(command: Command, state_dir: str, network: dict[str, Any] | None = Non
         security=security_of(command),
         uid_mappings=[(m.container_id, m.host_id, m.size) for m in command.uid_mapping or ()],
         gid_mappings=[(m.container_id, m.host_id, m.size) for m in command.gid_mapping or ()],
+        init=command.init,
     ), **_terminal(config)}
