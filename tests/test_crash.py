@@ -202,3 +202,25 @@ def test_two_hundred_containers_in_waves_from_four_processes(busybox_rootfs: Pat
         assert worker.returncode == 0, err
         assert [int(code) for code in out.split()] == [index % 3 for index in range(50)]
     assert [name for name in os.listdir(root) if not name.startswith(".")] == []
+
+
+def test_start_and_delete_of_one_container_at_once(bundle: Callable[..., Path], tmp_path: Path) -> None:  # noqa: F811
+    """Operations on one id take turns: whichever goes first, the other sees what it left."""
+    root = tmp_path / "state"
+    cli = Cli(root)
+    directory = bundle(["sleep", "30"])
+    for _ in range(8):
+        cid = f"r-{uuid.uuid4().hex[:10]}"
+        cli("create", "--bundle", str(directory), cid)
+        pids = [_pid_of(root, cid)]
+        with tempfile.TemporaryFile("w+") as first, tempfile.TemporaryFile("w+") as second:
+            racers = [subprocess.Popen([*CLI, "--root", str(root), *args], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=error)
+                      for args, error in ((["start", cid], first), (["delete", "--force", cid], second))]
+            codes = [racer.wait(60) for racer in racers]
+            first.seek(0)
+            start_error = first.read()
+        assert codes[1] == 0
+        # start won (and the container was then deleted) or lost (and says the container is gone).
+        assert codes[0] == 0 or f"container {cid} does not exist" in start_error, start_error
+        assert _traces(root, cid, pids) == []

@@ -390,18 +390,21 @@ def pids(store: StateStore, container_id: str) -> list[int]:
 
 def pause(store: StateStore, container_id: str) -> None:
     """Freeze every process of the container; returns once they are frozen."""
-    _running_cgroup(store, container_id)[1].freeze()
+    with store.locked(container_id):
+        _running_cgroup(store, container_id)[1].freeze()
 
 
 def unpause(store: StateStore, container_id: str) -> None:
-    _running_cgroup(store, container_id)[1].thaw()
+    with store.locked(container_id):
+        _running_cgroup(store, container_id)[1].thaw()
 
 
 def update(store: StateStore, container_id: str, limits: dict[str, Any]) -> None:
     """Change the limits of the running container."""
     wanted = cgroups.Limits(**limits)
     wanted.check()
-    _running_cgroup(store, container_id)[1].set(wanted, running=True)
+    with store.locked(container_id):
+        _running_cgroup(store, container_id)[1].set(wanted, running=True)
 
 
 def stats(store: StateStore, container_id: str) -> dict[str, Any]:
@@ -558,6 +561,11 @@ def status(store: StateStore, state: State) -> str:
 
 def start(store: StateStore, container_id: str) -> State:
     """Release a created container's init: it execs the process."""
+    with store.locked(container_id):
+        return _start(store, container_id)
+
+
+def _start(store: StateStore, container_id: str) -> State:
     state = store.load(container_id)
     if state is None:
         raise NotRunningError(f"container {container_id} does not exist")
@@ -599,6 +607,11 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> State |
 
     Returns the state it removed, None when there was none.
     """
+    with store.locked(container_id):
+        return _delete(store, container_id, force)
+
+
+def _delete(store: StateStore, container_id: str, force: bool) -> State | None:
     state = store.load(container_id)
     if state is None:
         if os.path.isdir(store.path(container_id)):  # a claim with no state: a crash while creating

@@ -149,11 +149,34 @@ class StateStore:
         with self._locked():
             remove_tree(self.path(container_id))
 
+    def locked(self, container_id: str) -> _IdLock:
+        """Hold while operating on ``container_id``: concurrent operations on it wait their turn."""
+        return _IdLock(self.path(container_id))
+
     def ids(self) -> list[str]:
         try:
             return sorted(name for name in os.listdir(self.root) if _valid_id(name))
         except FileNotFoundError:
             return []
+
+
+class _IdLock:
+    """flock on the id's own directory: one operation on a container at a time (start, delete, pause ...)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        try:
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # no container: nothing to serialise (the operation says so)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 class _Lock:
