@@ -66,7 +66,7 @@ demo)
         echo scratch > /tmp/demo && echo "/tmp is private and writable"'
     ;;
 test)
-    .venv/bin/ruff check execdriver tests bench
+    .venv/bin/ruff check execdriver tests bench examples
     .venv/bin/mypy
     .venv/bin/python -m pytest "$@"
     ;;

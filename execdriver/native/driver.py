@@ -20,6 +20,7 @@ from execdriver.api import (
     Hooks,
     OOMEvents,
     Pipes,
+    PortMap,
     ProcessConfig,
     ResourceStats,
 )
@@ -193,6 +194,18 @@ class NativeDriver(Driver):
 
     def supports_hooks(self) -> bool:
         return True
+
+    def ports(self, id: str) -> PortMap:
+        """The ports the running container publishes, as nat.PortMap, with the host ports given to empty ones."""
+        from execdriver.api import PortBinding
+        from execdriver.linux.network import published
+
+        result: PortMap = {}
+        for protocol, host_ip, host_port, container_port in published(os.path.abspath(self._store.root), id):
+            bindings = result.setdefault(f"{container_port}/{protocol}", [])
+            assert bindings is not None
+            bindings.append(PortBinding(host_ip=host_ip, host_port=str(host_port)))
+        return result
 
     def list(self) -> list[str]:
         """Ids of the containers in this driver's state directory."""

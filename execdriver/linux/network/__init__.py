@@ -227,6 +227,17 @@ def joined(root: str, container_id: str, pid: int) -> None:
                                [pid, process.start_time(pid) or 0]]
 
 
+def published(root: str, container_id: str) -> list[list[Any]]:
+    """[protocol, host address, host port, container port] of each port the container publishes."""
+    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+        return []
+    from execdriver.linux.network import ipam
+
+    with ipam.Store() as store:
+        token = store.find(root, container_id)
+        return list(store.leases[token]["ports"]) if token is not None else []
+
+
 def files_of(root: str, container_id: str) -> str:
     """The directory of a bridged container's /etc files, "" if it has none."""
     if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
