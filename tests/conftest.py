@@ -57,8 +57,17 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rootfs(busybox_rootfs: Path, tmp_path: Path) -> Path:
     """A private copy of the busybox rootfs, for tests that write to it."""
     copy = tmp_path / "rootfs"
-    shutil.copytree(busybox_rootfs, copy, symlinks=True)
+    shutil.copytree(busybox_rootfs, copy, symlinks=True, ignore=_special_files)
     return copy
+
+
+def _special_files(directory: str, names: list[str]) -> list[str]:
+    """Device nodes, FIFOs and sockets: never copied (reading /dev/zero or /dev/full never ends)."""
+    import stat
+
+    return [name for name in names
+            if not stat.S_ISREG(mode := os.lstat(os.path.join(directory, name)).st_mode)
+            and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode)]
 
 
 @pytest.fixture()

@@ -16,12 +16,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execdriver import Command, ExecDriverError, Pipes
 from execdriver.cli.oci.spec import default_config
 from execdriver.native.driver import NativeDriver
+from tests.images import make_busybox_rootfs
 from tests.test_oci import CLI
 
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
@@ -105,13 +107,19 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     return config
 
 
+@pytest.fixture(scope="module")
+def fuzz_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rootfs of this module's own: a config without a /dev mount has its nodes made in the image's /dev."""
+    return make_busybox_rootfs(tmp_path_factory.mktemp("fuzz") / "rootfs")
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=configs())
-def test_any_config_json_runs_or_is_refused_clearly(busybox_rootfs: Path, tmp_path: Path,
+def test_any_config_json_runs_or_is_refused_clearly(fuzz_rootfs: Path, tmp_path: Path,
                                                    config: dict[str, Any]) -> None:
     bundle = tmp_path / f"bundle-{uuid.uuid4().hex[:8]}"
     bundle.mkdir()
-    (bundle / "rootfs").symlink_to(busybox_rootfs)
+    (bundle / "rootfs").symlink_to(fuzz_rootfs)
     (bundle / "config.json").write_text(json.dumps(config))
     root = tmp_path / "state"
     container_id = f"f-{uuid.uuid4().hex[:10]}"
