@@ -51,7 +51,7 @@ def judge_all(submissions: dict[str, str], driver: NativeDriver) -> dict[str, st
 
 
 def main() -> None:
-    with NativeDriver(root=os.environ.get("EXECDRIVER_ROOT", "/run/execdriver")) as driver:
+    with NativeDriver() as driver:
         for name, verdict in judge_all(SUBMISSIONS, driver).items():
             print(f"{name:10} {verdict}")
 

@@ -12,7 +12,6 @@ subprocess.CompletedProcess, or subprocess.TimeoutExpired.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import threading
@@ -56,7 +55,7 @@ def run_untrusted(code: str, *, driver: NativeDriver, stdin: bytes = b"", timeou
 
 
 def main() -> None:
-    with NativeDriver(root=os.environ.get("EXECDRIVER_ROOT", "/run/execdriver")) as driver:
+    with NativeDriver() as driver:
         result = run_untrusted(sys.argv[1] if len(sys.argv) > 1 else "print('hello from the sandbox')",
                                driver=driver)
     sys.stdout.buffer.write(result.stdout)

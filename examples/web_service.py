@@ -10,7 +10,6 @@ service. It serves the container's /etc, so the page is its own hostname.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import urllib.request
@@ -58,7 +57,7 @@ def _published_port(driver: NativeDriver, container_id: str) -> int:
 
 
 def main() -> None:
-    with NativeDriver(root=os.environ.get("EXECDRIVER_ROOT", "/run/execdriver")) as driver:
+    with NativeDriver() as driver:
         print("the container's /etc/hostname, through its published port:", serve_and_fetch(driver).strip())
 
 

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 def _default_root() -> str:
-    """/run/execdriver for root; a user's own directory otherwise (as runc's $XDG_RUNTIME_DIR/runc)."""
+    """$EXECDRIVER_ROOT; else /run/execdriver for root, a user's own directory otherwise (as runc's)."""
+    if os.environ.get("EXECDRIVER_ROOT"):
+        return os.environ["EXECDRIVER_ROOT"]
     if os.geteuid() == 0:
         return "/run/execdriver"
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/execdriver-{os.geteuid()}"

@@ -337,7 +337,7 @@ def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
     for index, entry in enumerate(_get(process, "rlimits", list, "process", [])):
         where = f"process.rlimits[{index}]"
         kind = entry.get("type") if isinstance(entry, dict) else None
-        if kind not in _RLIMITS:
+        if not isinstance(kind, str) or kind not in _RLIMITS:
             raise ConfigError(f"{where}.type: unknown rlimit {kind!r}")
         result.append((_RLIMITS[kind], _get(entry, "soft", int, where, 0), _get(entry, "hard", int, where, 0)))
     return result
