@@ -60,7 +60,8 @@ def commands(draw: st.DrawFn, rootfs: str) -> dict[str, Any]:
     return document
 
 
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_command_json_runs_or_is_refused_clearly(driver: NativeDriver, busybox_rootfs: Path,
                                                      state_root: Path, data: st.DataObject) -> None:
@@ -113,7 +114,8 @@ def fuzz_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_busybox_rootfs(tmp_path_factory.mktemp("fuzz") / "rootfs")
 
 
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 80)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "80")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=configs())
 def test_any_config_json_runs_or_is_refused_clearly(fuzz_rootfs: Path, tmp_path: Path,
                                                    config: dict[str, Any]) -> None:

@@ -157,6 +157,11 @@ def attach_root(spec: dict[str, Any], trees: list[int]) -> str:
     root: str = spec["mountpoint"]
     if trees:
         move_mount(trees.pop(0), root)
+    elif spec["root"]["kind"] == "host":
+        # Only the tmpfs now, the namespace's root its owner (uid=0 is read
+        # in our user namespace): it fills it (setup), since the host's ids
+        # we still have are not mapped there.
+        mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,uid=0,gid=0")
     else:
         _setup_root(spec["root"], root)
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -285,20 +290,25 @@ def _setup_root(spec: dict[str, Any], root: str) -> None:
         mount("overlay", root, "overlay", 0, spec["options"])
     elif kind == "host":
         mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
-        for name, link in spec["entries"]:
-            path = os.path.join(root, name)
-            if link is not None:
-                os.symlink(link, path)
-                continue
-            source = "/" + name
-            if os.path.isdir(source):
-                os.mkdir(path, 0o755)
-            else:
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
-            mount(source, path, None, MS_BIND | MS_REC)
-            make_readonly_recursive(path)
+        _populate_host_view(spec, root)
     else:
         raise RootfsError(f"unknown root kind {kind!r}")
+
+
+def _populate_host_view(spec: dict[str, Any], root: str) -> None:
+    """The host view's tmpfs root: each top-level entry of the host's / bound in read-only."""
+    for name, link in spec["entries"]:
+        path = os.path.join(root, name)
+        if link is not None:
+            os.symlink(link, path)
+            continue
+        source = "/" + name
+        if os.path.isdir(source):
+            os.mkdir(path, 0o755)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        mount(source, path, None, MS_BIND | MS_REC)
+        make_readonly_recursive(path)
 
 
 def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
@@ -436,7 +446,8 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
     root: str = spec["mountpoint"]
     pending = list(trees or ())
     if spec.get("root_attached"):
-        pass  # attach_root did it
+        if spec["root"]["kind"] == "host":
+            _populate_host_view(spec["root"], root)  # attach_root mounted the tmpfs
     elif pending:
         move_mount(pending.pop(0), root)
     else:
