@@ -7,6 +7,7 @@ cannot be wrong without this test failing.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +39,8 @@ def _handler_config() -> str:
 def test_containerd_loads_the_handler_and_runs_a_container_with_it(busybox_rootfs: Path, tmp_path: Path) -> None:
     work = tmp_path
     (work / "cni").mkdir()
+    # The shim's own directories, which containerd makes where they are missing: removed if we made them.
+    made_here = [d for d in ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo") if not os.path.exists(d)]
     config = work / "config.toml"
     config.write_text(f"""version = 2
 root = "{work}/root"
@@ -84,6 +87,7 @@ state = "{work}/state"
         ctr("images", "import", str(docker_archive(busybox_rootfs, work / "busybox.tar")))
         name = f"k8s-{uuid.uuid4().hex[:8]}"
         out = ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", "--runc-binary", str(LAUNCHER),
+                  "--fifo-dir", str(work / "fifo"),
                   "--runc-root", str(work / "execdriver-root"), "localhost/busybox:latest", name,
                   "sh", "-c", "echo hello from execdriver; cat /proc/1/cgroup | grep -c freezer").stdout
         assert out.split() == ["hello", "from", "execdriver", "1"]
@@ -100,3 +104,6 @@ state = "{work}/state"
             daemon.wait()
         subprocess.run(["umount", "-R", str(work / "root")], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(work / "state")], capture_output=True, check=False)
+        for directory in reversed(made_here):
+            if os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)
