@@ -105,15 +105,13 @@ class _Handles:
                 pass
 
 
-def _adopt(store: StateStore, sandbox: Sandbox, state: State, cgroup_path: str, handles: _Handles) -> Launch:
+def _adopt(sandbox: Sandbox, cgroup_path: str, handles: _Handles) -> Launch:
     """A warm sandbox becomes the container: its cgroup takes the id's name, its pid the state."""
     handles.launch = sandbox.launch
     handles.status = sandbox.status
     handles.fds.append(sandbox.status)
     handles.sockets.append(sandbox.go)
-    cgroups.rename(sandbox.cgroup, cgroup_path)
-    state.pid, state.pid_start = sandbox.pid, process.start_time(sandbox.pid) or 0
-    store.save(state)
+    cgroups.rename(sandbox.cgroup, cgroup_path)  # (the state has its pid from the claim)
     return sandbox.launch
 
 
@@ -266,7 +264,8 @@ def run(
     cgroup = cgroups.manager(cgroup_spec["path"])
     try:
         state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
-                             cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old))
+                             cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old),
+                             pid=sandbox.pid if sandbox is not None else 0)
     except BaseException:
         if sandbox is not None:
             sandbox.discard()
@@ -276,7 +275,7 @@ def run(
     faults.point("claimed")
     try:
         if sandbox is not None:
-            launch = _adopt(store, sandbox, state, cgroup_spec["path"], handles)
+            launch = _adopt(sandbox, cgroup_spec["path"], handles)
         else:
             launch = _bring_up(store, spawner, launch_spec, stdio, state, cgroup, handles)  # 2-5
         watches = _oom_watches(cgroup, on_oom, handles.fds)

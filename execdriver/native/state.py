@@ -93,8 +93,8 @@ class StateStore:
         return _Lock(self.root)
 
     def create(self, container_id: str, rootfs: str, cgroup: str = "", cgroup_parent_levels: int = 0,
-               on_stale: Callable[[State], None] | None = None) -> State:
-        """Claim ``container_id``: its directory, with a state of no process yet.
+               on_stale: Callable[[State], None] | None = None, pid: int = 0) -> State:
+        """Claim ``container_id``: its directory, with a state of no process yet (or ``pid``'s, made ahead).
 
         A stale claim (its process is gone) is handed to ``on_stale``, which
         removes what the state points at, then replaced.
@@ -110,7 +110,8 @@ class StateStore:
                 remove_tree(directory)
             os.mkdir(directory, 0o700)
             owner = os.getpid()
-            state = State(container_id, rootfs=rootfs, created=time.time(), owner=owner,
+            state = State(container_id, pid=pid, pid_start=process.start_time(pid) or 0 if pid else 0,
+                          rootfs=rootfs, created=time.time(), owner=owner,
                           owner_start=process.start_time(owner) or 0, cgroup=cgroup,
                           cgroup_parent_levels=cgroup_parent_levels)
             # The first write needs no rename: only a creator reads a state
