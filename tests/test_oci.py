@@ -678,3 +678,19 @@ def test_bind_mounts_with_access_time_and_propagation_options(runtime: Runtime, 
     # (a slave of the private copy of the host's mounts is private, as with runc)
     assert {"ro", "noatime"} <= set(lines["/mnt/b"].split()[5].split(","))
     assert "relatime" in lines["/mnt/c"].split()[5] and "unbindable" in lines["/mnt/c"]
+
+
+def test_exec_gets_the_containers_seccomp_program_kept_at_create(runtime: Runtime, bundle: Callable[..., Path],
+                                                                 state_root: Path, cid: str) -> None:
+    def profile(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "30"], profile)), cid)
+    kept = state_root / cid / "seccomp.bpf"
+    assert kept.stat().st_size > 0  # compiled once, at create
+    out = runtime("exec", cid, "sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; true").stdout
+    assert "Seccomp:\t2" in out and "Permission denied" in out
+    kept.write_bytes(b"")  # what exec loads is what create kept: an empty program is no filter
+    out = runtime("exec", cid, "sh", "-c", "grep Seccomp: /proc/self/status").stdout
+    assert "Seccomp:\t0" in out

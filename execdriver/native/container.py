@@ -434,6 +434,7 @@ def clean(store: StateStore, container_id: str) -> None:
 # -- the OCI lifecycle: create leaves the init waiting, start releases it ------------
 
 EXEC_FIFO = "exec.fifo"
+SECCOMP_PROGRAM = "seccomp.bpf"
 
 
 def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
@@ -456,6 +457,10 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
     done = False
     faults.point("claimed")
     try:
+        # The seccomp program, compiled once: exec loads it from here rather than compile the
+        # config's profile again (~13 ms for an engine's default profile). Empty: no filter.
+        with open(os.path.join(store.path(container_id), SECCOMP_PROGRAM), "wb") as handle:
+            handle.write(launch_spec.get("seccomp_bpf") or b"")
         os.mkfifo(fifo, 0o600)
         if launch_spec.get("uid_mappings") and os.geteuid() == 0:
             # The init reopens it as the remapped root (init._wait_for_start).

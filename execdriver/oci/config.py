@@ -439,10 +439,16 @@ def process_fields(process: dict[str, Any], where: str = "process") -> dict[str,
     }
 
 
-def exec_spec(process: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """An exec'd process's launch spec fields: its own Process, the container's seccomp."""
+def exec_spec(process: dict[str, Any], config: dict[str, Any], program: bytes | None = None) -> dict[str, Any]:
+    """An exec'd process's launch spec fields: its own Process, the container's seccomp.
+
+    ``program``: the container's compiled seccomp program as create kept it
+    (b"": none); None compiles the config's profile again.
+    """
     fields = process_fields(process)
-    fields["seccomp_bpf"] = _seccomp(_get(config, "linux", dict, "config", {}))
+    if program is None:
+        program = _seccomp(_get(config, "linux", dict, "config", {}))
+    fields["seccomp_bpf"] = program or None
     fields["last_cap"] = capabilities.last_cap()
     return fields
 

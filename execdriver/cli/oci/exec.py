@@ -6,6 +6,8 @@ config.json) with the command line's args, env, user, cwd and caps.
 
 from __future__ import annotations
 
+import os
+
 from execdriver.cli.flags import Flag
 
 TYPE_CHECKING = False
@@ -60,7 +62,12 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         if not command:
             raise UsageError("exec: no command to run: give it after the ID, or --process FILE")
         process = _from_flags(config.get("process") or {}, command, options)
-    spec = oci_config.exec_spec(process, config)
+    try:
+        with open(os.path.join(states.path(container_id), container.SECCOMP_PROGRAM), "rb") as handle:
+            program: bytes | None = handle.read()
+    except FileNotFoundError:
+        program = None  # a container created before programs were kept
+    spec = oci_config.exec_spec(process, config, program)
     spec["preserve_fds"] = int(preserve)
     pid_file = str(options["pid_file"])
     detach = bool(options["detach"])
@@ -82,8 +89,6 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
                                       start=started)
     finally:
         if console >= 0:
-            import os
-
             os.close(console)
 
 
@@ -104,8 +109,6 @@ def _interactive(states: Any, container_id: str, spec: dict[str, Any], detach: b
 
 
 def _forward(pid: int, signum: int) -> None:
-    import os
-
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
