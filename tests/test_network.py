@@ -541,16 +541,26 @@ driver.run(command, Pipes())
 """
 
 
-def test_everything_goes_when_the_starter_is_killed(state_root: Path, busybox_rootfs: Path, bridge: str,
-                                                    cid: str) -> None:
+def _start_a_bridged_container(state_root: Path, busybox_rootfs: Path, bridge: str,
+                               cid: str) -> subprocess.Popen[bytes]:
+    """A program of its own runs a bridged container (_KILLED); returned once the container is on the bridge."""
     script = _KILLED.format(root=ROOT, state=str(state_root), cid=cid, rootfs=str(busybox_rootfs), bridge=bridge)
     starter = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 20
+    while not (_leases_of(state_root) and _leases_of(state_root)[0]["init"]
+               and os.listdir(f"/sys/class/net/{bridge}/brif")):
+        if starter.poll() is not None or time.monotonic() > deadline:
+            starter.kill()
+            starter.wait()
+            pytest.fail("the container did not start")
+        time.sleep(0.02)
+    return starter
+
+
+def test_everything_goes_when_the_starter_is_killed(state_root: Path, busybox_rootfs: Path, bridge: str,
+                                                    cid: str) -> None:
+    starter = _start_a_bridged_container(state_root, busybox_rootfs, bridge, cid)
     try:
-        deadline = time.monotonic() + 20
-        while not (_leases_of(state_root) and _leases_of(state_root)[0]["init"]
-                   and os.listdir(f"/sys/class/net/{bridge}/brif")):
-            assert starter.poll() is None and time.monotonic() < deadline, "the container did not start"
-            time.sleep(0.02)
         assert _our_rules() != ""
         starter.send_signal(signal.SIGKILL)
         starter.wait(10)
@@ -569,14 +579,8 @@ def test_everything_goes_when_the_starter_is_killed(state_root: Path, busybox_ro
 
 def test_clean_releases_the_network_of_a_container_whose_starter_is_stuck(
         state_root: Path, busybox_rootfs: Path, bridge: str, cid: str) -> None:
-    script = _KILLED.format(root=ROOT, state=str(state_root), cid=cid, rootfs=str(busybox_rootfs), bridge=bridge)
-    starter = subprocess.Popen([sys.executable, "-c", script])
+    starter = _start_a_bridged_container(state_root, busybox_rootfs, bridge, cid)
     try:
-        deadline = time.monotonic() + 20
-        while not (_leases_of(state_root) and _leases_of(state_root)[0]["init"]
-                   and os.listdir(f"/sys/class/net/{bridge}/brif")):
-            assert starter.poll() is None and time.monotonic() < deadline, "the container did not start"
-            time.sleep(0.02)
         starter.send_signal(signal.SIGSTOP)  # it can release nothing now: clean must
         with NativeDriver(root=str(state_root), fork_server=False) as other:
             other.clean(cid)
