@@ -85,3 +85,19 @@ def test_a_template_that_cannot_be_made_ahead(driver: NativeDriver, busybox_root
         driver.warm(template, 1)
     with pytest.raises(ConfigError, match=r"rootfs: .* does not exist"):
         driver.warm(Command(id="t", rootfs="/nonexistent", process_config=ProcessConfig(entrypoint="true")), 1)
+
+
+def test_a_sandbox_killed_while_it_waits_is_never_handed_out(driver: NativeDriver, busybox_rootfs: Path,
+                                                             state_root: Path, cid: str) -> None:
+    import os
+    import signal
+
+    template = shell("template", busybox_rootfs, "true")
+    driver.warm(template, 1)
+    (victim,) = _idle_pids(driver)
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.2)
+    status, out, _ = run(driver, shell(cid, busybox_rootfs, "echo ran"))
+    assert status.exit_code == 0 and out == "ran\n"  # a sandbox made anew, or a cold start: never the dead one
+    driver.warm(template, 0)
+    assert _pool_leftovers(state_root) == []

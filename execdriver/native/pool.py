@@ -72,6 +72,13 @@ class Sandbox:
     def pid(self) -> int:
         return self.launch.pid
 
+    def exited(self) -> bool:
+        import select
+
+        poller = select.poll()
+        poller.register(self.launch.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
     def hand_over(self, launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> None:
         """Go: the container's process and its stdio; its hostname first.
 
@@ -195,9 +202,13 @@ class WarmPool:
         """An idle sandbox of shape ``key``, if one is ready; call refill() once it has started."""
         if key is None:
             return None
-        with self._lock:
-            idle = self._idle.get(key)
-            return idle.pop(0) if idle else None
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                sandbox = idle.pop(0) if idle else None
+            if sandbox is None or not sandbox.exited():
+                return sandbox
+            sandbox.discard()  # killed while it waited (the OOM killer, an operator): never hand it out
 
     def refill(self) -> None:
         """Make up for what was taken: after the hand-over, so as not to compete with it for the CPU."""
