@@ -65,7 +65,7 @@ def test_exec_tty_without_a_console_socket(busybox_rootfs: Path, tmp_path: Path)
     bundle.mkdir()
     os.symlink(busybox_rootfs, bundle / "rootfs")
     config = default_config()
-    config["process"]["args"] = ["sleep", "60"]  # type: ignore[index]
+    config["process"]["args"] = ["sleep", "60"]
     (bundle / "config.json").write_text(json.dumps(config))
     root, container_id = str(tmp_path / "state"), f"i-{uuid.uuid4().hex[:10]}"
     subprocess.run([*CLI, "--root", root, "run", "-d", "--bundle", str(bundle), container_id], check=True,

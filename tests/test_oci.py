@@ -65,7 +65,7 @@ def bundle(busybox_rootfs: Path, tmp_path: Path) -> Callable[..., Path]:
         directory.mkdir()
         os.symlink(busybox_rootfs, directory / "rootfs")
         config = default_config()
-        config["process"]["args"] = args  # type: ignore[index]
+        config["process"]["args"] = args
         if change is not None:
             change(config)
         (directory / "config.json").write_text(json.dumps(config))

@@ -8,6 +8,7 @@ directories of the test's own under /tmp (pytest's are root's alone).
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -185,3 +186,20 @@ def test_rootless_api(nobody_dir: Path) -> None:
     first, second = result.stdout.splitlines()
     assert first == "0 ['0', 'rootless']"
     assert second.startswith("resources.memory: limits need a cgroup")
+
+
+def test_rootless_oci_bundle_from_spec_rootless(nobody_dir: Path) -> None:
+    """`execdriver spec --rootless` writes what a user without privileges can run (as runc's does)."""
+    cli = str(Path(sys.executable).parent / "execdriver")
+    directory = nobody_dir
+    result = as_nobody(cli, "spec", "--rootless", "--bundle", str(directory))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((directory / "config.json").read_text())
+    assert {"type": "user"} in config["linux"]["namespaces"]
+    assert config["linux"]["uidMappings"] == [{"containerID": 0, "hostID": NOBODY, "size": 1}]
+    config["process"]["args"] = ["sh", "-c", "id -u; cat /proc/self/uid_map; ls /sys/class/net | grep -c ."]
+    (directory / "config.json").write_text(json.dumps(config))
+    result = as_nobody(cli, "--root", str(directory / "state"), "run", "--bundle", str(directory), "rootless-oci")
+    assert result.returncode == 0, result.stderr
+    uid, inside, outside, size, links = result.stdout.split()
+    assert (uid, inside, outside, size) == ("0", "0", str(NOBODY), "1") and int(links) >= 1  # the host's network

@@ -6,17 +6,21 @@ import os
 
 from execdriver.cli.flags import Flag, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 SYNOPSIS = "execdriver spec [--bundle DIR] [--rootless]"
 DESCRIPTION = "Write a default config.json for a bundle whose rootfs is ./rootfs."
 FLAGS = (
     Flag("--bundle", "-b", default=".", metavar="DIR", help="where to write config.json"),
-    Flag("--rootless", kind="bool", help="(refused: rootless containers are not supported yet)"),
+    Flag("--rootless", kind="bool", help="for a user without privileges: a user namespace maps them to root"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
-def default_config() -> dict[str, object]:
+def default_config() -> dict[str, Any]:
     nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
     return {
         "ociVersion": "1.0.2",
@@ -56,15 +60,36 @@ def default_config() -> dict[str, object]:
     }
 
 
+def rootless(config: dict[str, Any]) -> dict[str, Any]:
+    """What ``runc spec --rootless`` changes: a user namespace of the caller's ids, no network namespace
+    (sysfs then cannot be mounted, so the host's is bound read-only), no cgroup mount or limits, no
+    uid=/gid= mount options (ids the namespace does not map)."""
+    linux = config["linux"]
+    linux["namespaces"] = [*(ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")),
+                           {"type": "user"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    linux.pop("resources", None)
+    mounts = []
+    for mount in config["mounts"]:
+        if mount["destination"].startswith("/sys"):
+            continue
+        options = [o for o in mount.get("options", []) if not o.startswith(("uid=", "gid="))]
+        mounts.append({**mount, **({"options": options} if "options" in mount else {})})
+    mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
+                   "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    config["mounts"] = mounts
+    return config
+
+
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     import json
 
-    if options["rootless"]:
-        raise UsageError("spec: --rootless is not supported yet")
     path = os.path.join(str(options["bundle"]), "config.json")
     if os.path.exists(path):
         raise UsageError(f"spec: {path} exists already")
+    config = default_config()
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(default_config(), handle, indent=2)
+        json.dump(rootless(config) if options["rootless"] else config, handle, indent=2)
         handle.write("\n")
     return 0
