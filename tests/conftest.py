@@ -46,6 +46,22 @@ def no_cgroup_left_by_the_suite() -> Iterator[None]:
     assert _runtime_cgroups() - before == set()
 
 
+def _host_devices() -> dict[str, tuple[int, int, int]]:
+    """Mode, device number and inode of the host's standard nodes: no container may touch them."""
+    result = {}
+    for name in ("null", "zero", "full", "random", "urandom", "tty"):
+        info = os.lstat(f"/dev/{name}")
+        result[name] = (info.st_mode, info.st_rdev, info.st_ino)
+    return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_devices_untouched() -> Iterator[None]:
+    before = _host_devices()
+    yield
+    assert _host_devices() == before
+
+
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not os.path.exists(BUSYBOX):
