@@ -28,10 +28,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _runtime_cgroups() -> set[str]:
+    """The cgroups below the runtime's parent, and those at a hierarchy's root named after it.
+
+    The latter take in the parent itself and the namespace cgroups of the
+    engines' tests (containerd's cgroupsPath is /<namespace>/<id>; the
+    tests' namespaces are execdriver-*).
+    """
     base = "/sys/fs/cgroup"
     found: set[str] = set()
     for hierarchy in os.listdir(base) if os.path.isdir(base) else ():
-        parent = os.path.join(base, hierarchy, "execdriver")
+        root = os.path.join(base, hierarchy)
+        for name in os.listdir(root) if os.path.isdir(root) else ():
+            if "execdriver" in name and os.path.isdir(os.path.join(root, name)):
+                found.add(os.path.join(root, name))
+        parent = os.path.join(root, "execdriver")
         if os.path.isdir(parent):
             found.update(os.path.join(parent, name) for name in os.listdir(parent)
                          if os.path.isdir(os.path.join(parent, name)))

@@ -229,18 +229,37 @@ def test_pause_stops_and_unpause_resumes(driver: NativeDriver, busybox_rootfs: P
         driver.stats(cid)
 
 
-def test_a_custom_cgroup_parent(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+def test_a_custom_cgroup_parent_that_exists_stays(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     parent = f"execdriver-test-{uuid.uuid4().hex[:8]}"
-    status, out, _ = run(driver, shell(cid, busybox_rootfs, "grep memory /proc/self/cgroup", cgroup_parent=parent))
+    mounts = set(hierarchies().values())
+    for mount in mounts:
+        os.mkdir(os.path.join(mount, parent))
     try:
+        status, out, _ = run(driver, shell(cid, busybox_rootfs, "grep memory /proc/self/cgroup", cgroup_parent=parent))
         assert status.exit_code == 0 and out.strip().endswith(f"/{parent}/{cid}")
         # The engine's parent is the engine's: it stays, empty.
-        assert os.path.isdir(os.path.join(hierarchies()["memory"], parent))
+        assert all(os.path.isdir(os.path.join(mount, parent)) for mount in mounts)
         assert not os.path.exists(os.path.join(hierarchies()["memory"], parent, cid))
     finally:
-        for mount in set(hierarchies().values()):
+        for mount in mounts:
             if os.path.isdir(os.path.join(mount, parent)):
                 os.rmdir(os.path.join(mount, parent))
+
+
+def test_the_parents_a_container_made_go_with_it(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    # As containerd's /<namespace>/<id>: no one made the parents, so no one else would remove them.
+    top = f"execdriver-test-{uuid.uuid4().hex[:8]}"
+    mounts = set(hierarchies().values())
+    try:
+        status, out, _ = run(driver, shell(cid, busybox_rootfs, "grep memory /proc/self/cgroup",
+                                           cgroup_parent=f"{top}/namespace"))
+        assert status.exit_code == 0 and out.strip().endswith(f"/{top}/namespace/{cid}")
+        assert [mount for mount in mounts if os.path.exists(os.path.join(mount, top))] == []
+    finally:
+        for mount in mounts:
+            for directory in (os.path.join(mount, top, "namespace"), os.path.join(mount, top)):
+                if os.path.isdir(directory):
+                    os.rmdir(directory)
 
 
 def test_clean_after_the_api_process_and_its_fork_server_were_killed(state_root: Path, busybox_rootfs: Path,

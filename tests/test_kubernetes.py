@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from execdriver.linux.cgroups.v1 import hierarchies
 from tests.images import docker_archive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +94,8 @@ state = "{work}/state"
         assert out.split() == ["hello", "from", "execdriver", "1"]
         # The shim gives each namespace a state directory: the container's is gone from it.
         assert [p for p in (work / "execdriver-root").glob("*/*") if not p.name.startswith(".")] == []
+        # So is the namespace's cgroup that its cgroupsPath (/<namespace>/<id>) made.
+        assert [c for c in hierarchies().values() if os.path.exists(os.path.join(c, namespace))] == []
     finally:
         for image in ctr("images", "ls", "-q", check=False).stdout.split():
             ctr("images", "rm", image, check=False)
@@ -107,3 +110,6 @@ state = "{work}/state"
         for directory in reversed(made_here):
             if os.path.isdir(directory) and not os.listdir(directory):
                 os.rmdir(directory)
+        for controller in set(hierarchies().values()):  # what a failure left (the assertion above fails then)
+            if os.path.isdir(os.path.join(controller, namespace)):
+                os.rmdir(os.path.join(controller, namespace))

@@ -263,8 +263,9 @@ def run(
     cgroup_spec = launch_spec["cgroup"]
     cgroup = cgroups.manager(cgroup_spec["path"])
     try:
+        parent_levels = max(cgroup_spec["parent_levels"], sandbox.parent_levels if sandbox is not None else 0)
         state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
-                             cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old),
+                             parent_levels, on_stale=lambda old: _remove_leftovers(store, old),
                              pid=sandbox.pid if sandbox is not None else 0)
     except BaseException:
         if sandbox is not None:
@@ -314,7 +315,7 @@ def run(
         handles.close()
         handles.release_network()  # 11
         # Should the cgroup resist, the state stays: clean(id) finds it there.
-        cgroup.destroy(0 if keep_parent else cgroup_spec["parent_levels"])
+        cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
         store.remove(container_id)
         if sandbox is not None:
             remove_tree(sandbox.launch_spec["state_dir"])  # where its root was mounted
@@ -480,7 +481,7 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
         handles.close()
         if not done:
             handles.release_network()
-            cgroup.destroy(cgroup_spec["parent_levels"])
+            cgroup.destroy(state.cgroup_parent_levels)
             store.remove(container_id)
 
 

@@ -131,7 +131,7 @@ class NativeDriver(Driver):
                 start=bind(hooks.start) if hooks.start is not None else None,
                 post_stop=[bind(hook) for hook in hooks.post_stop],
                 on_oom=oom.notify,
-                keep_parent=self._fork_server,
+                keep_parent=self._fork_server and not command.cgroup_parent,  # the server removes only its own
                 sandbox=sandbox,
             )
         finally:

@@ -53,7 +53,8 @@ def shape(launch_spec: dict[str, Any]) -> bytes | None:
         return None
     cgroup = launch_spec["cgroup"]
     fixed = {key: value for key, value in launch_spec.items() if key not in _NAMES}
-    fixed["cgroup"] = (os.path.dirname(cgroup["path"]), cgroup["parent_levels"], sorted(cgroup["limits"].items()))
+    # (Not its parent_levels: how many parents were missing changes once a sandbox made them.)
+    fixed["cgroup"] = (os.path.dirname(cgroup["path"]), sorted(cgroup["limits"].items()))
     return marshal.dumps(sorted(fixed.items()))
 
 
@@ -71,6 +72,12 @@ class Sandbox:
     @property
     def pid(self) -> int:
         return self.launch.pid
+
+    @property
+    def parent_levels(self) -> int:
+        """The parents its cgroup's creation made: whoever holds the cgroup last may remove them."""
+        levels: int = self.launch_spec["cgroup"]["parent_levels"]
+        return levels
 
     def exited(self) -> bool:
         import select
@@ -101,7 +108,7 @@ class Sandbox:
             pass
         self.close()
         try:
-            self.cgroup.destroy(0)
+            self.cgroup.destroy(self.parent_levels)
         except cgroups.CgroupError:
             pass
         remove_tree(self.launch_spec["state_dir"])
@@ -158,7 +165,7 @@ def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
             launch.close()
         ours.close()
         os.close(status)
-        cgroup.destroy(0)
+        cgroup.destroy(cgroup_spec["parent_levels"])
         raise
     finally:
         theirs.close()

@@ -325,14 +325,18 @@ def _apparmor(profile: str) -> str:
 
 
 def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: bool = True) -> dict[str, Any]:
-    """Where the cgroup goes; the runtime's own parent is removed when empty.
+    """Where the cgroup goes, and how many of its parents its removal may take when empty.
+
+    Those are the runtime's own parent, or the parents of an engine's
+    path that no one has made yet: containerd's ``/<namespace>/<id>``
+    makes a namespace cgroup that nothing else would remove (runc leaves
+    it behind). A parent that exists already is its maker's.
 
     ``join`` lists, on cgroup v1, each hierarchy's mount point and the path
     of the container's ``tasks`` file in it: the init joins them itself.
     An init in a user namespace cannot write the host's root-owned files:
     the runtime moves it (``joins_itself`` False).
     """
-    parent_levels = 0
     if not path and os.geteuid() != 0:
         # Without privileges there is no cgroup to make here: the container stays in ours.
         asked = [name for name, value in limits.items() if value and name != "device_rules"]
@@ -344,7 +348,9 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
         path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
     elif ".." in path.split("/") or not path.strip("/"):
         raise ConfigError(f"cgroup_parent: {path!r} does not name a cgroup below the root")
-    path = path.strip("/")
+    else:
+        path = path.strip("/")
+        parent_levels = cgroups.manager(path).missing_ancestors()
     hierarchies: list[str] = []
     if cgroups.version() == 1:
         from execdriver.linux.cgroups.v1 import mounts

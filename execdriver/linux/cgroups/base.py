@@ -178,11 +178,25 @@ class Manager(abc.ABC):
                     pass
             time.sleep(0.002)
 
+    def missing_ancestors(self) -> int:
+        """How many of the cgroup's ancestors are missing in every hierarchy it uses.
+
+        Creating the cgroup makes them; removing it may take them away again
+        (when empty). An ancestor that exists already is its maker's.
+        """
+        counts = []
+        for directory in self.directories():
+            count, parent = 0, os.path.dirname(directory)
+            while not os.path.isdir(parent):
+                count, parent = count + 1, os.path.dirname(parent)
+            counts.append(count)
+        return min(counts)
+
     def destroy(self, parent_levels: int = 0) -> None:
         """Remove the cgroup everywhere, then up to ``parent_levels`` ancestors if empty.
 
-        Only the runtime's own parent (``execdriver``) is removed so; a
-        parent that an engine chose is the engine's.
+        Only ancestors the runtime made are removed so (spec.py counts
+        them); one that existed before is its maker's.
         """
         for directory in self.directories():
             remove_dir(directory)
