@@ -361,6 +361,10 @@ def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[...,
          r"linux.resources.blockIO.throttleReadBpsDevice\[0\]: needs major, minor and rate"),
         (lambda c: c["linux"].update(resources={"memory": {"swappiness": 101}}),
          "linux.resources.memory.swappiness: must lie between 0 and 100, got 101"),
+        (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 0, "value": "x", "op": "SCMP_CMP_EQ"}]}]}),
+         "linux.seccomp: malformed profile"),
     ],
 )
 def test_bad_configs_are_refused_with_the_field(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
@@ -380,6 +384,9 @@ def test_malformed_json_config(runtime: Runtime, tmp_path: Path, cid: str) -> No
     directory = tmp_path / "broken"
     directory.mkdir()
     (directory / "config.json").write_text("{ not json")
+    result = runtime("create", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 1 and "config.json: not valid JSON" in result.stderr
+    (directory / "config.json").write_bytes(b'{"ociVersion": "1.0.\xe9"}')
     result = runtime("create", "--bundle", str(directory), cid, check=False)
     assert result.returncode == 1 and "config.json: not valid JSON" in result.stderr
 
@@ -428,6 +435,14 @@ def test_file_errors_are_messages_not_tracebacks(runtime: Runtime, bundle: Calla
     assert result.returncode == 1 and "Traceback" not in result.stderr
     result = runtime("ps", cid, "--no-such-ps-option", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+    result = runtime("ps", cid, "-o", "comm", check=False)
+    assert result.returncode == 2 and "shows no PID column" in result.stderr
+    (tmp_path / "latin1.json").write_bytes(b'{"pids": {"limit": "\xe9"}}')
+    result = runtime("update", "--resources", str(tmp_path / "latin1.json"), cid, check=False)
+    assert result.returncode == 1 and "--resources: not valid JSON" in result.stderr
+    for interval in ("-1", "nan"):
+        result = runtime("stats", "--interval", interval, cid, check=False)
+        assert result.returncode == 2 and "not a number of seconds" in result.stderr
 
 
 def test_preserve_fds(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path, cid: str) -> None:

@@ -86,7 +86,9 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     try:
         interval = float(str(options["interval"]))
     except ValueError:
-        raise UsageError(f"stats: --interval {options['interval']}: not a number of seconds") from None
+        interval = -1
+    if not interval >= 0:  # (nan too)
+        raise UsageError(f"stats: --interval {options['interval']}: not a number of seconds")
     container_id = args[0]
     store = StateStore(str(global_options["root"]))
     before = container.stats(store, container_id)

@@ -100,8 +100,22 @@ def _action(name: str, errno_ret: int | None, where: str) -> int:
     raise ConfigError(f"{where}: unknown action {name!r} (SCMP_ACT_NOTIFY is not supported yet)")
 
 
+def _malformed(where: str, err: Exception) -> ConfigError:
+    """A field of the wrong type deep in a profile ("value": "x", an includes that is a list)."""
+    return ConfigError(f"{where}: malformed profile: {err}")
+
+
 def compile_oci(profile: dict[str, Any], where: str = "linux.seccomp") -> bytes:
     """The BPF program of an OCI seccomp profile; errors name the field."""
+    try:
+        return _compile(profile, where)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError) as err:
+        raise _malformed(where, err) from None
+
+
+def _compile(profile: dict[str, Any], where: str) -> bytes:
     if profile.get("listenerPath") or profile.get("flags"):
         raise ConfigError(f"{where}: listenerPath and flags are not supported yet")
     lib = _library()
@@ -218,6 +232,15 @@ def _kernel() -> tuple[int, ...]:
 
 def docker_to_oci(profile: dict[str, Any], capabilities: set[str], where: str = "seccomp_profile") -> dict[str, Any]:
     """A profile in Docker's format, for a container with ``capabilities`` (CAP_* names), on this machine."""
+    try:
+        return _from_docker(profile, capabilities, where)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError) as err:
+        raise _malformed(where, err) from None
+
+
+def _from_docker(profile: dict[str, Any], capabilities: set[str], where: str) -> dict[str, Any]:
     goarch, native = _NATIVE.get(os.uname().machine, ("", ""))
     architectures = list(profile.get("architectures") or ())
     for entry in profile.get("archMap") or ():

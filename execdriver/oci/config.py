@@ -68,6 +68,8 @@ def read_object(path: str, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what}: {path} does not exist") from None
     except OSError as err:
         raise ConfigError(f"{what}: {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what}: not valid JSON: {err}") from None
     try:
         value = loads(text)
     except ValueError as err:

@@ -32,8 +32,9 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     listing = subprocess.run(["ps", *(args[1:] or ["-ef"])], capture_output=True, text=True, check=False)
     if listing.returncode != 0:
         raise UsageError(f"ps: ps {' '.join(args[1:])}: {listing.stderr.strip()}")
-    lines = listing.stdout
-    header, *rows = lines.splitlines()
+    header, *rows = listing.stdout.splitlines() or [""]
+    if "PID" not in header.split():
+        raise UsageError(f"ps: ps {' '.join(args[1:])} shows no PID column to find the container's processes by")
     column = header.split().index("PID")
     print(header)
     for row in rows:

@@ -50,7 +50,12 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     limits: dict[str, object] = {}
     if options["resources"]:
         source = str(options["resources"])
-        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()  # noqa: SIM115
+        try:
+            text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()  # noqa: SIM115
+        except UnicodeDecodeError as err:
+            from execdriver.errors import ConfigError
+
+            raise ConfigError(f"--resources: not valid JSON: {err}") from None
         limits.update(_from_resources(text))
     for name, (field, _) in _NUMBERS.items():
         value = str(options[name])

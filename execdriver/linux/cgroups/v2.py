@@ -183,7 +183,7 @@ class V2Manager(Manager):
         except OSError:
             return []
         entries = []
-        for line in text.split("\n"):
+        for line in text.splitlines():
             device, *pairs = line.split()
             if ":" not in device:
                 continue
