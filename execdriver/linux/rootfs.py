@@ -319,7 +319,7 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
     """
     destination, _, _, flags, _, _, _, _ = entry
     readonly = flags & MS_RDONLY
-    hierarchies = cgroup.get("hierarchies", [mount for mount, _ in cgroup["join"]])
+    hierarchies = cgroup["hierarchies"]
     if not hierarchies:  # cgroup v2: one directory
         source = os.path.join("/sys/fs/cgroup", cgroup["path"])
         _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True))

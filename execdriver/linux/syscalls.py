@@ -10,10 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 # mount(2) flags
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2

@@ -68,9 +68,6 @@ class Limits:
         self.blkio_throttle: list[tuple[str, int, int, int]] = [
             tuple(t) for t in values.get("blkio_throttle", ())]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.FIELDS}
-
     def check(self) -> None:
         """Values no kernel accepts: refused before anything is created."""
         for name in ("memory", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota"):

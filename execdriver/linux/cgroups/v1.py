@@ -140,7 +140,7 @@ class V1Manager(Manager):
         swap_file = self._file("memory", "memory.memsw.limit_in_bytes")
         if limits.memory_swap and not os.path.exists(swap_file):
             raise CgroupError("resources.memory_swap: this kernel accounts no swap (memory.memsw.*)")
-        swap = -1 if limits.memory_swap == -1 else limits.memory_swap
+        swap = limits.memory_swap
         # memsw must stay >= memory: when growing, swap goes first.
         current_swap = read_int(swap_file, _UNLIMITED) if os.path.exists(swap_file) else _UNLIMITED
         order: list[tuple[str, int, str]] = []

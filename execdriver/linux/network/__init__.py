@@ -51,11 +51,6 @@ class Attachment:
     def address(self) -> str:
         return str(self.lease["ip"])
 
-    @property
-    def ports(self) -> list[list[Any]]:
-        """[protocol, host address, host port, container port] of each published port."""
-        return list(self.lease["ports"])
-
     def mounts(self) -> list[Mount]:
         from execdriver.linux.network import etc
 
@@ -248,11 +243,3 @@ def files_of(root: str, container_id: str) -> str:
         token = store.find(root, container_id)
         return str(store.leases[token]["files"]) if token is not None else ""
 
-
-def collect() -> None:
-    """Release every stale lease (their holders and inits are gone)."""
-    from execdriver.linux.network import ipam
-
-    with ipam.Store() as store:
-        for token in store.stale():
-            _release(store, token)
