@@ -8,6 +8,7 @@ state and no mount of that root is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -54,6 +55,33 @@ def no_cgroup_left_by_the_suite() -> Iterator[None]:
     before = _runtime_cgroups()
     yield
     assert _runtime_cgroups() - before == set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_network_state_restored() -> Iterator[None]:
+    """The host-wide things bridged containers set up: the allocator's directory, IP forwarding.
+
+    The runtime keeps both (as Docker keeps ip_forward on); the suite puts
+    back what it found, once no lease or bridge of the allocator is left.
+    """
+    from execdriver.linux.network import STATE_DIR
+
+    made = [d for d in (os.path.dirname(STATE_DIR), STATE_DIR) if not os.path.exists(d)]
+    with open("/proc/sys/net/ipv4/ip_forward", encoding="ascii") as handle:
+        forwarding = handle.read()
+    yield
+    with open("/proc/sys/net/ipv4/ip_forward", "w", encoding="ascii") as handle:
+        handle.write(forwarding)
+    if STATE_DIR in made:
+        state = os.path.join(STATE_DIR, "state.json")
+        if os.path.exists(state):
+            with open(state, encoding="utf-8") as handle:
+                held = json.load(handle)
+            assert not held.get("leases") and not held.get("bridges"), f"the allocator still holds {held}"
+        shutil.rmtree(STATE_DIR, ignore_errors=True)
+    parent = os.path.dirname(STATE_DIR)
+    if parent in made and os.path.isdir(parent) and not os.listdir(parent):
+        os.rmdir(parent)
 
 
 def _host_devices() -> dict[str, tuple[int, int, int]]:

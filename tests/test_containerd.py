@@ -62,6 +62,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = "{work}/containerd.sock"
 [ttrpc]
   address = "{work}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{work}/opt"
 """)
     log = open(work / "containerd.log", "wb")  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(["containerd", "--config", str(work / "config.toml")], stdout=log, stderr=log,
@@ -81,7 +83,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for container in client.ctr("container", "ls", "-q", check=False).stdout.split():
             client.ctr("container", "rm", container, check=False)
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
         log.close()
         with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
             for line in mountinfo:

@@ -53,7 +53,9 @@ class Docker:
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Docker]:
     work = tmp_path_factory.mktemp("docker")
-    outside = ["/run/docker", "/run/containerd", *(os.path.join(c, "docker") for c in set(hierarchies().values()))]
+    # (dockerd's own containerd makes /opt/containerd for its opt plugin.)
+    outside = ["/run/docker", "/run/containerd", "/opt/containerd",
+               *(os.path.join(c, "docker") for c in set(hierarchies().values()))]
     new_paths = [path for path in outside if not os.path.exists(path)]
     (work / "daemon.json").write_text(json.dumps({
         "data-root": f"{work}/data", "exec-root": f"{work}/exec", "pidfile": f"{work}/docker.pid",
@@ -78,7 +80,11 @@ def docker(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
         client("rm", "-f", *client("ps", "-aq", check=False).stdout.split(), check=False)
         client("rmi", "-f", IMAGE, check=False)
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
         log.close()
         with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
             mounts = [line.split()[4] for line in mountinfo if str(work) in line.split()[4]]

@@ -50,6 +50,8 @@ state = "{work}/state"
   address = "{work}/containerd.sock"
 [ttrpc]
   address = "{work}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{work}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "localhost/busybox:latest"
   [plugins."io.containerd.grpc.v1.cri".cni]

@@ -143,6 +143,8 @@ class Outside:
         base = random.randrange(0, 64) * 4
         self.host_address, self.address = f"198.51.100.{base + 1}", f"198.51.100.{base + 2}"
         self.path = f"/run/netns/{self.name}"
+        # ip makes /run/netns, a bind mount of itself, where it is missing: removed in close if so.
+        self.made_netns_dir = not os.path.exists("/run/netns")
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         try:
             subprocess.run(["ip", "link", "add", self.host_end, "type", "veth", "peer", "name", "eth0",
@@ -159,6 +161,9 @@ class Outside:
     def close(self) -> None:
         subprocess.run(["ip", "link", "del", self.host_end], check=False)
         subprocess.run(["ip", "netns", "del", self.name], check=False)
+        if self.made_netns_dir and os.path.isdir("/run/netns") and not os.listdir("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], capture_output=True, check=False)
+            os.rmdir("/run/netns")
 
 
 @pytest.fixture()

@@ -51,7 +51,7 @@ class Podman:
 
 def _new_paths() -> list[str]:
     """What podman makes outside its --root and that the fixture removes, if it was not there."""
-    paths = ["/var/lib/containers"]
+    paths = ["/var/lib/containers", "/dev/shm/libpod_lock"]
     for controller in sorted(set(hierarchies().values())):
         paths += [os.path.join(controller, "libpod_parent")]
     return [path for path in paths if not os.path.exists(path)]
@@ -85,8 +85,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
                     directory = os.path.join(path, child) if child else path
                     if os.path.isdir(directory):
                         os.rmdir(directory)
-            else:
-                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.unlink(path)
 
 
 @pytest.fixture()
