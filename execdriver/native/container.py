@@ -98,11 +98,9 @@ class _Handles:
     def kill(self) -> None:
         """Kill and reap the init, if there is one."""
         if self.launch is not None:
-            self.launch.kill()
-            try:
-                self.launch.reap()
-            except (OSError, ContainerError):
-                pass
+            from execdriver.native.spawn import kill_and_reap  # loaded already: it made the launch
+
+            kill_and_reap(self.launch)
 
 
 def _adopt(sandbox: Sandbox, cgroup_path: str, handles: _Handles) -> Launch:
@@ -538,11 +536,9 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: d
         return code
     finally:
         if not reaped:
-            launch.kill()
-            try:
-                launch.reap()
-            except (OSError, ContainerError):
-                pass
+            from execdriver.native.spawn import kill_and_reap
+
+            kill_and_reap(launch)
         launch.close()
         os.close(status_read)
 

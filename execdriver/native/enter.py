@@ -15,7 +15,6 @@ CVE-2019-5736 class); every descriptor but stdio closes on exec.
 
 from __future__ import annotations
 
-import fcntl
 import os
 
 from execdriver.linux import capabilities, syscalls
@@ -31,16 +30,8 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
     """Enter, then exec ``spec``'s process; failures go to ``status``."""
     try:
         syscalls.set_dumpable(False)
-        # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
-        for target, fd in enumerate(high):
-            os.dup2(fd, target)
-            os.close(fd)  # a created init waits long: an engine waits for EOF on what it gave us
+        init.take_stdio(stdio, spec.get("preserve_fds", 0))
         init.default_signals()
-        preserved = spec.get("preserve_fds", 0)
-        syscalls.close_range_cloexec(3 + preserved)
-        for fd in range(3, 3 + preserved):
-            os.set_inheritable(fd, True)
         for tasks in spec["cgroup_tasks"]:
             with open(tasks, "w", encoding="ascii") as handle:
                 handle.write("0")  # ourselves: see init._join_cgroup

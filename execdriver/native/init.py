@@ -170,6 +170,22 @@ def _report(status: int, message: str) -> None:
             pass
 
 
+def take_stdio(stdio: tuple[int, int, int], preserved: int) -> None:
+    """``stdio`` onto 0-2; every other descriptor closes on exec but 3 to 3+``preserved``-1.
+
+    No host descriptor inherited from our parent reaches the container
+    (CVE-2024-21626); --preserve-fds hands the first N on as they are.
+    """
+    # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+        os.close(fd)  # a created init waits long: an engine waits for EOF on what it gave us
+    syscalls.close_range_cloexec(3 + preserved)
+    for fd in range(3, 3 + preserved):
+        os.set_inheritable(fd, True)
+
+
 def default_signals() -> None:
     """Every disposition and the mask as a fresh program expects them.
 
@@ -291,18 +307,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 _become_namespace_root(spec, trees or [])
             except OSError as err:
                 raise InitError(f"rootfs: {err}") from None
-        # Out of 0-2 first, so that (stdout, stderr) = (2, 1) does not clobber.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
-        for target, fd in enumerate(high):
-            os.dup2(fd, target)
-            os.close(fd)  # a created init waits long: an engine waits for EOF on what it gave us
-        # Every other descriptor, inherited from our parent, closes on exec:
-        # no host descriptor reaches the container (CVE-2024-21626).
-        # (--preserve-fds hands descriptors 3 to 3+N-1 to the process as they are.)
-        preserved = spec.get("preserve_fds", 0)
-        syscalls.close_range_cloexec(3 + preserved)
-        for fd in range(3, 3 + preserved):
-            os.set_inheritable(fd, True)
+        take_stdio(stdio, spec.get("preserve_fds", 0))
         if spec.get("cgroup_mount"):  # the cgroup is mounted in the rootfs: it must exist first
             if os.read(go, 1) != CGROUP:
                 os._exit(1)

@@ -26,6 +26,7 @@ import socket
 import threading
 
 from execdriver.linux import cgroups
+from execdriver.native.spawn import kill_and_reap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,11 +102,7 @@ class Sandbox:
         """Kill the idle init and remove what it held."""
         from execdriver.native.state import remove_tree
 
-        self.launch.kill()
-        try:
-            self.launch.reap()
-        except OSError:
-            pass
+        kill_and_reap(self.launch)
         self.close()
         try:
             self.cgroup.destroy(self.parent_levels)
@@ -157,11 +154,7 @@ def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
         container.expect(status, init.READY, launch_spec["id"])
     except BaseException:
         if launch is not None:
-            launch.kill()
-            try:
-                launch.reap()
-            except OSError:
-                pass
+            kill_and_reap(launch)
             launch.close()
         ours.close()
         os.close(status)

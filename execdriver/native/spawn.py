@@ -49,6 +49,15 @@ class Launch(Protocol):
     def close(self) -> None: ...
 
 
+def kill_and_reap(launch: Launch) -> None:
+    """SIGKILL the init and collect it: one gone already, or lost with the fork server, is no error."""
+    launch.kill()
+    try:
+        launch.reap()
+    except (OSError, ContainerError):
+        pass
+
+
 class Spawner(Protocol):
     def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
               meanwhile: Callable[[], None] | None = None) -> Launch:
@@ -193,9 +202,8 @@ def _finish(launch: Launch, meanwhile: Callable[[], None] | None,
     failure = failure or _attempt(meanwhile)
     if failure is None:
         return launch
-    launch.kill()
     try:
-        launch.reap()
+        kill_and_reap(launch)
     finally:
         launch.close()
     raise failure
