@@ -23,13 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, print_table, private_mount_namespace, sample_in_blocks
+from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
 from execdriver import Command, Pipes, ProcessConfig
 from execdriver.native.driver import NativeDriver
-
-
-def call(argv: list[str]) -> None:
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
 
 
 def main() -> None:

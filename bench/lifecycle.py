@@ -15,7 +15,6 @@ import ctypes
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -24,16 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, print_table, private_mount_namespace, sample_in_blocks
+from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
 
 
 def become_subreaper() -> None:
     if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def call(argv: list[str]) -> None:
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
 
 
 def cycle(command: list[str], bundle: Path, work: Path) -> Callable[[], None]:

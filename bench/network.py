@@ -19,7 +19,6 @@ import io
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -30,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, print_table, private_mount_namespace, sample_in_blocks
+from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
 from execdriver import Command, Network, NetworkInterface, Pipes, PortBinding, ProcessConfig
 from execdriver.native.driver import NativeDriver
 
@@ -46,10 +45,6 @@ SINK = textwrap.dedent("""
             total += len(chunk)
         client.sendall(str(total).encode()); client.close()
 """)
-
-
-def call(argv: list[str]) -> None:
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
 
 
 def transfer(address: str, port: int, megabytes: int) -> float:

@@ -38,16 +38,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lifecycle import become_subreaper, cycle
-from bench.start import CLI, make_bundle, private_mount_namespace, sample_in_blocks
+from bench.start import CLI, call, make_bundle, private_mount_namespace, sample_in_blocks
 from execdriver import Command, Pipes, ProcessConfig
 from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
 
 RUNTIMES = ("execdriver", "runc", "crun")
-
-
-def call(argv: list[str]) -> None:
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
 
 
 def base(runtime: str, work: Path) -> list[str]:

@@ -61,6 +61,11 @@ def make_bundle(directory: Path, args: list[str] | None = None) -> Path:
     return directory
 
 
+def call(argv: list[str]) -> None:
+    """Run a CLI step of a benchmark; its output is not the point."""
+    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+
+
 def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()

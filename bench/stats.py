@@ -22,11 +22,12 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, timed
+from bench.start import CLI, make_bundle, sample_in_blocks
 from execdriver import Command, Hooks, Pipes, ProcessConfig, Resources
 from execdriver.native.driver import NativeDriver
 
@@ -67,10 +68,7 @@ def main() -> None:
                 ["runc", "--root", str(runc_root), "events", "--stats", runc_id], check=True,
                 stdout=subprocess.DEVNULL),
         }
-        samples: dict[str, list[float]] = {name: [] for name in stats_cases}
-        for _ in range(args.runs):
-            for name, action in stats_cases.items():
-                samples[name].append(timed(action))
+        samples = sample_in_blocks(stats_cases, args.runs, 1)
         print(f"one stats sample of a running container, {args.runs} runs each, interleaved (ms)")
         for name, values in samples.items():
             print(f"  {name:34} {median(values):8.3f}")
@@ -84,14 +82,12 @@ def main() -> None:
 
         limits = Resources(memory=256 << 20, memory_swap=256 << 20, cpu_quota=50000, cpu_period=100000,
                            pids_limit=100)
-        start_cases = {"no limits": lambda: start(None), "memory+cpu+pids limits": lambda: start(limits)}
-        starts: dict[str, list[float]] = {name: [] for name in start_cases}
+        start_cases: dict[str, Callable[[], None]] = {"no limits": lambda: start(None),
+                                                      "memory+cpu+pids limits": lambda: start(limits)}
         for _ in range(3):
             for action in start_cases.values():
                 action()
-        for _ in range(args.runs):
-            for name, action in start_cases.items():
-                starts[name].append(timed(action))
+        starts = sample_in_blocks(start_cases, args.runs, 1)
         print(f"\nAPI start-to-exit of `true`, {args.runs} runs each, interleaved (ms)")
         for name, values in starts.items():
             print(f"  {name:34} {median(values):8.3f}")
