@@ -12,6 +12,7 @@ import os
 import sys
 
 from execdriver.cli.flags import Flag, UsageError
+from execdriver.cli.oci.common import FORWARDED_SIGNALS
 from execdriver.linux import signals
 
 TYPE_CHECKING = False
@@ -48,9 +49,6 @@ FLAGS = (
     Flag("--subnet-pool", default="", metavar="NET/LEN:PREFIX",
          help="where new bridges' subnets come from (default 10.98.0.0/16:24)"),
     Flag("--help", "-h", kind="bool", help="show this help"),
-)
-_FORWARDED = (
-    signals.SIGINT, signals.SIGTERM, signals.SIGHUP, signals.SIGQUIT, signals.SIGUSR1, signals.SIGUSR2,
 )
 
 
@@ -218,7 +216,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         except Exception:  # noqa: BLE001 - the container may be starting or gone
             pass
 
-    for signum in _FORWARDED:
+    for signum in FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
     if network is not None and network["mode"] == "bridge":
         _guard(store, container_id)

@@ -162,15 +162,9 @@ def launch_spec(
     Errors name the Command field at fault. The CLI calls this directly:
     it need not build a Command (dataclasses cost milliseconds to import).
     """
-    if not argv or not argv[0]:
-        raise ConfigError("process_config.entrypoint: no command to run")
-    if any("\0" in a for a in argv):
-        raise ConfigError("process_config.arguments: NUL byte in an argument")
+    cwd = _checked_process(argv, working_dir)
     if len(hostname.encode()) > 64:
         raise ConfigError("hostname: longer than 64 bytes")
-    working_dir = working_dir or "/"
-    if not working_dir.startswith("/"):
-        raise ConfigError(f"working_dir: {working_dir!r} must be an absolute path inside the rootfs")
     root = _root(rootfs, layer_paths, layer_folder)
     last_cap = capabilities.last_cap()
     Limits(**(limits or {})).check()
@@ -216,7 +210,7 @@ def launch_spec(
         "argv": argv,
         "env": _env(env, hostname),
         "user": user,
-        "cwd": posixpath.normpath(working_dir),
+        "cwd": cwd,
         **process_security(privileged, security or {}, state_dir),
         "last_cap": last_cap,
         "cgroup": _cgroup(container_id, cgroup_path, limits or {}, joins_itself=not users),
@@ -361,22 +355,28 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
             "hierarchies": hierarchies}
 
 
-def exec_spec(command: Command, config: ProcessConfig, state_dir: str) -> dict[str, Any]:
-    """The launch spec fields of a process exec'd into ``command``'s running container."""
-    argv = [config.entrypoint, *(config.arguments or ())]
-    if not argv[0]:
+def _checked_process(argv: list[str], working_dir: str) -> str:
+    """Refuse what no process can run with; the working directory, normalised."""
+    if not argv or not argv[0]:
         raise ConfigError("process_config.entrypoint: no command to run")
     if any("\0" in a for a in argv):
         raise ConfigError("process_config.arguments: NUL byte in an argument")
-    working_dir = command.working_dir or "/"
+    working_dir = working_dir or "/"
     if not working_dir.startswith("/"):
         raise ConfigError(f"working_dir: {working_dir!r} must be an absolute path inside the rootfs")
+    return posixpath.normpath(working_dir)
+
+
+def exec_spec(command: Command, config: ProcessConfig, state_dir: str) -> dict[str, Any]:
+    """The launch spec fields of a process exec'd into ``command``'s running container."""
+    argv = [config.entrypoint, *(config.arguments or ())]
+    cwd = _checked_process(argv, command.working_dir)
     return {
         "id": command.id,
         "argv": argv,
         "env": _env(config.env, command.hostname),
         "user": config.user,
-        "cwd": posixpath.normpath(working_dir),
+        "cwd": cwd,
         **process_security(config.privileged, security_of(command), state_dir),
         "last_cap": capabilities.last_cap(),
         **_terminal(config),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from execdriver.cli.flags import Flag
 from execdriver.cli.oci import create, delete, start
-from execdriver.cli.oci.common import FORWARDED_SIGNALS, one_id
+from execdriver.cli.oci.common import FORWARDED_SIGNALS, one_id, store
 
 SYNOPSIS = "execdriver run [flags] ID"
 DESCRIPTION = "Create and start a container; without --detach, wait for it, delete it, exit with its status."
@@ -22,7 +22,6 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     from execdriver.linux import signals
     from execdriver.native import container
     from execdriver.native.container import exit_code
-    from execdriver.native.state import StateStore
 
     container_id = one_id(args, "run")
     pid = create.create(global_options, options, container_id)
@@ -33,7 +32,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         raise
     if options["detach"]:
         return 0
-    states = StateStore(str(global_options["root"]))
+    states = store(global_options)
 
     def forward(signum: int, _frame: object) -> None:
         try:

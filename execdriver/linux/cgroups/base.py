@@ -107,9 +107,26 @@ class Manager(abc.ABC):
     def directories(self) -> list[str]:
         """The container's directory in every hierarchy it uses."""
 
-    @abc.abstractmethod
     def create(self, limits: Limits) -> None:
         """Make the cgroup and apply ``limits``; on error nothing is left."""
+        created: list[str] = []
+        try:
+            for directory in self.directories():
+                make_dirs(directory, created)
+            self._prepare(limits)
+            self.set(limits)
+        except BaseException:
+            for directory in self.directories():
+                try:
+                    remove_dir(directory)
+                except CgroupError:
+                    pass
+            self.remove_created(created)
+            raise
+
+    @abc.abstractmethod
+    def _prepare(self, limits: Limits) -> None:
+        """What a new cgroup needs before its limits: v1 a cpuset, v2 its controllers delegated."""
 
     @abc.abstractmethod
     def set(self, limits: Limits, *, running: bool = False) -> None:

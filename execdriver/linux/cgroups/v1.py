@@ -6,7 +6,7 @@ import os
 import select
 
 from execdriver.linux.cgroups import CgroupError, Limits
-from execdriver.linux.cgroups.base import Manager, make_dirs, read, read_int, read_map, remove_dir, write
+from execdriver.linux.cgroups.base import Manager, read, read_int, read_map, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,22 +68,9 @@ class V1Manager(Manager):
     def _file(self, controller: str, name: str) -> str:
         return os.path.join(self.dirs[controller], name)
 
-    def create(self, limits: Limits) -> None:
-        created: list[str] = []
-        try:
-            for directory in self.directories():
-                make_dirs(directory, created)
-            if "cpuset" in self.dirs:
-                self._inherit_cpuset()
-            self.set(limits)
-        except BaseException:
-            for directory in self.directories():
-                try:
-                    remove_dir(directory)
-                except CgroupError:
-                    pass
-            self.remove_created(created)
-            raise
+    def _prepare(self, limits: Limits) -> None:
+        if "cpuset" in self.dirs:
+            self._inherit_cpuset()
 
     def _set_devices(self, rules: list[tuple[str, str]]) -> None:
         # Deny-all first: a new cgroup inherits its parent's allow-all.

@@ -7,7 +7,7 @@ import select
 import time
 
 from execdriver.linux.cgroups import THROTTLES, CgroupError, Limits
-from execdriver.linux.cgroups.base import Manager, make_dirs, read, read_int, read_map, remove_dir, write
+from execdriver.linux.cgroups.base import Manager, read, read_int, read_map, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,21 +35,7 @@ class V2Manager(Manager):
     def _file(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    def create(self, limits: Limits) -> None:
-        created: list[str] = []
-        try:
-            make_dirs(self.dir, created)
-            self._enable(limits)
-            self.set(limits)
-        except BaseException:
-            try:
-                remove_dir(self.dir)
-            except CgroupError:
-                pass
-            self.remove_created(created)
-            raise
-
-    def _enable(self, limits: Limits) -> None:
+    def _prepare(self, limits: Limits) -> None:
         """Delegate the controllers the limits need, from our root down."""
         wanted = sorted({_NEEDS[name] for name in _NEEDS if getattr(limits, name)})
         if not wanted:
