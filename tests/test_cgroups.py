@@ -1,4 +1,4 @@
-"""cgroups: limits, OOM, update, stats, pause, pids, clean; the v2 manager on a cgroup2 mount of our own.
+"""cgroups: limits, OOM, update, stats, pause, pids, clean (test_cgroup_v2.py has the v2 manager).
 
 Limits are checked twice: in the cgroup files, and by what the container can
 do. Memory tests run on the host view (the host's python3), since busybox
@@ -21,9 +21,7 @@ import pytest
 
 from execdriver import Command, ExecDriverError, Hooks, NotRunningError, OOMEvents, ProcessConfig, Resources
 from execdriver.linux import cgroups, process
-from execdriver.linux.cgroups import CgroupError, Limits
 from execdriver.linux.cgroups.v1 import hierarchies
-from execdriver.linux.cgroups.v2 import V2Manager
 from execdriver.native.driver import NativeDriver
 from tests.helpers import run, shell
 from tests.test_run import start_in_background, wait_for
@@ -292,69 +290,3 @@ driver.run(command, Pipes())
         driver.clean(cid)
     assert not memory_dir.exists()
     assert not (state_root / cid).exists()
-
-
-# -- the v2 manager, on a cgroup2 mount of our own ----------------------------------
-
-
-@pytest.fixture()
-def cgroup2_root(tmp_path: Path) -> Iterator[Path]:
-    """A cgroup2 mount of our own, and a parent cgroup of ours inside it."""
-    mount_point = tmp_path / "cgroup2"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "cgroup2", "none", str(mount_point)], check=True)
-    parent = mount_point / f"execdriver-test-{uuid.uuid4().hex[:8]}"
-    parent.mkdir()
-    try:
-        yield parent
-    finally:
-        for directory in sorted((p for p in parent.rglob("*") if p.is_dir()), key=lambda p: -len(str(p))):
-            directory.rmdir()
-        parent.rmdir()
-        subprocess.run(["umount", str(mount_point)], check=True)
-
-
-def test_v2_freezer_process_list_and_kill(cgroup2_root: Path) -> None:
-    manager = V2Manager("box/one", str(cgroup2_root))
-    manager.create(Limits())
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
-        manager.add(sleeper.pid)
-        assert manager.pids() == [sleeper.pid]
-        manager.freeze()
-        assert manager.frozen() and "frozen 1" in (cgroup2_root / "box/one/cgroup.events").read_text()
-        manager.thaw()
-        assert not manager.frozen()
-        manager.kill()
-        assert sleeper.wait(10) == -signal.SIGKILL
-        assert manager.pids() == []
-        manager.destroy(parent_levels=1)
-        assert not (cgroup2_root / "box").exists()
-    finally:
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
-
-
-def test_v2_limits_without_their_controller_are_refused(cgroup2_root: Path) -> None:
-    available = (cgroup2_root / "cgroup.controllers").read_text().split()
-    if "memory" in available:
-        pytest.skip("this host delegates the memory controller to cgroup2: the limit would apply")
-    manager = V2Manager("box", str(cgroup2_root))
-    with pytest.raises(CgroupError, match="offers no memory controller"):
-        manager.create(Limits(memory=64 * MiB))
-    assert not (cgroup2_root / "box").exists()
-
-
-@pytest.mark.skipif("memory" not in Path("/sys/fs/cgroup/unified/cgroup.controllers").read_text().split()
-                    if Path("/sys/fs/cgroup/unified/cgroup.controllers").exists() else True,
-                    reason="the cgroup2 memory and cpu controllers are bound to cgroup v1 on this host, "
-                           "so v2 memory.max and cpu.max cannot be applied here")
-def test_v2_memory_and_cpu_limits(cgroup2_root: Path) -> None:
-    manager = V2Manager("box", str(cgroup2_root))
-    manager.create(Limits(memory=64 * MiB, cpu_quota=50000, cpu_period=100000))
-    try:
-        assert (cgroup2_root / "box/memory.max").read_text().strip() == str(64 * MiB)
-        assert (cgroup2_root / "box/cpu.max").read_text().strip() == "50000 100000"
-    finally:
-        manager.destroy()
