@@ -129,7 +129,7 @@ def test_any_config_json_runs_or_is_refused_clearly(fuzz_rootfs: Path, tmp_path:
                             capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
     assert "Traceback" not in result.stderr, result.stderr
     if result.returncode != 0:
-        assert result.stderr.startswith("execdriver: ") or result.returncode > 0, result.stderr
+        assert result.stderr.startswith("execdriver: "), (result.returncode, result.stderr)
     subprocess.run([*CLI, "--root", str(root), "delete", "--force", container_id], capture_output=True,
                    timeout=60, check=False)
     assert _leftovers(root, container_id) == []
