@@ -277,9 +277,14 @@ driver.run(command, Pipes())
     api = subprocess.Popen([sys.executable, "-c", program])
     memory_dir = cgroup_file("memory", cid, "")
     deadline = time.monotonic() + 20
-    while not (memory_dir.is_dir() and (memory_dir / "cgroup.procs").read_text().strip()):
-        assert time.monotonic() < deadline and api.poll() is None
-        time.sleep(0.01)
+    try:
+        while not (memory_dir.is_dir() and (memory_dir / "cgroup.procs").read_text().strip()):
+            assert time.monotonic() < deadline and api.poll() is None
+            time.sleep(0.01)
+    except BaseException:
+        api.kill()  # its fork server then kills the container
+        api.wait()
+        raise
     servers = [int(p) for p in os.listdir("/proc") if p.isdigit() and process.parent(int(p)) == api.pid]
     for pid in (*servers, api.pid):
         os.kill(pid, signal.SIGKILL)

@@ -100,11 +100,16 @@ driver.run(Command(id={cid!r}, rootfs={str(busybox_rootfs)!r},
     state_file = state_root / cid / "state.json"
     deadline = time.monotonic() + 20
     pid = 0
-    while pid == 0:
-        assert time.monotonic() < deadline and api.poll() is None
-        if state_file.exists():
-            pid = json.loads(state_file.read_text())["pid"]
-        time.sleep(0.01)
+    try:
+        while pid == 0:
+            assert time.monotonic() < deadline and api.poll() is None
+            if state_file.exists():
+                pid = json.loads(state_file.read_text())["pid"]
+            time.sleep(0.01)
+    except BaseException:
+        api.kill()  # its fork server then kills the container
+        api.wait()
+        raise
     os.kill(api.pid, signal.SIGKILL)
     api.wait()
     memory = Path(hierarchies().get("memory", "/nonexistent")) / "execdriver" / cid

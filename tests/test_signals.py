@@ -23,14 +23,21 @@ def test_oci_run_in_the_foreground_passes_signals_on(bundle: Callable[..., Path]
         cli = subprocess.Popen([*CLI, "--root", str(tmp_path / "state"), "run", "--bundle",
                                 str(bundle(["sh", "-c", script])), "sig-run"],
                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while out.seek(0) == 0 and "ready" not in out.read():
-            assert time.monotonic() < deadline and cli.poll() is None, "the container did not start"
-            time.sleep(0.02)
-        cli.send_signal(signal.SIGTERM)
-        assert cli.wait(20) == 3
-        out.seek(0)
-        assert out.read().split() == ["ready", "got-term"]
+        try:
+            deadline = time.monotonic() + 20
+            while out.seek(0) == 0 and "ready" not in out.read():
+                assert time.monotonic() < deadline and cli.poll() is None, "the container did not start"
+                time.sleep(0.02)
+            cli.send_signal(signal.SIGTERM)
+            assert cli.wait(20) == 3
+            out.seek(0)
+            assert out.read().split() == ["ready", "got-term"]
+        finally:  # on a failure: the CLI, then the container it leaves running
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+            subprocess.run([*CLI, "--root", str(tmp_path / "state"), "delete", "--force", "sig-run"],
+                           capture_output=True, timeout=60, check=False)
 
 
 def _zombies_in(driver: NativeDriver, command_id: str) -> list[str]:
