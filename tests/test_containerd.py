@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
+from tests.engines import stop, unmount_below
 from tests.images import docker_archive
 
 LAUNCHER = Path(sys.executable).parent / "execdriver"
@@ -82,17 +82,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             client.ctr("task", "rm", "-f", task, check=False)
         for container in client.ctr("container", "ls", "-q", check=False).stdout.split():
             client.ctr("container", "rm", container, check=False)
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon, 30)
         log.close()
-        with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-            for line in mountinfo:
-                if str(work) in line.split()[4]:
-                    subprocess.run(["umount", "-l", line.split()[4]], check=False)
+        unmount_below(work)
         for controller in set(hierarchies().values()):  # what a failed test left (no_trace_of fails then)
             parent = os.path.join(controller, client.namespace)
             if os.path.isdir(parent):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
+from tests.engines import stop, unmount_below
 from tests.images import docker_archive
 
 LAUNCHER = Path(sys.executable).parent / "execdriver"
@@ -79,17 +79,9 @@ def docker(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
     finally:
         client("rm", "-f", *client("ps", "-aq", check=False).stdout.split(), check=False)
         client("rmi", "-f", IMAGE, check=False)
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon, 60)
         log.close()
-        with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-            mounts = [line.split()[4] for line in mountinfo if str(work) in line.split()[4]]
-        for mount_point in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", mount_point], check=False)
+        unmount_below(work)
         for path in new_paths:
             if path.startswith("/sys/fs/cgroup"):
                 if os.path.isdir(path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
+from tests.engines import stop
 from tests.images import docker_archive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,12 +102,7 @@ state = "{work}/state"
     finally:
         for image in ctr("images", "ls", "-q", check=False).stdout.split():
             ctr("images", "rm", image, check=False)
-        daemon.terminate()
-        try:
-            daemon.wait(20)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon, 20)
         subprocess.run(["umount", "-R", str(work / "root")], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(work / "state")], capture_output=True, check=False)
         for directory in reversed(made_here):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
+from tests.engines import unmount_below
 from tests.images import docker_archive
 
 LAUNCHER = Path(sys.executable).parent / "execdriver"
@@ -75,10 +76,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
     finally:
         client("rm", "-a", "-f", check=False)
         client("rmi", "-a", "-f", check=False)
-        with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-            mounts = [line.split()[4] for line in mountinfo if str(work) in line.split()[4]]
-        for mount_point in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", mount_point], check=False)
+        unmount_below(work)
         for path in new_paths:
             if path.startswith("/sys/fs/cgroup"):
                 for child in ("conmon", ""):
