@@ -22,3 +22,24 @@ def unmount_below(directory: object) -> None:
         mounts = [line.split()[4] for line in mountinfo if str(directory) in line.split()[4]]
     for mount_point in sorted(mounts, reverse=True):
         subprocess.run(["umount", "-l", mount_point], check=False)
+
+
+# The shim's own directories, which containerd makes where they are missing (a fixture removes those it made).
+SHIM_DIRS = ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
+
+
+def containerd_config(work: object, top: str = "", tables: str = "") -> str:
+    """A containerd of the test's own: root, state, sockets and the opt plugin's directory under ``work``.
+
+    ``top`` adds top-level keys, ``tables`` more tables.
+    """
+    return f"""version = 2
+root = "{work}/root"
+state = "{work}/state"
+{top}[grpc]
+  address = "{work}/containerd.sock"
+[ttrpc]
+  address = "{work}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{work}/opt"
+{tables}"""

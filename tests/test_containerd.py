@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
-from tests.engines import stop, unmount_below
+from tests.engines import SHIM_DIRS, containerd_config, stop, unmount_below
 from tests.images import docker_archive
 
 LAUNCHER = Path(sys.executable).parent / "execdriver"
@@ -53,18 +53,8 @@ class Containerd:
 @pytest.fixture(scope="module")
 def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Containerd]:
     work = tmp_path_factory.mktemp("containerd")
-    run_dirs = [d for d in ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo") if not os.path.exists(d)]
-    (work / "config.toml").write_text(f"""version = 2
-root = "{work}/root"
-state = "{work}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{work}/containerd.sock"
-[ttrpc]
-  address = "{work}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{work}/opt"
-""")
+    run_dirs = [d for d in SHIM_DIRS if not os.path.exists(d)]
+    (work / "config.toml").write_text(containerd_config(work, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'))
     log = open(work / "containerd.log", "wb")  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(["containerd", "--config", str(work / "config.toml")], stdout=log, stderr=log,
                               start_new_session=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
-from tests.engines import stop
+from tests.engines import SHIM_DIRS, containerd_config, stop
 from tests.images import docker_archive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,26 +41,16 @@ def _handler_config() -> str:
 def test_containerd_loads_the_handler_and_runs_a_container_with_it(busybox_rootfs: Path, tmp_path: Path) -> None:
     work = tmp_path
     (work / "cni").mkdir()
-    # The shim's own directories, which containerd makes where they are missing: removed if we made them.
-    made_here = [d for d in ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo") if not os.path.exists(d)]
+    made_here = [d for d in SHIM_DIRS if not os.path.exists(d)]
     config = work / "config.toml"
-    config.write_text(f"""version = 2
-root = "{work}/root"
-state = "{work}/state"
-[grpc]
-  address = "{work}/containerd.sock"
-[ttrpc]
-  address = "{work}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{work}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
+    config.write_text(containerd_config(work, tables=f"""[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "localhost/busybox:latest"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{work}/cni"
     conf_dir = "{work}/cni"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
-{_handler_config()}""")
+{_handler_config()}"""))
     with open(work / "containerd.log", "wb") as log:
         daemon = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=log,
                                   start_new_session=True)
