@@ -55,6 +55,8 @@ fi
 # bin/execdriver runs as a shell script or as Python: make the kernel start the
 # interpreter directly (one exec, no shell) -- see the comment in it.
 sed -i "1s|.*|#!$PWD/.venv/bin/python3 -IS|" .venv/bin/execdriver
+# Our modules compiled into one file, which the command imports from (execdriver/freeze.py).
+.venv/bin/python -m execdriver.freeze >/dev/null
 
 case "$mode" in
 demo)

@@ -12,7 +12,6 @@ import os
 import sys
 
 from execdriver.cli.flags import Flag, UsageError
-from execdriver.cli.oci.common import FORWARDED_SIGNALS
 from execdriver.linux import signals
 
 TYPE_CHECKING = False
@@ -216,7 +215,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         except Exception:  # noqa: BLE001 - the container may be starting or gone
             pass
 
-    for signum in FORWARDED_SIGNALS:
+    for signum in signals.FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
     if network is not None and network["mode"] == "bridge":
         _guard(store, container_id)

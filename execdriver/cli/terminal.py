@@ -8,6 +8,7 @@ out, errors included. Window changes follow as SIGWINCH.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -51,6 +52,7 @@ class Interactive:
         return {"terminal": True, "console_socket": 0, "console_size": self.size()}
 
     def __enter__(self) -> Interactive:
+        gc.enable()  # an interactive session may run for days (bin/execdriver turned the collector off)
         if os.isatty(0):
             import termios
             import tty

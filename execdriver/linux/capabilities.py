@@ -9,8 +9,7 @@ open the host's disks through a node of its own.
 
 from __future__ import annotations
 
-import ctypes
-
+from execdriver.linux import ffi
 from execdriver.linux.syscalls import _fail, _libc
 
 NAMES = (
@@ -66,12 +65,12 @@ _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _VERSION_3 = 0x20080522
 
 
-class _Header(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+class _Header(ffi.Structure):
+    _fields_ = (("version", ffi.c_uint32), ("pid", ffi.c_int))
 
 
-class _Data(ctypes.Structure):
-    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+class _Data(ffi.Structure):
+    _fields_ = (("effective", ffi.c_uint32), ("permitted", ffi.c_uint32), ("inheritable", ffi.c_uint32))
 
 
 _last_cap: list[int] = []
@@ -81,7 +80,7 @@ def last_cap() -> int:
     """The highest capability number this kernel knows (read once)."""
     if not _last_cap:
         try:
-            with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
+            with open("/proc/sys/kernel/cap_last_cap", encoding="utf-8") as handle:
                 _last_cap.append(int(handle.read()))
         except OSError:
             _last_cap.append(len(NAMES) - 1)
@@ -94,7 +93,7 @@ def available() -> list[int]:
     Privileged containers get these; a host that runs us without some
     capability cannot give it to a container either.
     """
-    with open("/proc/self/status", encoding="ascii") as handle:
+    with open("/proc/self/status", encoding="utf-8") as handle:
         for line in handle:
             if line.startswith("CapPrm:"):
                 mask = int(line.split()[1], 16)
@@ -129,7 +128,7 @@ def set_process(permitted: list[int], effective: list[int] | None = None,
         _Data(eff & 0xFFFFFFFF, perm & 0xFFFFFFFF, inh & 0xFFFFFFFF),
         _Data(eff >> 32, perm >> 32, inh >> 32),
     )
-    if _libc.capset(ctypes.byref(_Header(_VERSION_3, 0)), data) != 0:
+    if _libc.capset(ffi.byref(_Header(_VERSION_3, 0)), data) != 0:
         raise _fail("capset")
 
 

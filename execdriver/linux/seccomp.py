@@ -21,11 +21,11 @@ alone), keyed by the profile file's identity and the capabilities.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
 from execdriver.errors import ConfigError
+from execdriver.linux import ffi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,27 +58,27 @@ UNCONFINED = "unconfined"
 _NATIVE = {"x86_64": ("amd64", "SCMP_ARCH_X86_64"), "aarch64": ("arm64", "SCMP_ARCH_AARCH64")}
 
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = (("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64))
+class _ArgCmp(ffi.Structure):
+    _fields_ = (("arg", ffi.c_uint), ("op", ffi.c_int), ("datum_a", ffi.c_uint64),
+                ("datum_b", ffi.c_uint64))
 
 
-def _library() -> ctypes.CDLL:
+def _library() -> ffi.Library:
     try:
-        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+        lib = ffi.Library("libseccomp.so.2")
     except OSError:
         raise ConfigError("linux.seccomp: libseccomp (libseccomp2) is not installed") from None
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = (ctypes.c_uint32,)
-    lib.seccomp_release.argtypes = (ctypes.c_void_p,)
-    lib.seccomp_arch_add.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
-    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
-    lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
-    lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
-    lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(_ArgCmp))
-    lib.seccomp_attr_set.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32)
-    lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+    lib.seccomp_init.restype = ffi.c_void_p
+    lib.seccomp_init.argtypes = (ffi.c_uint32,)
+    lib.seccomp_release.argtypes = (ffi.c_void_p,)
+    lib.seccomp_arch_add.argtypes = (ffi.c_void_p, ffi.c_uint32)
+    lib.seccomp_arch_resolve_name.restype = ffi.c_uint32
+    lib.seccomp_arch_resolve_name.argtypes = (ffi.c_char_p,)
+    lib.seccomp_syscall_resolve_name.argtypes = (ffi.c_char_p,)
+    lib.seccomp_rule_add_array.argtypes = (ffi.c_void_p, ffi.c_uint32, ffi.c_int, ffi.c_uint,
+                                           ffi.POINTER(_ArgCmp))
+    lib.seccomp_attr_set.argtypes = (ffi.c_void_p, ffi.c_int, ffi.c_uint32)
+    lib.seccomp_export_bpf.argtypes = (ffi.c_void_p, ffi.c_int)
     return lib
 
 
@@ -157,7 +157,7 @@ def _compile(profile: dict[str, Any], where: str) -> bytes:
         lib.seccomp_release(context)
 
 
-def _add_rule(lib: ctypes.CDLL, context: int, rule: Any, default: int, where: str) -> None:
+def _add_rule(lib: ffi.Library, context: int, rule: Any, default: int, where: str) -> None:
     if not isinstance(rule, dict) or not isinstance(rule.get("names"), list):
         raise ConfigError(f"{where}: needs names, a list of system calls")
     action = _action(str(rule.get("action", "")), rule.get("errnoRet"), f"{where}.action")
@@ -176,9 +176,9 @@ def _add_rule(lib: ctypes.CDLL, context: int, rule: Any, default: int, where: st
         # libseccomp takes one comparison per argument in a rule; profiles that list several for
         # the same argument (personality in many defaults) mean "any of these", so as runc does,
         # each comparison becomes a rule of its own.
-        groups = [(1, ctypes.pointer(comparisons[position])) for position in range(len(args))]
+        groups = [(1, ffi.pointer(comparisons[position])) for position in range(len(args))]
     else:
-        groups = [(len(args), ctypes.pointer(comparisons[0]))]
+        groups = [(len(args), ffi.pointer(comparisons[0]))]
     for name in rule["names"]:
         number = lib.seccomp_syscall_resolve_name(str(name).encode())
         if number < 0:

@@ -23,6 +23,9 @@ SIGTERM: int = _signal.SIGTERM
 SIGXFSZ: int = _signal.SIGXFSZ
 SIGWINCH: int = _signal.SIGWINCH
 
+# What the foreground commands (sandbox, run, exec) pass on to their process.
+FORWARDED_SIGNALS = (SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM)
+
 
 def signal_default(signum: int) -> None:
     _signal.signal(signum, _signal.SIG_DFL)

@@ -1,14 +1,15 @@
-"""Every Linux system call that the os module lacks, through ctypes, in one place.
+"""Every Linux system call that the os module lacks, through ffi (ctypes' core), in one place.
 
 Each wrapper raises OSError with the errno and the path involved, as the os
-module does. Nothing here allocates beyond the ctypes call itself, because
+module does. Nothing here allocates beyond the foreign call itself, because
 these functions run in the container's init between clone and exec.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from execdriver.linux import ffi
 
 # mount(2) flags
 MS_RDONLY = 0x1
@@ -47,40 +48,40 @@ _NUMBERS = {
 }
 _SYS_CLONE, _SYS_PIVOT_ROOT, _SYS_CLOSE_RANGE, _SYS_MOUNT_SETATTR = _NUMBERS[os.uname().machine]
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = ffi.Library(None)
 # The clone wrapper keeps the GIL across the call, so that the child starts
 # with the interpreter in the state the parent left it (like os.fork).
-_libc_gil = ctypes.PyDLL(None, use_errno=True)
+_libc_gil = ffi.Library(None, keep_gil=True)
 
 _mount = _libc.mount
-_mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+_mount.argtypes = (ffi.c_char_p, ffi.c_char_p, ffi.c_char_p, ffi.c_ulong, ffi.c_char_p)
 _umount2 = _libc.umount2
-_umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_umount2.argtypes = (ffi.c_char_p, ffi.c_int)
 _unshare = _libc.unshare
-_unshare.argtypes = (ctypes.c_int,)
+_unshare.argtypes = (ffi.c_int,)
 _setns = _libc.setns
-_setns.argtypes = (ctypes.c_int, ctypes.c_int)
+_setns.argtypes = (ffi.c_int, ffi.c_int)
 _sethostname = _libc.sethostname
-_sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+_sethostname.argtypes = (ffi.c_char_p, ffi.c_size_t)
 _prctl = _libc.prctl
-_prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+_prctl.argtypes = (ffi.c_int, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong)
 _syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+_syscall.restype = ffi.c_long
 _clone_syscall = _libc_gil.syscall
-_clone_syscall.restype = ctypes.c_long
+_clone_syscall.restype = ffi.c_long
 
 
-class _MountAttr(ctypes.Structure):
+class _MountAttr(ffi.Structure):
     _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
+        ("attr_set", ffi.c_uint64),
+        ("attr_clr", ffi.c_uint64),
+        ("propagation", ffi.c_uint64),
+        ("userns_fd", ffi.c_uint64),
     )
 
 
 def _fail(what: str, path: str | bytes | None = None) -> OSError:
-    errno = ctypes.get_errno()
+    errno = ffi.get_errno()
     message = f"{what}: {os.strerror(errno)}"
     if path is not None:
         return OSError(errno, message, os.fsdecode(path))
@@ -108,31 +109,31 @@ def umount2(target: str | bytes, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
-    if _syscall(_SYS_PIVOT_ROOT, ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))) != 0:
+    if _syscall(_SYS_PIVOT_ROOT, ffi.c_char_p(_b(new_root)), ffi.c_char_p(_b(put_old))) != 0:
         raise _fail("pivot_root", new_root)
 
 
 PROC_SUPER_MAGIC = 0x9FA0
 
 
-class _Statfs(ctypes.Structure):
-    _fields_ = (("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112))
+class _Statfs(ffi.Structure):
+    _fields_ = (("f_type", ffi.c_long), ("rest", ffi.c_byte * 112))
 
 
 _fstatfs = _libc.fstatfs
-_fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
+_fstatfs.argtypes = (ffi.c_int, ffi.c_void_p)
 
 
 def fs_type(fd: int) -> int:
     """The filesystem magic of the file ``fd`` is open on (statfs(2)'s f_type)."""
     buffer = _Statfs()
-    if _fstatfs(fd, ctypes.byref(buffer)) != 0:
+    if _fstatfs(fd, ffi.byref(buffer)) != 0:
         raise _fail("fstatfs")
     return int(buffer.f_type) & 0xFFFFFFFF
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+class _SockFprog(ffi.Structure):
+    _fields_ = (("len", ffi.c_ushort), ("filter", ffi.c_void_p))
 
 
 _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
@@ -140,9 +141,9 @@ _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
 
 def seccomp_set_filter(program: bytes) -> None:
     """Install a classic BPF ``program`` (seccomp.py compiles it) on this thread: seccomp(SET_MODE_FILTER)."""
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p).value)
-    if _syscall(_SYS_SECCOMP, 1, 0, ctypes.byref(fprog)) != 0:
+    buffer = ffi.string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ffi.addressof(buffer))
+    if _syscall(_SYS_SECCOMP, 1, 0, ffi.byref(fprog)) != 0:
         raise _fail("seccomp")
 
 
@@ -184,14 +185,14 @@ def setdomainname(name: str) -> None:
         raise _fail("setdomainname")
 
 
-class _Rlimit(ctypes.Structure):
-    _fields_ = (("soft", ctypes.c_uint64), ("hard", ctypes.c_uint64))
+class _Rlimit(ffi.Structure):
+    _fields_ = (("soft", ffi.c_uint64), ("hard", ffi.c_uint64))
 
 
 def setrlimit(resource: int, soft: int, hard: int) -> None:
     """prlimit on this process: values above a C long (RLIM_INFINITY) fit."""
     limit = _Rlimit(soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF)
-    if _libc.prlimit(0, resource, ctypes.byref(limit), None) != 0:
+    if _libc.prlimit(0, resource, ffi.byref(limit), None) != 0:
         raise _fail(f"setrlimit({resource})")
 
 
@@ -202,8 +203,8 @@ def set_pdeathsig(signum: int) -> None:
 
 def close_range_cloexec(first: int) -> None:
     """Mark every descriptor from ``first`` up close-on-exec."""
-    if _syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
-                ctypes.c_uint(CLOSE_RANGE_CLOEXEC)) != 0:
+    if _syscall(_SYS_CLOSE_RANGE, ffi.c_uint(first), ffi.c_uint(0xFFFFFFFF),
+                ffi.c_uint(CLOSE_RANGE_CLOEXEC)) != 0:
         raise _fail("close_range")
 
 
@@ -227,8 +228,8 @@ def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: 
     attr = _MountAttr(attr_set, attr_clr, propagation & ~MS_REC, 0)
     at_flags = _AT_EMPTY_PATH | (AT_RECURSIVE if recursive or propagation & MS_REC else 0)
     if (attr_set or propagation) and _syscall(
-            _SYS_MOUNT_SETATTR, ctypes.c_int(tree), ctypes.c_char_p(b""), ctypes.c_uint(at_flags),
-            ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+            _SYS_MOUNT_SETATTR, ffi.c_int(tree), ffi.c_char_p(b""), ffi.c_uint(at_flags),
+            ffi.byref(attr), ffi.c_size_t(ffi.sizeof(attr))) != 0:
         raise _fail("mount_setattr")
     return left
 
@@ -243,9 +244,9 @@ def idmap_tree(tree: int, userns: int) -> None:
     namespace: a remapped root sees the host's root-owned rootfs as its own.
     """
     attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns)
-    if _syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree), ctypes.c_char_p(b""),
-                ctypes.c_uint(_AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr),
-                ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+    if _syscall(_SYS_MOUNT_SETATTR, ffi.c_int(tree), ffi.c_char_p(b""),
+                ffi.c_uint(_AT_EMPTY_PATH | AT_RECURSIVE), ffi.byref(attr),
+                ffi.c_size_t(ffi.sizeof(attr))) != 0:
         raise _fail("mount_setattr(MOUNT_ATTR_IDMAP)")
 
 
@@ -253,8 +254,8 @@ def make_readonly_recursive(path: str | bytes) -> None:
     """Make the mount at ``path`` and every mount below it read-only."""
     attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
     AT_FDCWD = -100
-    if _syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), ctypes.c_char_p(_b(path)),
-                ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+    if _syscall(_SYS_MOUNT_SETATTR, ffi.c_int(AT_FDCWD), ffi.c_char_p(_b(path)),
+                ffi.c_uint(AT_RECURSIVE), ffi.byref(attr), ffi.c_size_t(ffi.sizeof(attr))) != 0:
         raise _fail("mount_setattr", path)
 
 
@@ -265,9 +266,9 @@ def clone(flags: int) -> tuple[int, int]:
     with one thread, and no fork handlers run in it. The child is expected
     to exec or ``os._exit``.
     """
-    pidfd = ctypes.c_int(-1)
-    pid = _clone_syscall(_SYS_CLONE, ctypes.c_ulong(flags | CLONE_PIDFD | 17),  # 17 = SIGCHLD
-                         None, ctypes.byref(pidfd), None, None)
+    pidfd = ffi.c_int(-1)
+    pid = _clone_syscall(_SYS_CLONE, ffi.c_ulong(flags | CLONE_PIDFD | 17),  # 17 = SIGCHLD
+                         None, ffi.byref(pidfd), None, None)
     if pid < 0:
         raise _fail("clone")
     if pid == 0:
@@ -286,12 +287,12 @@ def loopback_up() -> None:
     if fd < 0:
         raise _fail("socket")
     try:
-        request = ctypes.create_string_buffer(b"lo", 40)  # struct ifreq
-        if _ioctl(fd, ctypes.c_ulong(0x8913), request) != 0:  # SIOCGIFFLAGS
+        request = ffi.string_buffer(b"lo", 40)  # struct ifreq
+        if _ioctl(fd, ffi.c_ulong(0x8913), request) != 0:  # SIOCGIFFLAGS
             raise _fail("ioctl(SIOCGIFFLAGS)", "lo")
-        flags = ctypes.c_short.from_buffer(request, 16)
+        flags = ffi.c_short.from_buffer(request, 16)
         flags.value |= 0x1 | 0x40  # IFF_UP | IFF_RUNNING
-        if _ioctl(fd, ctypes.c_ulong(0x8914), request) != 0:  # SIOCSIFFLAGS
+        if _ioctl(fd, ffi.c_ulong(0x8914), request) != 0:  # SIOCSIFFLAGS
             raise _fail("ioctl(SIOCSIFFLAGS)", "lo")
     finally:
         _close(fd)
@@ -309,7 +310,7 @@ def open_tree_clone(path: str | bytes, recursive: bool = True) -> int:
     attaches it with :func:`move_mount`: a bind of the host's current view.
     """
     flags = OPEN_TREE_CLONE | (AT_RECURSIVE if recursive else 0) | os.O_CLOEXEC
-    fd = _syscall(_SYS_OPEN_TREE, ctypes.c_int(-100), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags))
+    fd = _syscall(_SYS_OPEN_TREE, ffi.c_int(-100), ffi.c_char_p(_b(path)), ffi.c_uint(flags))
     if fd < 0:
         raise _fail("open_tree", path)
     return int(fd)
@@ -324,6 +325,6 @@ def move_mount(tree: int, target: str | bytes | int) -> None:
         to_fd, to_path, flags = target, b"", MOVE_MOUNT_F_EMPTY_PATH | 0x40  # MOVE_MOUNT_T_EMPTY_PATH
     else:
         to_fd, to_path, flags = -100, _b(target) or b"", MOVE_MOUNT_F_EMPTY_PATH
-    if _syscall(_SYS_MOVE_MOUNT, ctypes.c_int(tree), ctypes.c_char_p(b""), ctypes.c_int(to_fd),
-                ctypes.c_char_p(to_path), ctypes.c_uint(flags)) != 0:
+    if _syscall(_SYS_MOVE_MOUNT, ffi.c_int(tree), ffi.c_char_p(b""), ffi.c_int(to_fd),
+                ffi.c_char_p(to_path), ffi.c_uint(flags)) != 0:
         raise _fail("move_mount", target if not isinstance(target, int) else f"descriptor {target}")

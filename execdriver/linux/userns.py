@@ -50,7 +50,7 @@ def host_id(maps: list[Mapping], container_id: int) -> int | None:
 
 def read(pid: int, name: str) -> list[Mapping]:
     """The mappings of the user namespace of ``pid`` (``name``: uid_map or gid_map)."""
-    with open(f"/proc/{pid}/{name}", encoding="ascii") as handle:
+    with open(f"/proc/{pid}/{name}", encoding="utf-8") as handle:
         return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in handle if line.strip())]
 
 

@@ -203,7 +203,7 @@ def _map_users(launch_spec: dict[str, Any], pid: int, go: int) -> None:
     userns.write(pid, launch_spec["uid_mappings"], launch_spec["gid_mappings"])
     if launch_spec.get("oom_score_adj") is not None and os.geteuid() == 0:
         # Its /proc/self files are the host root's while it is not dumpable: out of its reach.
-        with open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as handle:
+        with open(f"/proc/{pid}/oom_score_adj", "w", encoding="utf-8") as handle:
             handle.write(str(launch_spec["oom_score_adj"]))
     trees = []
     try:

@@ -33,7 +33,7 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
         init.take_stdio(stdio, spec.get("preserve_fds", 0))
         init.default_signals()
         for tasks in spec["cgroup_tasks"]:
-            with open(tasks, "w", encoding="ascii") as handle:
+            with open(tasks, "w", encoding="utf-8") as handle:
                 handle.write("0")  # ourselves: see init._join_cgroup
         if spec.get("terminal"):
             from execdriver.linux import terminal  # now: in the container the package is out of sight

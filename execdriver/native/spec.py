@@ -230,10 +230,10 @@ def _init_binary() -> str:
 def user_namespace(uid_mappings: list[Any] | None, gid_mappings: list[Any] | None,
                    root: dict[str, Any]) -> dict[str, Any]:
     """The launch spec's user namespace fields: none without mappings."""
-    from execdriver.linux import userns
-
     if not uid_mappings and not gid_mappings:
         return {}
+    from execdriver.linux import userns
+
     uids = userns.parse(uid_mappings, "uid_mapping")
     gids = userns.parse(gid_mappings, "gid_mapping")
     if userns.host_id(uids, 0) is None or userns.host_id(gids, 0) is None:
@@ -309,7 +309,7 @@ def process_security(privileged: bool, security: dict[str, Any], state_dir: str)
 
 def _apparmor(profile: str) -> str:
     try:
-        with open("/sys/module/apparmor/parameters/enabled", encoding="ascii") as handle:
+        with open("/sys/module/apparmor/parameters/enabled", encoding="utf-8") as handle:
             enabled = handle.read().strip() == "Y"
     except OSError:
         enabled = False

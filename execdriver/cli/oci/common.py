@@ -29,7 +29,7 @@ def write_pid_file(path: str, pid: int) -> None:
     """The init's host pid, without a newline, as runc writes it (atomically)."""
     temporary = f"{path}.tmp{os.getpid()}"
     try:
-        with open(temporary, "w", encoding="ascii") as handle:
+        with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(str(pid))
         os.rename(temporary, path)
     except OSError as err:
@@ -59,10 +59,6 @@ def state_json(store: StateStore, container_id: str) -> dict[str, object]:
         "owner": "",
         "annotations": oci.get("annotations") or {},
     }
-
-
-# What run and exec pass on to their process: HUP INT QUIT USR1 USR2 TERM.
-FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15)
 
 
 def console_socket(launch_spec: dict[str, object], path: str, verb: str) -> int:

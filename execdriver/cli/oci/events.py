@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 from execdriver.cli.flags import Flag, UsageError
@@ -30,6 +31,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     from execdriver.native import container
 
     container_id = one_id(args, "events")
+    gc.enable()  # a stream that may run for days (bin/execdriver turned the collector off)
     interval = _seconds(str(options["interval"]))
     states = store(global_options)
     try:

@@ -34,7 +34,7 @@ FLAGS = (
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     from execdriver.cli.flags import UsageError
-    from execdriver.cli.oci.common import FORWARDED_SIGNALS, console_socket, store, write_pid_file
+    from execdriver.cli.oci.common import console_socket, store, write_pid_file
     from execdriver.errors import NotRunningError
     from execdriver.native import container
     from execdriver.native.spawn import DirectSpawner
@@ -78,7 +78,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         if not detach:  # our child until we reap it: its pid cannot be reused meanwhile
             from execdriver.linux import signals
 
-            for signum in FORWARDED_SIGNALS:
+            for signum in signals.FORWARDED_SIGNALS:
                 signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
 
     if spec.get("terminal") and not options["console_socket"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from execdriver.cli.flags import Flag
 from execdriver.cli.oci import create, delete, start
-from execdriver.cli.oci.common import FORWARDED_SIGNALS, one_id, store
+from execdriver.cli.oci.common import one_id, store
 
 SYNOPSIS = "execdriver run [flags] ID"
 DESCRIPTION = "Create and start a container; without --detach, wait for it, delete it, exit with its status."
@@ -40,7 +40,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         except Exception:  # noqa: BLE001 - it may be gone
             pass
 
-    for signum in FORWARDED_SIGNALS:
+    for signum in signals.FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
     # This process created the init, so it is its parent and reaps it.
     while True:

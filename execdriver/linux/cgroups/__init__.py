@@ -174,7 +174,7 @@ def remove_if_empty(name: str) -> None:
 
 def system_cpu_usage() -> int:
     """Host CPU time in nanoseconds, as Docker computes it from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as handle:
+    with open("/proc/stat", encoding="utf-8") as handle:
         fields = handle.readline().split()[1:8]  # user nice system idle iowait irq softirq
     ticks = os.sysconf("SC_CLK_TCK")
     return sum(int(f) for f in fields) * 1_000_000_000 // ticks
@@ -183,7 +183,7 @@ def system_cpu_usage() -> int:
 def interface_stats(pid: int) -> list[dict[str, Any]]:
     """Counters of every interface in the network namespace of ``pid`` (libcontainer's shape)."""
     try:
-        with open(f"/proc/{pid}/net/dev", encoding="ascii") as handle:
+        with open(f"/proc/{pid}/net/dev", encoding="utf-8") as handle:
             lines = handle.readlines()[2:]
     except OSError:
         return []

@@ -19,7 +19,7 @@ _FREEZE_TIMEOUT = 10.0
 
 
 def read(path: str) -> str:
-    with open(path, encoding="ascii") as handle:
+    with open(path, encoding="utf-8") as handle:
         return handle.read().strip()
 
 

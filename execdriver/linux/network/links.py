@@ -144,7 +144,7 @@ def _request(sock: socket.socket, message: Any, kind: int, flags: int, what: str
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="ascii") as handle:
+    with open(path, encoding="utf-8") as handle:
         return handle.read().strip()
 
 
@@ -201,5 +201,5 @@ def ports_of(bridge: str) -> list[str]:
 
 
 def set_sysctl(key: str, value: str) -> None:
-    with open("/proc/sys/net/" + key, "w", encoding="ascii") as handle:
+    with open("/proc/sys/net/" + key, "w", encoding="utf-8") as handle:
         handle.write(value)
