@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
-from execdriver import Command, Pipes, ProcessConfig
+from execdriver import Command, Pipes, ProcessConfig, freeze
 from execdriver.native.driver import NativeDriver
 
 
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--block", type=int, default=10)
     args = parser.parse_args()
+    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
     private_mount_namespace()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
     runtimes = {"execdriver": [CLI, "--root", str(work / "execdriver")],

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from execdriver import Command, Pipes, ProcessConfig
+from execdriver import Command, Pipes, ProcessConfig, freeze
 from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
 from tests.images import make_busybox_rootfs
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="runs of each runtime")
     parser.add_argument("--block", type=int, default=0, help="rotate runtimes every N runs (default: no rotation)")
     args = parser.parse_args()
+    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
     private_mount_namespace()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
     try:
