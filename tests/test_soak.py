@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from execdriver import Command, Network, NetworkInterface, Pipes, ProcessConfig
+from execdriver.linux.network import ipam
 from execdriver.native.driver import NativeDriver
 from tests.test_network import POOL, _leases_of, _our_rules
 
@@ -46,7 +48,20 @@ def _cgroups() -> int:
                if (hierarchy / "execdriver").is_dir())
 
 
+def _veths_settled(timeout: float = 10.0) -> None:
+    """Wait until no veth of ours is left: the kernel deletes them with their namespace, off our path.
+
+    A namespace's cleanup runs in a kernel work queue after its last process
+    exits, so the last container's host-side veth may outlive its run by a
+    moment; one that outlives this wait is a leak.
+    """
+    deadline = time.monotonic() + timeout
+    while any(ipam.is_veth(name) for name in os.listdir("/sys/class/net")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _census(root: Path) -> dict[str, int]:
+    _veths_settled()
     with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
         mounts = sum(1 for _ in mountinfo)
     return {

@@ -127,7 +127,8 @@ class NativeDriver(Driver):
             code, oom_killed = container.run(
                 self._store, self._spawner, launch_spec, console.stdio,
                 serve=console.transfer,
-                pre_start=[record_pid, *map(bind, hooks.pre_start)],
+                ready=record_pid,
+                pre_start=[bind(hook) for hook in hooks.pre_start],
                 start=bind(hooks.start) if hooks.start is not None else None,
                 post_stop=[bind(hook) for hook in hooks.post_stop],
                 on_oom=oom.notify,

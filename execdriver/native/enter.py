@@ -33,8 +33,11 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
         init.take_stdio(stdio, spec.get("preserve_fds", 0))
         init.default_signals()
         for tasks in spec["cgroup_tasks"]:
-            with open(tasks, "w", encoding="utf-8") as handle:
-                handle.write("0")  # ourselves: see init._join_cgroup
+            fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")  # ourselves: see init._join_cgroup
+            finally:
+                os.close(fd)
         if spec.get("terminal"):
             from execdriver.linux import terminal  # now: in the container the package is out of sight
         for fd, nstype in namespaces:

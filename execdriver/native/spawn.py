@@ -259,10 +259,13 @@ class _ServerLaunch:
         self._reply = reply
 
     def fileno(self) -> int:
-        return self._reply.fileno()
+        # The init's own pidfd, not the server's word: readable when the
+        # init exits, while the server is woken to reap it (a second
+        # wake-up in a row would add its latency).
+        return self._pidfd
 
     def reap(self) -> int:
-        message = self._reply.recv(64)
+        message = self._reply.recv(64)  # the server's X, as soon as it has reaped
         if not message.startswith(b"X"):
             raise ContainerError(f"the fork server lost container process {self.pid}")
         return int(message[1:])

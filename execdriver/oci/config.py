@@ -14,7 +14,6 @@ from execdriver.errors import ConfigError
 from execdriver.gojson import loads
 from execdriver.linux import capabilities, cgroups, syscalls
 from execdriver.linux.rootfs import DEFAULT_DEVICES, Mount
-from execdriver.native import spec as native
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -347,6 +346,8 @@ def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
 
 def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_dir: str) -> dict[str, Any]:
     """The launch spec of ``config``; refuses what it cannot carry out, naming the field."""
+    from execdriver.native import spec as native  # create and run only: exec needs none of it
+
     process = _get(config, "process", dict, "config", None)
     if process is None:
         raise ConfigError("process: missing (the container needs a process to run)")
