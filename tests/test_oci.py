@@ -309,6 +309,19 @@ def test_config_settings_reach_the_process(runtime: Runtime, bundle: Callable[..
     assert "data-ro" in lines and "0" in lines[-3:] and lines[-2] == "tmpfs"
 
 
+def test_an_oci_user_has_exactly_its_additional_gids(runtime: Runtime, bundle: Callable[..., Path],
+                                                     cid: str) -> None:
+    # As runc: an OCI user always names its group, so no membership in the
+    # image's /etc/group counts (alice is in staff there); additionalGids do.
+    def change(config: dict[str, Any]) -> None:
+        config["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [7, 8]}
+
+    result = runtime("run", "--bundle", str(bundle(["grep", "^Groups:", "/proc/self/status"], change)), cid,
+                     check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1:] == ["7", "8"]
+
+
 def test_hooks_run_at_their_phases(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
                                    cid: str) -> None:
     record = tmp_path / "hooks.log"

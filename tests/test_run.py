@@ -235,6 +235,24 @@ def test_numeric_user_and_group(driver: NativeDriver, busybox_rootfs: Path, cid:
     assert status.exit_code == 0 and out.split() == ["4242", "4343"]
 
 
+def test_supplementary_groups_as_docker_sets_them(driver: NativeDriver, rootfs: Path, cid: str) -> None:
+    # Docker's (and runc's) rule: a user alone brings every group that lists
+    # it as a member; a user with a group brings that group and no other.
+    (rootfs / "etc" / "group").write_text("root:x:0:root\nwheel:x:10:root,alice\nalice:x:1000:\nstaff:x:50:alice\n")
+
+    def groups(index: int, user: str) -> list[int]:
+        config = ProcessConfig(entrypoint="sh", arguments=["-c", "grep ^Groups: /proc/self/status"], user=user)
+        status, out, err = run(driver, Command(id=f"{cid}-{index}", rootfs=str(rootfs), process_config=config))
+        assert status.exit_code == 0, err
+        return [int(gid) for gid in out.split()[1:]]
+
+    assert groups(0, "") == [0, 10]  # the default user, root: Alpine's root is in a dozen such groups
+    assert groups(1, "alice") == [10, 50]
+    assert groups(2, "alice:staff") == []
+    assert groups(3, "1000:1000") == []
+    assert groups(4, "4242") == []  # in no passwd entry: no name, so no memberships
+
+
 def test_stdin_from_bytes(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     data = os.urandom(300_000)
     status, out, _ = run(driver, shell(cid, busybox_rootfs, "wc -c"), stdin=data)

@@ -59,20 +59,20 @@ def resolve(spec: str) -> User:
     else:
         raise UserError(f"unable to find user {name}: no matching entries in passwd file")
 
-    if not spec or (not group and not user_name):
-        # The default user (root) and bare numeric ids: no group file to read.
-        return User(uid, gid, [gid], home)
     groups_file = _entries("/etc/group")
     if group:
+        # An explicit group: that is the process's group, with no others
+        # (runc's and Docker's rule; OCI users are always of this form).
         for fields in groups_file:
             if len(fields) >= 3 and (fields[0] == group or (group.isdigit() and fields[2] == group)):
-                gid = int(fields[2])
-                break
-        else:
-            if not group.isdigit():
-                raise UserError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(group)
-    supplementary = [gid]
+                return User(uid, int(fields[2]), [], home)
+        if not group.isdigit():
+            raise UserError(f"unable to find group {group}: no matching entries in group file")
+        return User(uid, int(group), [], home)
+    # The implicit form: the passwd entry's group, and as supplementary groups
+    # every group that lists the user as a member (Docker's root in Alpine is
+    # in bin, daemon, sys, adm, disk, wheel ...).
+    supplementary: list[int] = []
     if user_name:
         for fields in groups_file:
             member = len(fields) >= 4 and user_name in fields[3].split(",") and fields[2].isdigit()
