@@ -1,9 +1,29 @@
-"""What the engine tests (containerd, docker, podman, Kubernetes) share: stopping a daemon, its mounts."""
+"""What the engine tests (containerd, docker, podman, Kubernetes) share: programs, stopping a daemon, mounts."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LAUNCHER = Path(sys.executable).parent / "execdriver"
+
+
+def require(*programs: str) -> None:
+    """Fail, naming what is missing: scripts/setup.sh installs the engines and the execdriver command.
+
+    A skip here would pass a suite in which no engine ever ran execdriver.
+    """
+    missing = [name for name in programs if shutil.which(name) is None and not os.path.exists(name)]
+    if not LAUNCHER.exists():
+        missing.append(str(LAUNCHER))
+    if missing:
+        pytest.fail(f"not installed: {', '.join(missing)} (scripts/setup.sh installs them)")
 
 
 def stop(daemon: subprocess.Popen[bytes], seconds: float) -> None:

@@ -9,9 +9,7 @@ the runtime binary, exactly as it would run runc.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,16 +18,17 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
-from tests.engines import SHIM_DIRS, containerd_config, stop, unmount_below
+from tests import engines
+from tests.engines import LAUNCHER, SHIM_DIRS, containerd_config, stop, unmount_below
 from tests.images import docker_archive
 
-LAUNCHER = Path(sys.executable).parent / "execdriver"
 IMAGE = "localhost/busybox:latest"
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("containerd") is None, reason="containerd is not installed (setup.sh installs it)"),
-    pytest.mark.skipif(not LAUNCHER.exists(), reason="the execdriver command is not installed beside this python"),
-]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _installed() -> None:
+    engines.require("containerd", "ctr")
 
 
 class Containerd:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,18 +20,18 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
-from tests.engines import stop, unmount_below
+from tests import engines
+from tests.engines import LAUNCHER, stop, unmount_below
 from tests.images import docker_archive
 
-LAUNCHER = Path(sys.executable).parent / "execdriver"
 IMAGE = "localhost/busybox:latest"
 CLIENT = "/usr/bin/docker"  # Debian's, the one that matches this dockerd
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("dockerd") is None or not os.path.exists(CLIENT),
-                       reason="docker.io is not installed (setup.sh installs it)"),
-    pytest.mark.skipif(not LAUNCHER.exists(), reason="the execdriver command is not installed beside this python"),
-]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _installed() -> None:
+    engines.require("dockerd", CLIENT)
 
 
 class Docker:

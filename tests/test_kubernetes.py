@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,15 +17,18 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
-from tests.engines import SHIM_DIRS, containerd_config, stop
+from tests import engines
+from tests.engines import LAUNCHER, SHIM_DIRS, containerd_config, stop
 from tests.images import docker_archive
 
 ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = Path(sys.executable).parent / "execdriver"
 DOCUMENTED = "/opt/execdriver/.venv/bin/execdriver"
 
-pytestmark = pytest.mark.skipif(shutil.which("containerd") is None,
-                                reason="containerd is not installed (setup.sh installs it)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _installed() -> None:
+    engines.require("containerd")
 
 
 def _handler_config() -> str:

@@ -420,8 +420,7 @@ def test_the_launcher_needs_no_python_on_path(state_root: Path, bundle: Callable
     # containerd's shim runs the runtime with its own PATH: bin/execdriver
     # finds its interpreter beside itself.
     launcher = Path(sys.executable).parent / "execdriver"
-    if not launcher.exists():
-        pytest.skip("the execdriver command is not installed in this interpreter's environment")
+    assert launcher.exists(), f"{launcher} is missing: scripts/setup.sh installs the command"
     result = subprocess.run([str(launcher), "--root", str(state_root), "run", "--bundle",
                              str(bundle(["echo", "launched"])), cid], capture_output=True, text=True,
                             timeout=60, env={"PATH": "/nonexistent"}, check=False)

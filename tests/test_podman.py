@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,17 +18,17 @@ from pathlib import Path
 import pytest
 
 from execdriver.linux.cgroups.v1 import hierarchies
-from tests.engines import unmount_below
+from tests import engines
+from tests.engines import LAUNCHER, unmount_below
 from tests.images import docker_archive
 
-LAUNCHER = Path(sys.executable).parent / "execdriver"
 IMAGE = "localhost/busybox:latest"
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("podman") is None or shutil.which("conmon") is None,
-                       reason="podman and conmon are not installed (setup.sh installs them)"),
-    pytest.mark.skipif(not LAUNCHER.exists(), reason="the execdriver command is not installed beside this python"),
-]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _installed() -> None:
+    engines.require("podman", "conmon")
 
 
 class Podman:
