@@ -534,7 +534,7 @@ def test_a_non_root_user_has_no_capabilities(driver: NativeDriver, busybox_rootf
 
 
 def test_privileged_keeps_every_capability(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
-    script = "grep CapEff /proc/self/status; mount -t tmpfs none /mnt && echo mounted"
+    script = "grep CapEff /proc/self/status; mount -t tmpfs none /tmp && echo mounted"
     config = ProcessConfig(entrypoint="sh", arguments=["-c", script], privileged=True)
     status, out, _ = run(driver, Command(id=cid, rootfs=str(busybox_rootfs), process_config=config))
     assert status.exit_code == 0 and "mounted" in out

@@ -73,6 +73,9 @@ class _Data(ffi.Structure):
     _fields_ = (("effective", ffi.c_uint32), ("permitted", ffi.c_uint32), ("inheritable", ffi.c_uint32))
 
 
+_DataPair = _Data * 2  # the C array type made once, at import, not in each init
+
+
 _last_cap: list[int] = []
 
 
@@ -124,7 +127,7 @@ def set_process(permitted: list[int], effective: list[int] | None = None,
     Never an inheritable capability unless asked for (CVE-2022-29162).
     """
     perm, eff, inh = _mask(permitted), _mask(permitted if effective is None else effective), _mask(inheritable or [])
-    data = (_Data * 2)(
+    data = _DataPair(
         _Data(eff & 0xFFFFFFFF, perm & 0xFFFFFFFF, inh & 0xFFFFFFFF),
         _Data(eff >> 32, perm >> 32, inh >> 32),
     )

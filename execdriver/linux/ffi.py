@@ -18,12 +18,11 @@ TYPE_CHECKING = False  # the typing module would cost more than ctypes
 __all__ = [
     "POINTER", "Library", "Structure", "addressof", "byref", "c_byte", "c_char", "c_char_p", "c_int",
     "c_long", "c_short", "c_size_t", "c_uint", "c_uint32", "c_uint64", "c_ulong", "c_ushort", "c_void_p",
-    "get_errno", "pointer", "sizeof", "string_buffer",
+    "get_errno", "pointer", "sizeof",
 ]
 
 if TYPE_CHECKING:
     from ctypes import (
-        Array,
         c_byte,
         c_char,
         c_char_p,
@@ -107,9 +106,3 @@ class Library:
         setattr(self, name, function)
         return function
 
-
-def string_buffer(data: bytes, size: int) -> Array[c_char]:
-    """A mutable C buffer of ``size`` bytes starting with ``data`` (ctypes.create_string_buffer)."""
-    buffer = (c_char * size)()
-    buffer.raw = data
-    return buffer

@@ -133,7 +133,8 @@ def fs_type(fd: int) -> int:
 
 
 class _SockFprog(ffi.Structure):
-    _fields_ = (("len", ffi.c_ushort), ("filter", ffi.c_void_p))
+    # The program's own bytes are the filter: a c_char_p field points at them, no copy.
+    _fields_ = (("len", ffi.c_ushort), ("filter", ffi.c_char_p))
 
 
 _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
@@ -141,8 +142,7 @@ _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
 
 def seccomp_set_filter(program: bytes) -> None:
     """Install a classic BPF ``program`` (seccomp.py compiles it) on this thread: seccomp(SET_MODE_FILTER)."""
-    buffer = ffi.string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ffi.addressof(buffer))
+    fprog = _SockFprog(len(program) // 8, program)
     if _syscall(_SYS_SECCOMP, 1, 0, ffi.byref(fprog)) != 0:
         raise _fail("seccomp")
 
@@ -276,6 +276,8 @@ def clone(flags: int) -> tuple[int, int]:
     return pid, pidfd.value
 
 
+# struct ifreq: the C array type made once, at import, not in each init.
+_Ifreq = ffi.c_char * 40
 _socket = _libc.socket
 _ioctl = _libc.ioctl
 _close = _libc.close
@@ -287,7 +289,8 @@ def loopback_up() -> None:
     if fd < 0:
         raise _fail("socket")
     try:
-        request = ffi.string_buffer(b"lo", 40)  # struct ifreq
+        request = _Ifreq()
+        request.value = b"lo"
         if _ioctl(fd, ffi.c_ulong(0x8913), request) != 0:  # SIOCGIFFLAGS
             raise _fail("ioctl(SIOCGIFFLAGS)", "lo")
         flags = ffi.c_short.from_buffer(request, 16)
