@@ -41,37 +41,20 @@ if TYPE_CHECKING:
 else:
     from _ctypes import _SimpleCData
 
-    # The struct-module codes ctypes gives these types on Linux (LP64).
-    class c_byte(_SimpleCData):
-        _type_ = "b"
+    def _simple(name: str, code: str) -> type:
+        """A simple C type: ``code`` is its struct-module code, as ctypes gives it on Linux (LP64)."""
+        return type(name, (_SimpleCData,), {"_type_": code})
 
-    class c_char(_SimpleCData):
-        _type_ = "c"
-
-    class c_short(_SimpleCData):
-        _type_ = "h"
-
-    class c_ushort(_SimpleCData):
-        _type_ = "H"
-
-    class c_int(_SimpleCData):
-        _type_ = "i"
-
-    class c_uint(_SimpleCData):
-        _type_ = "I"
-
-    class c_long(_SimpleCData):
-        _type_ = "l"
-
-    class c_ulong(_SimpleCData):
-        _type_ = "L"
-
-    class c_char_p(_SimpleCData):
-        _type_ = "z"
-
-    class c_void_p(_SimpleCData):
-        _type_ = "P"
-
+    c_byte = _simple("c_byte", "b")
+    c_char = _simple("c_char", "c")
+    c_short = _simple("c_short", "h")
+    c_ushort = _simple("c_ushort", "H")
+    c_int = _simple("c_int", "i")
+    c_uint = _simple("c_uint", "I")
+    c_long = _simple("c_long", "l")
+    c_ulong = _simple("c_ulong", "L")
+    c_char_p = _simple("c_char_p", "z")
+    c_void_p = _simple("c_void_p", "P")
     c_uint32 = c_uint
     c_uint64 = c_size_t = c_ulong
 
