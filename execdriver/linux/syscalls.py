@@ -225,13 +225,17 @@ def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: 
             left &= ~ms_flag
     # An access-time mode replaces the current one: the kernel wants those bits cleared too.
     attr_clr = 0x70 if attr_set & 0x70 else 0  # MOUNT_ATTR__ATIME
-    attr = _MountAttr(attr_set, attr_clr, propagation & ~MS_REC, 0)
-    at_flags = _AT_EMPTY_PATH | (AT_RECURSIVE if recursive or propagation & MS_REC else 0)
-    if (attr_set or propagation) and _syscall(
-            _SYS_MOUNT_SETATTR, ffi.c_int(tree), ffi.c_char_p(b""), ffi.c_uint(at_flags),
-            ffi.byref(attr), ffi.c_size_t(ffi.sizeof(attr))) != 0:
-        raise _fail("mount_setattr")
+    if attr_set or propagation:
+        _mount_setattr(tree, b"", _AT_EMPTY_PATH | (AT_RECURSIVE if recursive or propagation & MS_REC else 0),
+                       _MountAttr(attr_set, attr_clr, propagation & ~MS_REC, 0), "mount_setattr")
     return left
+
+
+def _mount_setattr(dirfd: int, path: bytes, at_flags: int, attr: _MountAttr, what: str,
+                   where: str | bytes | None = None) -> None:
+    if _syscall(_SYS_MOUNT_SETATTR, ffi.c_int(dirfd), ffi.c_char_p(path), ffi.c_uint(at_flags),
+                ffi.byref(attr), ffi.c_size_t(ffi.sizeof(attr))) != 0:
+        raise _fail(what, where)
 
 
 MOUNT_ATTR_IDMAP = 0x00100000
@@ -243,20 +247,14 @@ def idmap_tree(tree: int, userns: int) -> None:
     Files owned by host uid N then show as owned by whoever N is in that
     namespace: a remapped root sees the host's root-owned rootfs as its own.
     """
-    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns)
-    if _syscall(_SYS_MOUNT_SETATTR, ffi.c_int(tree), ffi.c_char_p(b""),
-                ffi.c_uint(_AT_EMPTY_PATH | AT_RECURSIVE), ffi.byref(attr),
-                ffi.c_size_t(ffi.sizeof(attr))) != 0:
-        raise _fail("mount_setattr(MOUNT_ATTR_IDMAP)")
+    _mount_setattr(tree, b"", _AT_EMPTY_PATH | AT_RECURSIVE, _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns),
+                   "mount_setattr(MOUNT_ATTR_IDMAP)")
 
 
 def make_readonly_recursive(path: str | bytes) -> None:
     """Make the mount at ``path`` and every mount below it read-only."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
-    AT_FDCWD = -100
-    if _syscall(_SYS_MOUNT_SETATTR, ffi.c_int(AT_FDCWD), ffi.c_char_p(_b(path)),
-                ffi.c_uint(AT_RECURSIVE), ffi.byref(attr), ffi.c_size_t(ffi.sizeof(attr))) != 0:
-        raise _fail("mount_setattr", path)
+    _mount_setattr(-100, _b(path) or b"", AT_RECURSIVE, _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0),  # AT_FDCWD
+                   "mount_setattr", path)
 
 
 def clone(flags: int) -> tuple[int, int]:
