@@ -56,8 +56,9 @@ def test_the_launcher_imports_frozen_modules_and_edited_sources(tmp_path: Path) 
     assert _version(launcher) == execdriver.__version__
     os.utime(init)  # an edit as editors make it: a new time
     assert _version(launcher) == EDITED_LINE.split('"')[1]
-    built.write_bytes(b"\x08" + bytes(7) + b"not marshal")  # damaged: ignored, never an error
-    assert _version(launcher) == EDITED_LINE.split('"')[1]
+    for damaged in (b"\x08" + bytes(7) + b"not marshal", b"\xff" * 8 + b"an index of 2**64 bytes?", b"\x01"):
+        built.write_bytes(damaged)  # ignored, never an error
+        assert _version(launcher) == EDITED_LINE.split('"')[1]
 
 
 def test_a_container_runs_from_frozen_modules(tmp_path: Path, rootfs: Path, state_root: Path) -> None:
