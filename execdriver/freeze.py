@@ -3,8 +3,9 @@
 A CLI command imports 30 to 40 of our modules. Through the import system
 each costs a path search, two system calls and a pyc read, and its
 docstrings are unmarshalled with its code. One file holding the compiled
-code of every module, without docstrings (nothing reads them at run time:
-help texts are strings of their own), takes 1.2 ms off a 21 ms
+code of every module, compiled as ``-OO`` compiles (no docstrings, which
+nothing reads at run time: help texts are strings of their own; no
+asserts, which here only narrow types), takes 1.2 ms off a 21 ms
 ``sandbox``. bin/execdriver puts a finder for it first in sys.meta_path;
 a module is unmarshalled only when imported.
 

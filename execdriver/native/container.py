@@ -15,7 +15,7 @@ and from this, and the CLI calls it without them.
     5. ready      the init built the rootfs and found the program
     6. pre_start  callbacks, with the init's host pid
     7. go         the init execs the program; end of file on sync proves it
-                  (without pre_start callbacks it went on at 5 unbidden)
+                  (when nothing waits for it, _await_go, it went on unbidden)
     8. start      callback
     9. serve      the streams (and OOM events) until the init exits; reap it
    10. post_stop  callbacks, every one even if one raises
@@ -276,10 +276,9 @@ def run(
     hierarchy on every run would double the cgroup work. ``ready`` gets the
     init's pid once it is ready, without holding it back.
 
-    Without ``pre_start`` callbacks the init does not wait for the go: it
-    goes on to exec as soon as it is ready, which saves a round trip
-    between two processes (each wake-up of a sleeping one costs ~0.1 ms
-    here).
+    Unless there are ``pre_start`` callbacks or a network to finish
+    (_await_go), the init does not wait for the go: it goes on to exec as
+    soon as it is ready, which saves a round trip between two processes.
     """
     from execdriver.native import init  # run only: kill, stats and pids need no ctypes
 

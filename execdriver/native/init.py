@@ -10,8 +10,9 @@ pipes, ``sync = (go, status)``:
     init -> driver   b"R"            rootfs ready, in its cgroup, user
                                      process resolved
     driver -> init   b"G"            hooks ran, go ahead and exec (sent only
-                                     when there are pre_start hooks: the
-                                     spec's await_go; else the init goes on)
+                                     when the spec's await_go says the
+                                     driver has work first; else the init
+                                     goes on)
     init -> driver   b"E" + message  a step failed; init exits 1
     (end of file)                    execve succeeded: CLOEXEC closed status
 
@@ -350,7 +351,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             spec = {**_wait_for_process(go, spec), "seccomp_bpf": None}
             executable, user, env = resolve(spec, known)
         elif spec.get("await_go", True) and os.read(go, 1) != GO:
-            os._exit(1)  # (without pre_start hooks to run, the driver sends no go: on at once)
+            os._exit(1)  # (with nothing for the driver to do first, it sends no go: on at once)
         become(spec, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         fail(status, err, "container init")
