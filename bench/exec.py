@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
-from execdriver import Command, Pipes, ProcessConfig, freeze
+from bench.start import CLI, call, fresh_cli, make_bundle, print_table, private_mount_namespace, sample_in_blocks
+from execdriver import Command, Pipes, ProcessConfig
 from execdriver.native.driver import NativeDriver
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--block", type=int, default=10)
     args = parser.parse_args()
-    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
+    fresh_cli()
     private_mount_namespace()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
     runtimes = {"execdriver": [CLI, "--root", str(work / "execdriver")],

@@ -23,8 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
-from execdriver import freeze
+from bench.start import CLI, call, fresh_cli, make_bundle, print_table, private_mount_namespace, sample_in_blocks
 
 
 def become_subreaper() -> None:
@@ -50,7 +49,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--block", type=int, default=10)
     args = parser.parse_args()
-    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
+    fresh_cli()
     private_mount_namespace()
     become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, call, make_bundle, print_table, private_mount_namespace, sample_in_blocks
-from execdriver import Command, Network, NetworkInterface, Pipes, PortBinding, ProcessConfig, freeze
+from bench.start import CLI, call, fresh_cli, make_bundle, print_table, private_mount_namespace, sample_in_blocks
+from execdriver import Command, Network, NetworkInterface, Pipes, PortBinding, ProcessConfig
 from execdriver.native.driver import NativeDriver
 
 POOL = ("10.214.0.0/16", 24)
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=10)
     parser.add_argument("--megabytes", type=int, default=512, help="size of each transfer")
     args = parser.parse_args()
-    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
+    fresh_cli()
     private_mount_namespace()
     tag = uuid.uuid4().hex[:6]
     bridge, cold_bridge = f"edb{tag}", f"edc{tag}"

@@ -38,8 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lifecycle import become_subreaper, cycle
-from bench.start import CLI, call, make_bundle, private_mount_namespace, sample_in_blocks
-from execdriver import Command, Pipes, ProcessConfig, freeze
+from bench.start import CLI, call, fresh_cli, make_bundle, private_mount_namespace, sample_in_blocks
+from execdriver import Command, Pipes, ProcessConfig
 from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
 
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=10)
     parser.add_argument("--png", default="", help="write the latency distributions of row 1 here")
     args = parser.parse_args()
-    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
+    fresh_cli()
     private_mount_namespace()
     become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="execdriver-perf-"))

@@ -42,6 +42,11 @@ from tests.images import make_busybox_rootfs
 CLI = str(Path(sys.executable).parent / "execdriver")
 
 
+def fresh_cli() -> None:
+    """The command as scripts/setup.sh leaves it: its modules frozen from the sources as they are now."""
+    freeze.build()
+
+
 def private_mount_namespace() -> None:
     syscalls.unshare(syscalls.CLONE_NEWNS)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -103,7 +108,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="runs of each runtime")
     parser.add_argument("--block", type=int, default=0, help="rotate runtimes every N runs (default: no rotation)")
     args = parser.parse_args()
-    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
+    fresh_cli()
     private_mount_namespace()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
     try:

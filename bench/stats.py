@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, make_bundle, sample_in_blocks
-from execdriver import Command, Hooks, Pipes, ProcessConfig, Resources, freeze
+from bench.start import CLI, fresh_cli, make_bundle, sample_in_blocks
+from execdriver import Command, Hooks, Pipes, ProcessConfig, Resources
 from execdriver.native.driver import NativeDriver
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    freeze.build()  # the command as scripts/setup.sh leaves it: its modules frozen, fresh
+    fresh_cli()
     work = Path(tempfile.mkdtemp(prefix="execdriver-bench-"))
     runc_root = work / "runc"
     runc_id = f"b-{uuid.uuid4().hex[:10]}"
