@@ -11,6 +11,13 @@ import os
 
 from execdriver.linux import ffi
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 # mount(2) flags
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -155,6 +162,23 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     if _setns(fd, nstype) != 0:
         raise _fail("setns")
+
+
+def in_namespace_of(pid: int, name: str, nstype: int, action: Callable[[], T]) -> T:
+    """``action()``, run by this thread in ``pid``'s namespace ``name`` (net, uts ...); then back in its own."""
+    own = os.open(f"/proc/thread-self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(target, nstype)
+        finally:
+            os.close(target)
+        try:
+            return action()
+        finally:
+            setns(own, nstype)
+    finally:
+        os.close(own)
 
 
 def sethostname(name: str) -> None:

@@ -119,17 +119,7 @@ class Sandbox:
 def _set_hostname(pid: int, hostname: str) -> None:
     from execdriver.linux import syscalls
 
-    own = os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        syscalls.setns(target, syscalls.CLONE_NEWUTS)
-        try:
-            syscalls.sethostname(hostname)
-        finally:
-            syscalls.setns(own, syscalls.CLONE_NEWUTS)
-    finally:
-        os.close(target)
-        os.close(own)
+    syscalls.in_namespace_of(pid, "uts", syscalls.CLONE_NEWUTS, lambda: syscalls.sethostname(hostname))
 
 
 def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:

@@ -165,22 +165,12 @@ def is_bridge(name: str) -> bool:
 
 def _socket_in(pid: int, name: str) -> tuple[socket.socket, int]:
     """A netlink socket in the network namespace of ``pid``, and the index of ``name`` there."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            syscalls.setns(target, syscalls.CLONE_NEWNET)
-        finally:
-            os.close(target)
-        try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-            sock.bind((0, 0))
-            index = socket.if_nametoindex(name)
-        finally:
-            syscalls.setns(own, syscalls.CLONE_NEWNET)
-    finally:
-        os.close(own)
-    return sock, index
+    def there() -> tuple[socket.socket, int]:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock.bind((0, 0))
+        return sock, socket.if_nametoindex(name)
+
+    return syscalls.in_namespace_of(pid, "net", syscalls.CLONE_NEWNET, there)
 
 
 def delete(name: str) -> None:
