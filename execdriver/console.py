@@ -195,11 +195,13 @@ class TtyConsole:
     def _receive(self) -> None:
         import socket
 
+        from execdriver.linux import syscalls
+
         if self.master >= 0:
             return
         with socket.socket(fileno=os.dup(self._ours)) as channel:
             channel.settimeout(10)
-            _, fds, _, _ = socket.recv_fds(channel, 1024, 1)
+            _, fds = syscalls.recv_fds(channel, 1024, 1)
         if not fds:
             raise OSError("the container sent no terminal")
         self.master = fds[0]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from execdriver import Command, ConfigError, ContainerError, Pipes, ProcessConfig, Resources, Rlimit
+from execdriver import Command, ConfigError, ContainerError, Hooks, Pipes, ProcessConfig, Resources, Rlimit
 from execdriver.linux import capabilities
 from execdriver.native.driver import NativeDriver
 from tests.helpers import run, shell
@@ -258,6 +258,41 @@ def test_cve_2024_21626_no_host_descriptor_reaches_the_container(driver: NativeD
     finally:
         for fd in leaks:
             os.close(fd)
+
+
+def _inheritable_fds() -> dict[int, str]:
+    """This process's descriptors that a program it runs would get, and what each is."""
+    import fcntl
+
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass  # the listing's own descriptor, closed meanwhile
+    return found
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "tty"])
+def test_what_the_driver_holds_while_a_container_runs_closes_on_exec(driver: NativeDriver, busybox_rootfs: Path,
+                                                                    cid: str, tty: bool) -> None:
+    """The init's pidfd, the fork server's reply socket, a terminal's master: none reaches a program the caller runs.
+
+    (socket.recv_fds leaves what it receives inheritable.)
+    """
+    before = _inheritable_fds()
+    during: dict[int, str] = {}
+
+    def on_start(_config: ProcessConfig, _pid: int, _oom: Any) -> None:
+        during.update(_inheritable_fds())
+
+    config = ProcessConfig(entrypoint="true", tty=tty)
+    status = driver.run(Command(id=cid, rootfs=str(busybox_rootfs), process_config=config), Pipes(),
+                        Hooks(start=on_start))
+    assert status.exit_code == 0 and during  # the hook ran (0, 1, 2 at least)
+    assert {fd: what for fd, what in during.items() if before.get(fd) != what} == {}
 
 
 def test_cve_2021_30465_a_swapped_mount_target_stays_in_the_rootfs(driver: NativeDriver, rootfs: Path,

@@ -101,7 +101,7 @@ class _Server:
         return blank
 
     def handle(self) -> bool:
-        message, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 6)
+        message, fds = syscalls.recv_fds(self.control, 1 << 20, 6)
         if not message:
             return False
         reply = socket.socket(fileno=fds[0])

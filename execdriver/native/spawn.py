@@ -337,7 +337,7 @@ class ForkServerSpawner:
             raise ContainerError(f"the fork server is gone: {err}") from None
         failure = _attempt(meanwhile)  # while the server clones
         try:
-            message, fds, _, _ = socket.recv_fds(reply, 65536, 1)
+            message, fds = syscalls.recv_fds(reply, 65536, 1)
         except OSError as err:
             reply.close()
             raise ContainerError(f"the fork server is gone: {err}") from None
