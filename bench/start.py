@@ -43,8 +43,8 @@ CLI = str(Path(sys.executable).parent / "execdriver")
 
 
 def fresh_cli() -> None:
-    """The command as scripts/setup.sh leaves it: its modules frozen from the sources as they are now."""
-    freeze.build()
+    """The command as scripts/setup.sh leaves it, from the sources as they are now: frozen, compiled."""
+    freeze.build(launcher=(str(Path(__file__).resolve().parent.parent / "bin" / "execdriver"), CLI))
 
 
 def private_mount_namespace() -> None:

@@ -52,11 +52,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # compat mode: a plain path in a .pth file, which bin/execdriver reads without site
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
-# bin/execdriver runs as a shell script or as Python: make the kernel start the
-# interpreter directly (one exec, no shell) -- see the comment in it.
-sed -i "1s|.*|#!$PWD/.venv/bin/python3 -IS|" .venv/bin/execdriver
-# Our modules compiled into one file, which the command imports from (execdriver/freeze.py).
-.venv/bin/python -m execdriver.freeze >/dev/null
+# Our modules compiled into one file, which the command imports from, and the
+# command itself compiled, started by the kernel as the venv's interpreter
+# with -IS (no shell): see execdriver/freeze.py.
+.venv/bin/python -m execdriver.freeze --launcher bin/execdriver .venv/bin/execdriver >/dev/null
 
 case "$mode" in
 demo)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import execdriver
 from execdriver import freeze
 
@@ -61,9 +63,11 @@ def test_the_launcher_imports_frozen_modules_and_edited_sources(tmp_path: Path) 
         assert _version(launcher) == EDITED_LINE.split('"')[1]
 
 
-def test_a_container_runs_from_frozen_modules(tmp_path: Path, rootfs: Path, state_root: Path) -> None:
+@pytest.mark.parametrize("compiled", [False, True], ids=["launcher-source", "launcher-compiled"])
+def test_a_container_runs_from_frozen_modules(tmp_path: Path, rootfs: Path, state_root: Path, compiled: bool) -> None:
     launcher, package = _environment(tmp_path)
-    freeze.build(str(package))
+    freeze.build(str(package), launcher=(str(REPOSITORY / "bin" / "execdriver"), str(launcher)) if compiled else None)
+    assert ("marshal.loads(b" in launcher.read_text()) == compiled
     # Every module it imports is a frozen one: a source read instead would fail.
     poison = b'raise ImportError("read from its source")\n'
     for source in package.rglob("*.py"):
@@ -77,3 +81,23 @@ def test_a_container_runs_from_frozen_modules(tmp_path: Path, rootfs: Path, stat
                             capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
     assert result.returncode == 7, result.stderr
     assert result.stdout == "frozen 1\n"
+
+
+def test_the_compiled_launcher_refuses_another_interpreter(tmp_path: Path) -> None:
+    launcher, package = _environment(tmp_path)
+    freeze.build(str(package), launcher=(str(REPOSITORY / "bin" / "execdriver"), str(launcher)))
+    assert _version(launcher) == execdriver.__version__
+    tag = sys.implementation.cache_tag
+    launcher.write_text(launcher.read_text().replace(f"!= {tag!r}", "!= 'cpython-00'"))
+    result = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode != 0 and "run scripts/setup.sh again" in result.stderr, result
+
+
+def test_frozen_modules_leave_out_the___future___import(tmp_path: Path) -> None:
+    """Importing __future__ would cost every command 0.2 ms; its flag is compiled in instead."""
+    launcher, package = _environment(tmp_path)
+    freeze.build(str(package), launcher=(str(REPOSITORY / "bin" / "execdriver"), str(launcher)))
+    result = subprocess.run([sys.executable, "-IS", "-X", "importtime", str(launcher), "--help"],
+                            capture_output=True, text=True, timeout=30, check=True)
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "execdriver.cli.main" in imported and "__future__" not in imported, imported
