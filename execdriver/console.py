@@ -178,12 +178,12 @@ class TtyConsole:
     _flush: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        import socket
+        from execdriver.linux import fdpass
 
         # A sink with a descriptor (the CLI's stdout) sees output at once.
         self._flush = self.pipes.stdout is not None and _fileno(self.pipes.stdout) is not None
 
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
         self._ours, self._theirs = ours.detach(), theirs.detach()
         self.stdio = (self._theirs, self._theirs, self._theirs)
 
@@ -193,15 +193,16 @@ class TtyConsole:
             self._theirs = -1
 
     def _receive(self) -> None:
-        import socket
-
-        from execdriver.linux import syscalls
+        from execdriver.linux import fdpass
 
         if self.master >= 0:
             return
-        with socket.socket(fileno=os.dup(self._ours)) as channel:
+        channel = fdpass.wrap(os.dup(self._ours))
+        try:
             channel.settimeout(10)
-            _, fds = syscalls.recv_fds(channel, 1024, 1)
+            _, fds = fdpass.recv_fds(channel, 1024, 1)
+        finally:
+            channel.close()
         if not fds:
             raise OSError("the container sent no terminal")
         self.master = fds[0]

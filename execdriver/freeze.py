@@ -125,6 +125,30 @@ def compile_launcher(source: str, target: str) -> None:
     os.replace(temporary, target)
 
 
+def use(package_dir: str = PACKAGE_DIR) -> bool:
+    """Import ``package_dir``'s modules from its frozen file from now on, if it has a good one.
+
+    What bin/execdriver does, for a process that can import this module
+    first (the fork server).
+    """
+    from _frozen_importlib_external import MAGIC_NUMBER
+
+    try:
+        frozen = os.open(os.path.join(package_dir, "__pycache__", FILE_NAME), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        length = int.from_bytes(os.pread(frozen, 8, 0), "little")
+        magic, index = marshal.loads(os.pread(frozen, min(length, 1 << 24), 8))
+    except (OSError, EOFError, ValueError, TypeError):
+        magic = None
+    if magic != MAGIC_NUMBER:
+        os.close(frozen)
+        return False
+    install(frozen, index, 8 + length)
+    return True
+
+
 def install(frozen: int, index: Index, base: int) -> None:
     """Import our modules from the frozen file open as ``frozen`` (bin/execdriver read ``index``).
 

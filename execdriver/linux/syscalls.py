@@ -13,7 +13,6 @@ from execdriver.linux import ffi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable
     from typing import TypeVar
 
@@ -355,19 +354,3 @@ def move_mount(tree: int, target: str | bytes | int) -> None:
                 ffi.c_char_p(to_path), ffi.c_uint(flags)) != 0:
         raise _fail("move_mount", target if not isinstance(target, int) else f"descriptor {target}")
 
-
-def recv_fds(sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
-    """socket.recv_fds, but the descriptors come close-on-exec (MSG_CMSG_CLOEXEC).
-
-    socket.recv_fds leaves them inheritable: a pidfd, a reply socket or a
-    terminal's master would reach every program the caller runs next.
-    """
-    import array
-    import socket
-
-    fds = array.array("i")
-    message, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_LEN(maxfds * fds.itemsize), socket.MSG_CMSG_CLOEXEC)
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    return message, list(fds)

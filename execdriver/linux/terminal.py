@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket  # here, not in attach(): that runs after the pivot, where the stdlib is out of sight
 import struct
+
+# here, not in attach(): that runs after the pivot, where the package is out of sight
+from execdriver.linux import fdpass
 
 _TIOCSCTTY = 0x540E
 _TIOCSWINSZ = 0x5414
@@ -31,8 +33,11 @@ def attach(console_socket: int, size: tuple[int, int] | None) -> None:
     try:
         if size and size[0] and size[1]:
             set_size(slave, *size)
-        with socket.socket(fileno=os.dup(console_socket)) as channel:
-            socket.send_fds(channel, [os.ttyname(slave).encode()], [master])
+        channel = fdpass.wrap(os.dup(console_socket))
+        try:
+            fdpass.send_fds(channel, os.ttyname(slave).encode(), [master])
+        finally:
+            channel.close()
     finally:
         os.close(master)
         os.close(console_socket)
@@ -45,10 +50,4 @@ def attach(console_socket: int, size: tuple[int, int] | None) -> None:
 
 def connect(path: str) -> int:
     """The engine's console socket, connected: a descriptor the init inherits."""
-    channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        channel.connect(path)
-    except OSError:
-        channel.close()
-        raise
-    return channel.detach()
+    return fdpass.connect(path).detach()

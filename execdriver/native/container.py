@@ -191,9 +191,9 @@ def _await_go(launch_spec: dict[str, Any], pre_start: Sequence[PidCallback]) -> 
 
 
 def _socketpair() -> tuple[int, int]:
-    import socket
+    from execdriver.linux import fdpass
 
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
     return theirs.detach(), ours.detach()
 
 
@@ -214,9 +214,7 @@ def _give_pipes(launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> Non
 
 def _map_users(launch_spec: dict[str, Any], pid: int, go: int) -> None:
     """The init waits in its user namespace: write its mappings, hand it its id-mapped rootfs."""
-    import socket
-
-    from execdriver.linux import userns
+    from execdriver.linux import fdpass, userns
     from execdriver.native import init
 
     userns.write(pid, launch_spec["uid_mappings"], launch_spec["gid_mappings"])
@@ -228,9 +226,9 @@ def _map_users(launch_spec: dict[str, Any], pid: int, go: int) -> None:
     try:
         if launch_spec.get("idmap_root"):
             trees.append(userns.idmapped_root(launch_spec["root"]["path"], pid))
-        channel = socket.socket(fileno=os.dup(go))
+        channel = fdpass.wrap(os.dup(go))
         try:
-            socket.send_fds(channel, [init.USERS], trees)
+            fdpass.send_fds(channel, init.USERS, trees)
         finally:
             channel.close()
     finally:

@@ -34,9 +34,8 @@ import gc
 import marshal
 import os
 import select
-import socket
 
-from execdriver.linux import capabilities, rootfs, signals, syscalls
+from execdriver.linux import capabilities, fdpass, rootfs, signals, syscalls
 from execdriver.native import init
 from execdriver.native.spawn import clone_init
 
@@ -44,9 +43,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    from execdriver.linux.fdpass import Socket
+
 
 class _Child:
-    def __init__(self, pid: int, pidfd: int, reply: socket.socket, spec: bytes) -> None:
+    def __init__(self, pid: int, pidfd: int, reply: Socket, spec: bytes) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.reply = reply
@@ -56,7 +57,7 @@ class _Child:
 class _Blank:
     """An init cloned ahead of time, waiting on ``channel`` for its spec."""
 
-    def __init__(self, pid: int, pidfd: int, profile: bytes, channel: socket.socket) -> None:
+    def __init__(self, pid: int, pidfd: int, profile: bytes, channel: Socket) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.profile = profile
@@ -64,7 +65,7 @@ class _Blank:
 
 
 class _Server:
-    def __init__(self, control: socket.socket, staging: str) -> None:
+    def __init__(self, control: Socket, staging: str) -> None:
         self.control = control
         self.staging = staging
         self.poller = select.poll()
@@ -84,7 +85,7 @@ class _Server:
 
     def _clone_blank(self, profile: bytes) -> None:
         flags, mask, last_cap = (int(part) for part in profile.split(b":"))
-        channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        channel, theirs = fdpass.pair()
         inherited = (*self._ours(), channel.fileno())
         pid, pidfd = syscalls.clone(flags)
         if pid == 0:
@@ -101,10 +102,10 @@ class _Server:
         return blank
 
     def handle(self) -> bool:
-        message, fds = syscalls.recv_fds(self.control, 1 << 20, 6)
+        message, fds = fdpass.recv_fds(self.control, 1 << 20, 6)
         if not message:
             return False
-        reply = socket.socket(fileno=fds[0])
+        reply = fdpass.wrap(fds[0])
         try:
             profile, _, spec = message.partition(b" ")
             blank = self._take_blank(profile) if profile else None
@@ -113,7 +114,7 @@ class _Server:
                 self.blank, blank = blank, None
             if blank is not None:
                 try:
-                    socket.send_fds(blank.channel, [spec], [*fds[1:], *(trees or ())])
+                    fdpass.send_fds(blank.channel, spec, [*fds[1:], *(trees or ())])
                 except OSError:  # the blank died: clone afresh
                     _discard(blank)
                     blank = None
@@ -135,7 +136,7 @@ class _Server:
                 os.close(fd)
         self.children[pidfd] = _Child(pid, pidfd, reply, spec)
         self.poller.register(pidfd, select.POLLIN)
-        socket.send_fds(reply, [b"P%d" % pid], [pidfd])
+        fdpass.send_fds(reply, b"P%d" % pid, [pidfd])
         if profile:
             self.blank_profile = profile
         return True
@@ -242,7 +243,7 @@ def _discard(blank: _Blank) -> None:
     os.close(blank.pidfd)
 
 
-def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: int, keep: list[int],
+def _wait_as_blank(channel: Socket, inherited: tuple[int, ...], flags: int, keep: list[int],
                    last_cap: int, staging: str) -> NoReturn:
     """In the blank init: do what any init of its profile does, wait for a spec, be that init."""
     gc.disable()
@@ -254,7 +255,7 @@ def _wait_as_blank(channel: socket.socket, inherited: tuple[int, ...], flags: in
         if flags & syscalls.CLONE_NEWNS:
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
             rootfs.stage(staging)
-        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 64)
+        message, fds = fdpass.recv_fds(channel, 1 << 20, 64)
         channel.close()
         if message and len(fds) >= 5:
             init.run(marshal.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), trees=fds[5:],
@@ -268,4 +269,4 @@ def main(control_fd: int, staging: str) -> None:
     """``staging``: an empty directory of the runtime's, where blanks stage (rootfs.stage)."""
     signals.signal_ignore(signals.SIGINT)
     os.makedirs(staging, 0o700, exist_ok=True)
-    _Server(socket.socket(fileno=control_fd), staging).serve()
+    _Server(fdpass.wrap(control_fd), staging).serve()

@@ -319,7 +319,8 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             from execdriver.linux import terminal  # now: after the pivot the package is out of sight
         if spec.get("pool"):
             import marshal  # noqa: F401 - likewise, for _wait_for_process
-            import socket  # noqa: F401
+
+            from execdriver.linux import fdpass  # noqa: F401
         executable, user, env = _prepare(spec, trees, staged)
         if spec.get("terminal"):  # in the container's devpts, now that it is mounted
             terminal.attach(spec["console_socket"], spec.get("console_size"))
@@ -364,11 +365,12 @@ def _wait_for_process(go: int, spec: dict[str, Any]) -> dict[str, Any]:
     cwd) + three descriptors for stdin, stdout and stderr.
     """
     import marshal
-    import socket
 
-    channel = socket.socket(fileno=os.dup(go))
+    from execdriver.linux import fdpass
+
+    channel = fdpass.wrap(os.dup(go))
     try:
-        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3)
+        message, fds = fdpass.recv_fds(channel, 1 << 20, 3)
     finally:
         channel.close()
     if not message.startswith(GO) or len(fds) != 3:
@@ -385,11 +387,11 @@ def _wait_for_users(go: int) -> list[int]:
 
     Returns the id-mapped rootfs tree if one came (rootfs.setup attaches it).
     """
-    import socket
+    from execdriver.linux import fdpass
 
-    channel = socket.socket(fileno=os.dup(go))
+    channel = fdpass.wrap(os.dup(go))
     try:
-        message, fds, _, _ = socket.recv_fds(channel, 1, 4)
+        message, fds = fdpass.recv_fds(channel, 1, 4)
     finally:
         channel.close()
     if message != USERS:

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import marshal
 import os
-import socket
 import threading
 
-from execdriver.linux import cgroups
+from execdriver.linux import cgroups, fdpass
 from execdriver.native.spawn import kill_and_reap
 
 TYPE_CHECKING = False
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.fdpass import Socket
     from execdriver.native.spawn import Launch, Spawner
 
 # The fields of a container's own launch spec that its sandbox gets at hand-over.
@@ -62,7 +62,7 @@ def shape(launch_spec: dict[str, Any]) -> bytes | None:
 class Sandbox:
     """An idle init, its sync descriptors and its cgroup (under its placeholder name)."""
 
-    def __init__(self, launch: Launch, go: socket.socket, status: int, cgroup: Manager,
+    def __init__(self, launch: Launch, go: Socket, status: int, cgroup: Manager,
                  launch_spec: dict[str, Any]) -> None:
         self.launch = launch
         self.go = go
@@ -96,7 +96,7 @@ class Sandbox:
         if launch_spec["hostname"]:
             _set_hostname(self.pid, launch_spec["hostname"])
         fields = {key: launch_spec[key] for key in PROCESS_FIELDS if key != "hostname"}
-        socket.send_fds(self.go, [b"G" + marshal.dumps(fields)], list(stdio))
+        fdpass.send_fds(self.go, b"G" + marshal.dumps(fields), list(stdio))
 
     def discard(self) -> None:
         """Kill the idle init and remove what it held."""
@@ -129,7 +129,7 @@ def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
     cgroup_spec = launch_spec["cgroup"]
     cgroup = cgroups.manager(cgroup_spec["path"])
     os.makedirs(launch_spec["state_dir"], mode=0o700, exist_ok=True)  # the root's mount point
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
     status, status_write = os.pipe2(os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     spec = {**launch_spec, "pool": True, "driver_fds": [ours.fileno(), status]}

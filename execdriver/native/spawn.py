@@ -26,10 +26,11 @@ from execdriver.linux import signals, syscalls
 
 TYPE_CHECKING = False  # typing, subprocess, threading: not on the CLI's start path
 if TYPE_CHECKING:
-    import socket
     import subprocess
     from collections.abc import Callable
     from typing import Any, Protocol
+
+    from execdriver.linux.fdpass import Socket
 else:
     Protocol = object
 
@@ -253,7 +254,7 @@ class DirectSpawner:
 
 
 class _ServerLaunch:
-    def __init__(self, pid: int, pidfd: int, reply: socket.socket) -> None:
+    def __init__(self, pid: int, pidfd: int, reply: Socket) -> None:
         self.pid = pid
         self._pidfd = pidfd
         self._reply = reply
@@ -287,22 +288,25 @@ class ForkServerSpawner:
 
         self.staging = staging
         self._lock = threading.Lock()
-        self._control: socket.socket | None = None
+        self._control: Socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
-    def _start(self) -> socket.socket:
+    def _start(self) -> Socket:
         with self._lock:
             if self._control is None or (self._process is not None and self._process.poll() is not None):
-                import socket
                 import subprocess
+
+                from execdriver.linux import fdpass
 
                 if self._control is not None:  # the server died: start another
                     self._control.close()
 
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                ours, theirs = fdpass.pair()
                 package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                # Our modules from the frozen file, as the CLI imports them (freeze.py).
                 bootstrap = (
-                    f"import sys; sys.path.insert(0, {package_parent!r}); "
+                    f"import sys; sys.path.insert(0, {package_parent!r}); from execdriver import freeze; "
+                    f"freeze.use(); "
                     f"from execdriver.native.forkserver import main; main({theirs.fileno()}, {self.staging!r})"
                 )
                 self._process = subprocess.Popen(
@@ -319,17 +323,18 @@ class ForkServerSpawner:
     def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
               meanwhile: Callable[[], None] | None = None) -> Launch:
         import marshal
-        import socket
+
+        from execdriver.linux import fdpass
 
         control = self._start()
-        reply, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        reply, server_end = fdpass.pair()
         try:
             # The profile leads, so that the server can hand a blank init
             # the spec without parsing it. marshal, not JSON: both ends are
             # this interpreter, and it decodes several times faster.
             payload = profile(spec) + b" " + marshal.dumps(spec)
             try:
-                socket.send_fds(control, [payload], [server_end.fileno(), *sync, *stdio])
+                fdpass.send_fds(control, payload, [server_end.fileno(), *sync, *stdio])
             finally:
                 server_end.close()
         except OSError as err:
@@ -337,7 +342,7 @@ class ForkServerSpawner:
             raise ContainerError(f"the fork server is gone: {err}") from None
         failure = _attempt(meanwhile)  # while the server clones
         try:
-            message, fds = syscalls.recv_fds(reply, 65536, 1)
+            message, fds = fdpass.recv_fds(reply, 65536, 1)
         except OSError as err:
             reply.close()
             raise ContainerError(f"the fork server is gone: {err}") from None
