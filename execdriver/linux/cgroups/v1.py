@@ -6,7 +6,7 @@ import os
 import select
 
 from execdriver.linux.cgroups import CgroupError, Limits
-from execdriver.linux.cgroups.base import Manager, read, read_int, read_map, write
+from execdriver.linux.cgroups.base import Manager, read, read_int, read_map, write, write_each
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,9 +74,17 @@ class V1Manager(Manager):
 
     def _set_devices(self, rules: list[tuple[str, str]]) -> None:
         # Deny-all first: a new cgroup inherits its parent's allow-all.
+        # Then the rules in order, each run of one verdict through one open.
         write(self._file("devices", "devices.deny"), "a", "resources.devices")
-        for verdict, rule in rules:
-            write(self._file("devices", f"devices.{verdict}"), rule, f"resources.devices ({verdict} {rule})")
+        start = 0
+        while start < len(rules):
+            verdict = rules[start][0]
+            end = start
+            while end < len(rules) and rules[end][0] == verdict:
+                end += 1
+            write_each(self._file("devices", f"devices.{verdict}"),
+                       [(rule, f"resources.devices ({verdict} {rule})") for _, rule in rules[start:end]])
+            start = end
 
     def _inherit_cpuset(self) -> None:
         # A new v1 cpuset is empty and admits no task: copy the parent's,
