@@ -382,9 +382,12 @@ def wait(exit_fd: int, watches: Sequence[Watch] = ()) -> None:
 
 def _remove_leftovers(store: StateStore, old: State) -> None:
     """What a crashed container left on the host (its state is stale): network lease, cgroups."""
-    from execdriver.linux import network
+    from execdriver.linux import any_network_lease
 
-    network.release_container(os.path.abspath(store.root), old.id)
+    if any_network_lease():
+        from execdriver.linux import network
+
+        network.release_container(os.path.abspath(store.root), old.id)
     if old.cgroup:
         cgroup = cgroups.manager(old.cgroup)
         if cgroup.exists():

@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 
 from execdriver.errors import ConfigError, NetworkError
+from execdriver.linux import NETWORK_STATE_DIR, any_network_lease
 
 # The host's allocator (ipam.py), whatever a driver's state directory: its
 # file's absence tells, without importing ipam, that no container has a lease.
-STATE_DIR = "/run/execdriver/.network"
+STATE_DIR = NETWORK_STATE_DIR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ def release(token: str) -> None:
 
 def release_container(root: str, container_id: str) -> None:
     """Release the lease of a container of the state directory ``root``, if it has one."""
-    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+    if not any_network_lease():
         return
     from execdriver.linux.network import ipam
 
@@ -209,7 +210,7 @@ def joined(root: str, container_id: str, pid: int) -> None:
     The namespace then outlives that container's init: releasing its lease
     must delete its interface rather than leave it to the namespace's end.
     """
-    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+    if not any_network_lease():
         return
     from execdriver.linux import process
     from execdriver.linux.network import ipam
@@ -224,7 +225,7 @@ def joined(root: str, container_id: str, pid: int) -> None:
 
 def published(root: str, container_id: str) -> list[list[Any]]:
     """[protocol, host address, host port, container port] of each port the container publishes."""
-    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+    if not any_network_lease():
         return []
     from execdriver.linux.network import ipam
 
@@ -235,7 +236,7 @@ def published(root: str, container_id: str) -> list[list[Any]]:
 
 def files_of(root: str, container_id: str) -> str:
     """The directory of a bridged container's /etc files, "" if it has none."""
-    if not os.path.exists(os.path.join(STATE_DIR, "state.json")):
+    if not any_network_lease():
         return ""
     from execdriver.linux.network import ipam
 
