@@ -109,6 +109,7 @@ def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
     """
     from execdriver.errors import NotRunningError
     from execdriver.linux import process
+    from execdriver.native import enter  # here, not in the child: there an import copies every page it touches
 
     init_pid, init_start = spec["exec_into"]
     opened: list[int] = []
@@ -128,8 +129,6 @@ def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
         pid, pidfd = _clone_in(pid_namespace, 0)
         if pid == 0:
             _enter_child(close_in_child)
-            from execdriver.native import enter
-
             enter.run(spec, namespaces, status, stdio)
         return pid, pidfd
     finally:
