@@ -197,12 +197,9 @@ class TtyConsole:
 
         if self.master >= 0:
             return
-        channel = fdpass.wrap(os.dup(self._ours))
-        try:
+        with fdpass.borrow(self._ours) as channel:
             channel.settimeout(10)
             _, fds = fdpass.recv_fds(channel, 1024, 1)
-        finally:
-            channel.close()
         if not fds:
             raise OSError("the container sent no terminal")
         self.master = fds[0]

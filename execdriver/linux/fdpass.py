@@ -11,6 +11,7 @@ every program the receiver runs next).
 
 from __future__ import annotations
 
+import os
 import sys
 from _socket import (
     AF_UNIX,
@@ -28,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["SOCK_SEQPACKET", "SOCK_STREAM", "Socket", "connect", "pair", "recv_fds", "send_fds", "wrap"]
+__all__ = ["SOCK_SEQPACKET", "SOCK_STREAM", "Socket", "borrow", "connect", "pair", "recv_fds", "send_fds", "wrap"]
 
 Socket = socket
 
@@ -41,6 +42,22 @@ def pair(kind: int = SOCK_SEQPACKET) -> tuple[Socket, Socket]:
 def wrap(fd: int) -> Socket:
     """The socket object of a descriptor; closing it closes the descriptor."""
     return socket(fileno=fd)
+
+
+class borrow:  # (named as a function: with borrow(fd) as channel)
+    """A socket object over a copy of ``fd`` for a with block; ``fd`` itself stays open.
+
+    (_socket's socket is no context manager: socket.socket adds that.)
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.channel = socket(fileno=os.dup(fd))
+
+    def __enter__(self) -> Socket:
+        return self.channel
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.channel.close()
 
 
 def connect(path: str) -> Socket:

@@ -353,4 +353,3 @@ def move_mount(tree: int, target: str | bytes | int) -> None:
     if _syscall(_SYS_MOVE_MOUNT, ffi.c_int(tree), ffi.c_char_p(b""), ffi.c_int(to_fd),
                 ffi.c_char_p(to_path), ffi.c_uint(flags)) != 0:
         raise _fail("move_mount", target if not isinstance(target, int) else f"descriptor {target}")
-

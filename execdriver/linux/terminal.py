@@ -33,11 +33,8 @@ def attach(console_socket: int, size: tuple[int, int] | None) -> None:
     try:
         if size and size[0] and size[1]:
             set_size(slave, *size)
-        channel = fdpass.wrap(os.dup(console_socket))
-        try:
+        with fdpass.borrow(console_socket) as channel:
             fdpass.send_fds(channel, os.ttyname(slave).encode(), [master])
-        finally:
-            channel.close()
     finally:
         os.close(master)
         os.close(console_socket)

@@ -226,11 +226,8 @@ def _map_users(launch_spec: dict[str, Any], pid: int, go: int) -> None:
     try:
         if launch_spec.get("idmap_root"):
             trees.append(userns.idmapped_root(launch_spec["root"]["path"], pid))
-        channel = fdpass.wrap(os.dup(go))
-        try:
+        with fdpass.borrow(go) as channel:
             fdpass.send_fds(channel, init.USERS, trees)
-        finally:
-            channel.close()
     finally:
         for tree in trees:
             os.close(tree)

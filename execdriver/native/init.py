@@ -368,11 +368,8 @@ def _wait_for_process(go: int, spec: dict[str, Any]) -> dict[str, Any]:
 
     from execdriver.linux import fdpass
 
-    channel = fdpass.wrap(os.dup(go))
-    try:
+    with fdpass.borrow(go) as channel:
         message, fds = fdpass.recv_fds(channel, 1 << 20, 3)
-    finally:
-        channel.close()
     if not message.startswith(GO) or len(fds) != 3:
         os._exit(1)
     for target, fd in enumerate(fds):
@@ -389,11 +386,8 @@ def _wait_for_users(go: int) -> list[int]:
     """
     from execdriver.linux import fdpass
 
-    channel = fdpass.wrap(os.dup(go))
-    try:
+    with fdpass.borrow(go) as channel:
         message, fds = fdpass.recv_fds(channel, 1, 4)
-    finally:
-        channel.close()
     if message != USERS:
         os._exit(1)
     return fds
