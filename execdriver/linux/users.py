@@ -6,7 +6,7 @@ the names are the image's, not the host's.
 
 from __future__ import annotations
 
-import os
+from execdriver.linux import read_file
 
 
 class User:
@@ -21,22 +21,10 @@ class UserError(Exception):
 
 
 def _entries(path: str) -> list[list[str]]:
-    # os.read, not open(): a text file object costs more than the parsing
-    # here, in an init whose every new page is a copy (it runs between
-    # clone and exec).
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        text = read_file(path).decode("utf-8", "replace")
     except OSError:
         return []
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except OSError:
-        return []
-    finally:
-        os.close(fd)
-    text = b"".join(chunks).decode("utf-8", "replace")
     return [line.split(":") for line in text.split("\n") if line.strip() and not line.startswith("#")]
 
 

@@ -7,7 +7,7 @@ import errno
 import os
 import time
 
-from execdriver.linux import process
+from execdriver.linux import process, read_file
 from execdriver.linux.cgroups import CgroupError, Limits
 
 TYPE_CHECKING = False
@@ -19,16 +19,7 @@ _FREEZE_TIMEOUT = 10.0
 
 
 def read(path: str) -> str:
-    # os.read, not open(): a text file object costs more than the read, and
-    # a container start reads several of these files.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = [os.read(fd, 65536)]
-        while chunks[-1]:
-            chunks.append(os.read(fd, 65536))
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode().strip()
+    return read_file(path).decode().strip()
 
 
 def read_int(path: str, default: int = 0) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 
@@ -76,15 +77,9 @@ class V1Manager(Manager):
         # Deny-all first: a new cgroup inherits its parent's allow-all.
         # Then the rules in order, each run of one verdict through one open.
         write(self._file("devices", "devices.deny"), "a", "resources.devices")
-        start = 0
-        while start < len(rules):
-            verdict = rules[start][0]
-            end = start
-            while end < len(rules) and rules[end][0] == verdict:
-                end += 1
+        for verdict, run in itertools.groupby(rules, key=lambda entry: entry[0]):
             write_each(self._file("devices", f"devices.{verdict}"),
-                       [(rule, f"resources.devices ({verdict} {rule})") for _, rule in rules[start:end]])
-            start = end
+                       [(rule, f"resources.devices ({verdict} {rule})") for _, rule in run])
 
     def _inherit_cpuset(self) -> None:
         # A new v1 cpuset is empty and admits no task: copy the parent's,
