@@ -439,6 +439,34 @@ def test_a_busy_id_is_refused(driver: NativeDriver, busybox_rootfs: Path, cid: s
     assert status.exit_code == 0
 
 
+def test_an_id_claimed_by_a_live_creator_is_refused_and_freed_when_it_dies(
+        driver: NativeDriver, busybox_rootfs: Path, state_root: Path, cid: str) -> None:
+    # The creator stops between its claim and the first write of its state,
+    # where a start waits for the fork server's answer.
+    program = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from execdriver.native.state import StateStore
+StateStore({str(state_root)!r}).create({cid!r}, "/")
+print("claimed", flush=True)
+sys.stdin.read()
+"""
+    creator = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert creator.stdout is not None and creator.stdout.readline() == "claimed\n"
+        assert not (state_root / cid / "state.json").exists()
+        with pytest.raises(ContainerExistsError, match=f"container id {cid} is already in use"):
+            run(driver, shell(cid, busybox_rootfs, "true"))
+        assert (state_root / cid).is_dir()  # the refused start took nothing of the claim's
+    finally:
+        creator.kill()
+        creator.wait(10)
+    status, _, _ = run(driver, shell(cid, busybox_rootfs, "true"))  # a dead creator's claim is stale
+    assert status.exit_code == 0
+    assert not (state_root / cid).exists()
+
+
 def test_another_process_can_see_and_kill_the_container(driver: NativeDriver, busybox_rootfs: Path,
                                                         state_root: Path, cid: str) -> None:
     thread, result = start_in_background(driver, shell(cid, busybox_rootfs, "sleep 60 & sleep 61; true"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from execdriver.linux import signals
+from execdriver.linux import read_file, signals
 
 
 def _stat(pid: int) -> list[bytes] | None:
@@ -19,8 +19,7 @@ def _stat(pid: int) -> list[bytes] | None:
     Index 0 is the state (field 3 of proc(5)), 1 the parent, 19 the start time.
     """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
+        data = read_file(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError):
         return None
     return data[data.rindex(b")") + 2 :].split()
@@ -30,6 +29,18 @@ def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, None if it is gone."""
     fields = _stat(pid)
     return None if fields is None else int(fields[19])
+
+
+_own: tuple[int, int] = (0, 0)
+
+
+def own_start_time() -> int:
+    """This process's start time: it never changes, so it is read once (per pid: a fork has its own)."""
+    global _own
+    pid = os.getpid()
+    if _own[0] != pid:
+        _own = (pid, start_time(pid) or 0)
+    return _own[1]
 
 
 def parent(pid: int) -> int | None:
@@ -46,7 +57,8 @@ def is_zombie(pid: int) -> bool:
 
 def is_alive(pid: int, started: int) -> bool:
     """Whether the process ``pid`` that started at ``started`` still runs."""
-    return pid > 0 and start_time(pid) == started and not is_zombie(pid)
+    fields = _stat(pid) if pid > 0 else None
+    return fields is not None and int(fields[19]) == started and fields[0] not in (b"Z", b"X")
 
 
 def send_signal(pid: int, started: int, signum: int) -> bool:

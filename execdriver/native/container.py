@@ -145,12 +145,18 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     handles.fds += (handles.go, handles.status)
     launch_spec = {**launch_spec, "driver_fds": list(handles.fds)}
     limits = cgroups.Limits(**cgroup_spec["limits"])
+
+    def meanwhile() -> None:
+        # While the init is cloned and builds its rootfs: the claim's state
+        # (before the cgroup, which it names for whoever cleans up after a
+        # crash), then the cgroup, with the limits. On v1 the init joins by
+        # itself (init.py says why); on v2 we move it.
+        store.write_claim(state)
+        cgroup.create(limits)
+
     try:
-        # While the init is cloned and builds its rootfs: its cgroup, with
-        # the limits. On v1 the init joins by itself (init.py says why); on
-        # v2 we move it.
         launch = handles.launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 3
-                                                meanwhile=lambda: cgroup.create(limits))  # 4
+                                                meanwhile=meanwhile)  # 4
     finally:
         os.close(go_read)
         os.close(status_write)
@@ -446,13 +452,13 @@ def stats(store: StateStore, container_id: str) -> dict[str, Any]:
 def clean(store: StateStore, container_id: str) -> None:
     """Kill whatever runs of the container and remove its cgroups and state."""
     state = store.load(container_id)
-    if state is not None:
-        if state.alive():
-            process.send_signal(state.pid, state.pid_start, 9)
-            deadline = time.monotonic() + _GONE_TIMEOUT
-            while state.alive() and time.monotonic() < deadline:
-                time.sleep(0.005)
-        _remove_leftovers(store, state)
+    if state is not None and state.alive():
+        process.send_signal(state.pid, state.pid_start, 9)
+        deadline = time.monotonic() + _GONE_TIMEOUT
+        while state.alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+    # No state: a claim whose creator died before writing it, maybe after reserving its network.
+    _remove_leftovers(store, state or State(container_id))
     faults.point("clean-removed")
     store.remove(container_id)
 
@@ -643,7 +649,7 @@ def _delete(store: StateStore, container_id: str, force: bool) -> State | None:
     state = store.load(container_id)
     if state is None:
         if os.path.isdir(store.path(container_id)):  # a claim with no state: a crash while creating
-            store.remove(container_id)
+            clean(store, container_id)
         return None
     current = status(store, state)
     if current not in ("stopped", "creating", "created") and not force:

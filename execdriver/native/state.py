@@ -3,7 +3,8 @@
     <root>/                 default /run/execdriver, mode 0700
         .lock               flock: creating and removing id directories
         <id>/               also the mount point of the container's root,
-                            used only inside its own mount namespace
+                            used only inside its own mount namespace;
+                            flock'd by its creator until state.json exists
         <id>/state.json     pid, its start time, rootfs, creation time
 
 Any process (the API that started the container, the CLI) can read the
@@ -84,6 +85,7 @@ def check_id(container_id: str) -> None:
 class StateStore:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = root
+        self._claims: dict[str, int] = {}  # id -> its flocked directory, until write_claim
 
     def path(self, container_id: str) -> str:
         check_id(container_id)
@@ -94,8 +96,12 @@ class StateStore:
 
     def create(self, container_id: str, rootfs: str, cgroup: str = "", cgroup_parent_levels: int = 0,
                on_stale: Callable[[State], None] | None = None, pid: int = 0) -> State:
-        """Claim ``container_id``: its directory, with a state of no process yet (or ``pid``'s, made ahead).
+        """Claim ``container_id``: its directory, and a state of no process yet (or ``pid``'s, made ahead).
 
+        Without ``pid`` the state is only returned: ``write_claim`` writes
+        it, while the container's init is being cloned, so that the request
+        for the clone goes out sooner. Until then the directory holds no
+        state and its claim is an flock on it, which ends with its process.
         A stale claim (its process is gone) is handed to ``on_stale``, which
         removes what the state points at, then replaced.
         """
@@ -103,21 +109,43 @@ class StateStore:
         with self._locked():
             if os.path.lexists(directory):
                 old = self.load(container_id)
-                if old is not None and old.busy():
+                if _held(directory) if old is None else old.busy():
                     raise ContainerExistsError(f"container id {container_id} is already in use")
-                if old is not None and on_stale is not None:
-                    on_stale(old)
+                if on_stale is not None:
+                    on_stale(old or State(container_id))
                 remove_tree(directory)
             os.mkdir(directory, 0o700)
-            owner = os.getpid()
             state = State(container_id, pid=pid, pid_start=process.start_time(pid) or 0 if pid else 0,
-                          rootfs=rootfs, created=time.time(), owner=owner,
-                          owner_start=process.start_time(owner) or 0, cgroup=cgroup,
+                          rootfs=rootfs, created=time.time(), owner=os.getpid(),
+                          owner_start=process.own_start_time(), cgroup=cgroup,
                           cgroup_parent_levels=cgroup_parent_levels)
-            # The first write needs no rename: only a creator reads a state
-            # to decide whether it is stale, and creators hold this lock.
-            self._write(os.path.join(directory, "state.json"), state)
+            if pid:
+                self._write(os.path.join(directory, "state.json"), state)
+            else:
+                claim = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # an operation on the id (delete ...) opened it meanwhile
+                    os.close(claim)
+                    remove_tree(directory)
+                    raise ContainerExistsError(f"container id {container_id} is already in use") from None
+                self._claims[container_id] = claim
             return state
+
+    def write_claim(self, state: State) -> None:
+        """The first state of a claim made without a process: written, the flock is let go.
+
+        No rename: a reader sees no state or this one (an empty file reads
+        as none), and creators, the only readers who act on it, hold the
+        root lock and find the flock held until the write is done.
+        """
+        claim = self._claims.pop(state.id, None)
+        if claim is None:
+            return
+        try:
+            self._write(os.path.join(self.path(state.id), "state.json"), state)
+        finally:
+            _let_go(claim)
 
     def save(self, state: State) -> None:
         """Replace the state atomically: readers see the old or the new one."""
@@ -149,8 +177,11 @@ class StateStore:
         return state
 
     def remove(self, container_id: str) -> None:
+        claim = self._claims.pop(container_id, None)
         with self._locked():
             remove_tree(self.path(container_id))
+            if claim is not None:
+                _let_go(claim)
 
     def locked(self, container_id: str) -> _IdLock:
         """Hold while operating on ``container_id``: concurrent operations on it wait their turn."""
@@ -196,6 +227,29 @@ class _Lock:
 
     def __exit__(self, *exc_info: object) -> None:
         os.close(self.fd)
+
+
+def _held(directory: str) -> bool:
+    """Whether a live process holds the claim on an id's directory that has no state yet."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _let_go(claim: int) -> None:
+    """LOCK_UN, not just close: an init cloned meanwhile shares the descriptor until it execs."""
+    try:
+        fcntl.flock(claim, fcntl.LOCK_UN)
+    finally:
+        os.close(claim)
 
 
 def remove_tree(directory: str) -> None:
