@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -670,3 +671,61 @@ def test_only_the_standard_devices_open_unless_privileged(driver: NativeDriver, 
     assert "c 1:3 rwm" in unprivileged and "c 136:* rwm" in unprivileged and "b 7:0 rwm" not in unprivileged
     assert "a *:* rwm" not in unprivileged
     assert privileged_list == ["a *:* rwm"]
+
+
+# -- the id directories a driver keeps (StateStore spares) -------------------------
+
+
+def _spares(root: Path) -> list[str]:
+    return sorted(name for name in os.listdir(root) if name.startswith(".spare-")) if root.exists() else []
+
+
+def test_a_start_reuses_the_directory_the_last_one_left_and_close_removes_it(
+        busybox_rootfs: Path, state_root: Path) -> None:
+    with NativeDriver(root=str(state_root)) as native:
+        first, second = f"s-{uuid.uuid4().hex[:10]}", f"s-{uuid.uuid4().hex[:10]}"
+        run(native, shell(first, busybox_rootfs, "true"))
+        kept = _spares(state_root)
+        assert kept and not (state_root / first).exists()
+        inode = os.stat(state_root / kept[0]).st_ino
+        seen: dict[str, Any] = {}
+
+        def look(_config: object, pid: int, _oom: object) -> None:
+            seen["inode"] = os.stat(state_root / second).st_ino
+            seen["state"] = json.loads((state_root / second / "state.json").read_text())
+
+        status, _, _ = run(native, shell(second, busybox_rootfs, "true"), hooks=Hooks(pre_start=[look]))
+        assert status.exit_code == 0
+        assert seen["inode"] == inode  # the kept directory, renamed to the new id
+        assert seen["state"]["id"] == second and seen["state"]["pid"] > 0  # its old state rewritten
+        assert native.list() == []
+    assert _spares(state_root) == []
+
+
+_KILLED = """
+import os, sys
+sys.path.insert(0, {root!r})
+from execdriver import Command, Pipes, ProcessConfig
+from execdriver.native.driver import NativeDriver
+driver = NativeDriver(root={state!r}, fork_server={fork_server!r})
+driver.run(Command(id="k-1", rootfs={rootfs!r}, process_config=ProcessConfig(entrypoint="true")), Pipes())
+print(" ".join(sorted(os.listdir({state!r}))), flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.parametrize("fork_server", [True, False])
+def test_the_directories_a_killed_program_kept_are_removed(fork_server: bool, busybox_rootfs: Path,
+                                                          state_root: Path) -> None:
+    script = _KILLED.format(root=str(Path(__file__).parent.parent), state=str(state_root),
+                            fork_server=fork_server, rootfs=str(busybox_rootfs))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert any(name.startswith(".spare-") for name in result.stdout.split())
+    if fork_server:  # its fork server sees the program go, and sweeps what it kept
+        wait_for(lambda: _spares(state_root) == [])
+    else:  # the next driver to close on this root does
+        assert _spares(state_root)
+        NativeDriver(root=str(state_root), fork_server=False).close()
+        assert _spares(state_root) == []

@@ -344,7 +344,7 @@ def run(
         handles.release_network()  # 11
         # Should the cgroup resist, the state stays: clean(id) finds it there.
         cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
-        store.remove(container_id)
+        store.remove(container_id, spare=True)  # (it holds state.json alone)
         if sandbox is not None:
             remove_tree(sandbox.launch_spec["state_dir"])  # where its root was mounted
 

@@ -50,7 +50,7 @@ class NativeDriver(Driver):
 
     def __init__(self, root: str = DEFAULT_ROOT, fork_server: bool = True,
                  subnet_pool: tuple[str, int] | None = None) -> None:
-        self._store = StateStore(root)
+        self._store = StateStore(root, spares=4)
         self._fork_server = fork_server
         self._pool: WarmPool | None = None
         self._subnet_pool = subnet_pool
@@ -73,6 +73,7 @@ class NativeDriver(Driver):
         if self._pool is not None:
             self._pool.close()
         self._spawner.close()
+        self._store.close()
 
     def warm(self, template: Command, size: int) -> None:
         """Keep ``size`` sandboxes ready for Commands shaped like ``template``; 0 drops them.

@@ -73,6 +73,7 @@ class _Server:
         self.children: dict[int, _Child] = {}
         self.blank: _Blank | None = None
         self.blank_profile = b""
+        self.owner = os.getppid()  # the program that started us (and owns the spares we may sweep)
 
     def _ours(self) -> tuple[int, ...]:
         """Descriptors a new clone must not keep."""
@@ -173,7 +174,7 @@ class _Server:
     def shutdown(self) -> None:
         """The program that ran the containers is gone: so are they, and all they held."""
         from execdriver.linux import cgroups
-        from execdriver.native.state import remove_tree
+        from execdriver.native.state import remove_spares, remove_tree
 
         if self.blank is not None:
             _discard(self.blank)
@@ -193,6 +194,8 @@ class _Server:
                 continue  # the state stays, so that clean(id) finds the cgroup
             if spec.get("state_dir"):
                 remove_tree(spec["state_dir"])
+        # The program's kept id directories (StateStore spares), if it could not remove them.
+        remove_spares(os.path.dirname(self.staging), pid=self.owner)
         # The drivers kept the runtime's parent cgroup while they ran.
         from execdriver.native.spec import DEFAULT_CGROUP_PARENT
 
