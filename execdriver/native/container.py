@@ -107,14 +107,19 @@ class _Handles:
             kill_and_reap(self.launch)
 
 
-def _adopt(sandbox: Sandbox, cgroup_path: str, handles: _Handles) -> Launch:
-    """A warm sandbox becomes the container: its cgroup takes the id's name, its pid the state."""
+def _adopt(sandbox: Sandbox, handles: _Handles) -> Launch:
+    """A warm sandbox becomes the container: its descriptors are the run's (its pid is in the state already)."""
     handles.launch = sandbox.launch
     handles.status = sandbox.status
     handles.fds.append(sandbox.status)
     handles.sockets.append(sandbox.go)
-    cgroups.rename(sandbox.cgroup, cgroup_path)  # (the state has its pid from the claim)
     return sandbox.launch
+
+
+def _take_name(sandbox: Sandbox, cgroup_path: str) -> bool:
+    """The sandbox's cgroup takes the id's name (True): the name the state gives, and run removes."""
+    cgroups.rename(sandbox.cgroup, cgroup_path)
+    return True
 
 
 def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
@@ -290,19 +295,24 @@ def run(
         parent_levels = max(cgroup_spec["parent_levels"], sandbox.parent_levels if sandbox is not None else 0)
         state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
                              parent_levels, on_stale=lambda old: _remove_leftovers(store, old),
-                             pid=sandbox.pid if sandbox is not None else 0)
+                             pid=sandbox.pid if sandbox is not None else 0,
+                             pid_start=sandbox.pid_start if sandbox is not None else 0)
     except BaseException:
         if sandbox is not None:
             sandbox.discard()
         raise
     handles = _Handles()
     reaped = False
+    named = False  # a sandbox's cgroup under the id's name
     faults.point("claimed")
     try:
         await_go = sandbox is None and _await_go(launch_spec, pre_start)
         if sandbox is not None:
-            launch = _adopt(sandbox, cgroup_spec["path"], handles)
-            watches = _oom_watches(cgroup, on_oom, handles.fds)
+            launch = _adopt(sandbox, handles)
+            # (A watch follows its cgroup across a rename.)
+            watches = _oom_watches(sandbox.cgroup, on_oom, handles.fds)
+            if pre_start:  # they may look for the id's cgroup; else it is renamed while the init execs
+                named = _take_name(sandbox, cgroup_spec["path"])
         else:
             launch, watches = _bring_up(store, spawner, {**launch_spec, "await_go": await_go},  # 2-5
                                         stdio, state, cgroup, handles, on_oom)
@@ -317,6 +327,8 @@ def run(
                 os.write(handles.go, init.GO)  # 7
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): expect says so
+        if sandbox is not None and not named:
+            named = _take_name(sandbox, cgroup_spec["path"])
         expect(handles.status, b"", container_id)
         faults.point("started")
         if start is not None:  # 8
@@ -342,6 +354,8 @@ def run(
             handles.kill()
         handles.close()
         handles.release_network()  # 11
+        if sandbox is not None and not named:
+            sandbox.cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
         # Should the cgroup resist, the state stays: clean(id) finds it there.
         cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
         store.remove(container_id, spare=True)  # (it holds state.json alone)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from execdriver.linux import capabilities, rootfs, signals, syscalls, users
+from execdriver.linux import capabilities, read_file, rootfs, signals, syscalls, users
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,8 +107,11 @@ def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
     sets = spec.get("capability_sets")
     if sets is not None:  # an OCI config names every set: keep them across setuid
         syscalls.set_keepcaps(True)
-    if _setgroups_allowed():
+    try:
         os.setgroups(user.groups)
+    except PermissionError:
+        if _setgroups_allowed():
+            raise  # (asked first, the file cost every start a read)
     os.setgid(user.gid)
     os.setuid(user.uid)
     if sets is not None:
@@ -228,8 +231,7 @@ def _finish_process(spec: dict[str, Any]) -> None:
         syscalls.setrlimit(resource, soft, hard)
     wanted = spec.get("oom_score_adj")
     if wanted is not None:
-        with open("/proc/self/oom_score_adj", "rb") as handle:
-            current = int(handle.read())
+        current = int(read_file("/proc/self/oom_score_adj"))
         if current != wanted:  # (in a user namespace the runtime wrote the init's: _map_users)
             rootfs.proc_write("/proc/self/oom_score_adj", str(wanted))
     if spec.get("apparmor_profile"):

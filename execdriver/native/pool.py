@@ -24,7 +24,7 @@ import marshal
 import os
 import threading
 
-from execdriver.linux import cgroups, fdpass
+from execdriver.linux import cgroups, fdpass, process
 from execdriver.native.spawn import kill_and_reap
 
 TYPE_CHECKING = False
@@ -69,6 +69,7 @@ class Sandbox:
         self.status = status
         self.cgroup = cgroup
         self.launch_spec = launch_spec
+        self.pid_start = process.start_time(launch.pid) or 0  # for the state, read here rather than at hand-out
 
     @property
     def pid(self) -> int:

@@ -255,7 +255,8 @@ def _paths(privileged: bool, security: dict[str, Any]) -> dict[str, list[str]]:
     for field, default in (("masked_paths", MASKED_PATHS), ("readonly_paths", READONLY_PATHS)):
         paths = security.get(field)
         if paths is None:
-            paths = [] if privileged else list(default)
+            result[field] = [] if privileged else list(default)
+            continue
         for index, path in enumerate(paths):
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"{field}[{index}]: {path!r} is not an absolute path")

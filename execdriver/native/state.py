@@ -109,7 +109,7 @@ class StateStore:
         return _Lock(self.root)
 
     def create(self, container_id: str, rootfs: str, cgroup: str = "", cgroup_parent_levels: int = 0,
-               on_stale: Callable[[State], None] | None = None, pid: int = 0) -> State:
+               on_stale: Callable[[State], None] | None = None, pid: int = 0, pid_start: int = 0) -> State:
         """Claim ``container_id``: its directory, and a state of no process yet (or ``pid``'s, made ahead).
 
         Without ``pid`` the state is only returned: ``write_claim`` writes
@@ -130,7 +130,9 @@ class StateStore:
                 remove_tree(directory)
             if not self._take_spare(directory):
                 os.mkdir(directory, 0o700)
-            state = State(container_id, pid=pid, pid_start=process.start_time(pid) or 0 if pid else 0,
+            if pid and not pid_start:
+                pid_start = process.start_time(pid) or 0
+            state = State(container_id, pid=pid, pid_start=pid_start,
                           rootfs=rootfs, created=time.time(), owner=os.getpid(),
                           owner_start=process.own_start_time(), cgroup=cgroup,
                           cgroup_parent_levels=cgroup_parent_levels)
@@ -309,8 +311,12 @@ class _Lock:
         self.fd = -1
 
     def __enter__(self) -> None:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        self.fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path = os.path.join(self.root, ".lock")
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # the first use of the root
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
 
     def __exit__(self, *exc_info: object) -> None:

@@ -96,9 +96,14 @@ class Limits:
                 raise ConfigError(f"resources.{name}: {value!r} is not a list like '0-2,4'")
 
 
+_version: list[int] = []
+
+
 def version() -> int:
-    """2 on a unified host, 1 on a legacy or hybrid one."""
-    return 2 if os.path.exists(os.path.join(ROOT, "cgroup.controllers")) else 1
+    """2 on a unified host, 1 on a legacy or hybrid one (looked up once: a host's layout is set at boot)."""
+    if not _version:
+        _version.append(2 if os.path.exists(os.path.join(ROOT, "cgroup.controllers")) else 1)
+    return _version[0]
 
 
 class NoCgroup:
