@@ -101,3 +101,54 @@ def test_a_sandbox_killed_while_it_waits_is_never_handed_out(driver: NativeDrive
     assert status.exit_code == 0 and out == "ran\n"  # a sandbox made anew, or a cold start: never the dead one
     driver.warm(template, 0)
     assert _pool_leftovers(state_root) == []
+
+
+def _own_pages(pid: int, ranges: bytes) -> tuple[int, int]:
+    """(pages of ``ranges`` that process ``pid`` holds alone, pages in all)."""
+    pairs = memoryview(ranges).cast("Q")
+    own = total = 0
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for start, length in zip(pairs[::2], pairs[1::2], strict=True):
+            pagemap.seek((start >> 12) * 8)
+            for entry in memoryview(pagemap.read((length >> 12) * 8)).cast("Q"):
+                total += 1
+                own += bool(entry >> 63 and entry >> 56 & 1)
+    return own, total
+
+
+def test_a_pool_learns_what_its_sandboxes_write_after_the_go_and_the_next_write_it_ahead(
+        driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
+    def plain(name: str) -> Command:
+        return Command(id=name, rootfs=str(busybox_rootfs), seccomp_profile="unconfined",
+                       process_config=ProcessConfig(entrypoint="true"))
+
+    driver.warm(plain("template"), 1)
+    status, _, _ = run(driver, plain(cid))
+    assert status.exit_code == 0
+    pool = driver._pool
+    assert pool is not None
+    learned = list(pool._pages.values())
+    assert len(learned) == 1 and learned[0] and len(learned[0]) % 16 == 0
+    deadline = time.monotonic() + 10
+    while not _idle_pids(driver):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    own, total = _own_pages(next(iter(_idle_pids(driver))), learned[0])
+    assert total > 100 and own == total  # copied while it waited, not after its go
+    status, _, _ = run(driver, plain(f"{cid}-2"))
+    assert status.exit_code == 0
+    driver.warm(plain("template"), 0)
+
+
+def test_a_pool_whose_filter_might_kill_learns_nothing(driver: NativeDriver, busybox_rootfs: Path,
+                                                      cid: str) -> None:
+    # A profile of the caller's own: its sandbox loads it ahead, then must make no call of ours.
+    def strict(name: str) -> Command:
+        return Command(id=name, rootfs=str(busybox_rootfs), seccomp_profile='{"defaultAction": "SCMP_ACT_ALLOW"}',
+                       process_config=ProcessConfig(entrypoint="true"))
+
+    driver.warm(strict("template"), 1)
+    status, _, _ = run(driver, strict(cid))
+    assert status.exit_code == 0
+    assert driver._pool is not None and driver._pool._pages == {}
+    driver.warm(strict("template"), 0)

@@ -17,6 +17,7 @@ from _socket import (
     AF_UNIX,
     CMSG_LEN,
     MSG_CMSG_CLOEXEC,
+    MSG_DONTWAIT,
     SCM_RIGHTS,
     SOCK_SEQPACKET,
     SOCK_STREAM,
@@ -29,7 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["SOCK_SEQPACKET", "SOCK_STREAM", "Socket", "borrow", "connect", "pair", "recv_fds", "send_fds", "wrap"]
+__all__ = ["MSG_DONTWAIT", "SOCK_SEQPACKET", "SOCK_STREAM", "Socket", "borrow", "connect", "pair", "recv_fds",
+           "send_fds", "wrap"]
 
 Socket = socket
 

@@ -309,10 +309,10 @@ def run(
         await_go = sandbox is None and _await_go(launch_spec, pre_start)
         if sandbox is not None:
             launch = _adopt(sandbox, handles)
-            # (A watch follows its cgroup across a rename.)
-            watches = _oom_watches(sandbox.cgroup, on_oom, handles.fds)
-            if pre_start:  # they may look for the id's cgroup; else it is renamed while the init execs
-                named = _take_name(sandbox, cgroup_spec["path"])
+            prepared, sandbox.oom_watch = sandbox.oom_watch, None  # the run's descriptor now
+            watches = _oom_watches(sandbox.cgroup, on_oom, handles.fds, prepared)
+            # Before the go, so that the container never sees its cgroup under another name.
+            named = _take_name(sandbox, cgroup_spec["path"])
         else:
             launch, watches = _bring_up(store, spawner, {**launch_spec, "await_go": await_go},  # 2-5
                                         stdio, state, cgroup, handles, on_oom)
@@ -327,9 +327,9 @@ def run(
                 os.write(handles.go, init.GO)  # 7
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): expect says so
-        if sandbox is not None and not named:
-            named = _take_name(sandbox, cgroup_spec["path"])
         expect(handles.status, b"", container_id)
+        if sandbox is not None:
+            sandbox.collect_report()
         faults.point("started")
         if start is not None:  # 8
             start(launch.pid)
@@ -363,14 +363,17 @@ def run(
             remove_tree(sandbox.launch_spec["state_dir"])  # where its root was mounted
 
 
-def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int]) -> list[Watch]:
-    if on_oom is None:
-        return []
-    watch = cgroup.oom_watch()
+def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int],
+                 watch: tuple[int, int] | None = None) -> list[Watch]:
+    """The OOM watch of the cgroup (``watch``: one opened ahead), its descriptor among ``ours``."""
+    if watch is None and on_oom is not None:
+        watch = cgroup.oom_watch()
     if watch is None:
         return []
     fd, events = watch
     ours.append(fd)
+    if on_oom is None:
+        return []
 
     def fired() -> None:
         if events == select.POLLIN:

@@ -31,6 +31,7 @@ from execdriver.linux import capabilities, read_file, rootfs, signals, syscalls,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
 USERS = b"U"
@@ -242,6 +243,11 @@ def _finish_process(spec: dict[str, Any]) -> None:
         syscalls.set_no_new_privs()
 
 
+# Set in a warm sandbox that reports which pages its last steps wrote
+# (linux/memory.py, pool.py): called right before exec.
+report_pages: Callable[[], None] | None = None
+
+
 def become(spec: dict[str, Any], executable: str, user: users.User, env: dict[str, str]) -> NoReturn:
     """The process's own settings, then exec: shared by the init and exec'd processes."""
     _finish_process(spec)
@@ -253,6 +259,11 @@ def become(spec: dict[str, Any], executable: str, user: users.User, env: dict[st
     _enter_user(user, spec["cwd"], spec)
     if program and spec.get("no_new_privileges"):
         syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
+    if report_pages is not None:
+        try:
+            report_pages()
+        except OSError:
+            pass  # the pool learns from another sandbox
     os.execve(executable, spec["argv"], env)
 
 
@@ -322,7 +333,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         if spec.get("pool"):
             import marshal  # noqa: F401 - likewise, for _wait_for_process
 
-            from execdriver.linux import fdpass  # noqa: F401
+            from execdriver.linux import fdpass, memory  # noqa: F401
         executable, user, env = _prepare(spec, trees, staged)
         if spec.get("terminal"):  # in the container's devpts, now that it is mounted
             terminal.attach(spec["console_socket"], spec.get("console_size"))
@@ -351,6 +362,13 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 known: tuple[str, users.User] | None = (spec["user"], users.resolve(spec["user"]))
             except users.UserError:
                 known = None
+            # The pages the steps after the go will write, written now (linux/memory.py);
+            # or this sandbox reports them. (pool.py asks only where the filter, loaded
+            # now, answers the calls this makes with an errno at worst.)
+            if spec.get("prefault"):
+                memory.populate(spec["prefault"])
+            if spec.get("report_pages"):
+                _report_to(go)
             spec = {**_wait_for_process(go, spec), "seccomp_bpf": None}
             executable, user, env = resolve(spec, known)
         elif spec.get("await_go", True) and os.read(go, 1) != GO:
@@ -358,6 +376,19 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         become(spec, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         fail(status, err, "container init")
+
+
+def _report_to(go: int) -> None:
+    """Before exec, send the driver the pages this sandbox wrote (it reads them once we exec'd)."""
+    from execdriver.linux import memory
+
+    def report() -> None:
+        data = memory.written_ranges()
+        while data:
+            data = data[os.write(go, data):]
+
+    global report_pages
+    report_pages = report
 
 
 def _wait_for_process(go: int, spec: dict[str, Any]) -> dict[str, Any]:

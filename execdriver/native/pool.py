@@ -29,6 +29,7 @@ from execdriver.native.spawn import kill_and_reap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from execdriver.linux.cgroups.base import Manager
@@ -63,12 +64,14 @@ class Sandbox:
     """An idle init, its sync descriptors and its cgroup (under its placeholder name)."""
 
     def __init__(self, launch: Launch, go: Socket, status: int, cgroup: Manager,
-                 launch_spec: dict[str, Any]) -> None:
+                 launch_spec: dict[str, Any], learned: Callable[[bytes], None] | None = None) -> None:
         self.launch = launch
         self.go = go
         self.status = status
         self.cgroup = cgroup
         self.launch_spec = launch_spec
+        self.learned = learned  # takes the pages it reports, if it is to report them (memory.py)
+        self.oom_watch = cgroup.oom_watch()  # opened ahead too; it follows the cgroup's rename
         self.pid_start = process.start_time(launch.pid) or 0  # for the state, read here rather than at hand-out
 
     @property
@@ -99,6 +102,22 @@ class Sandbox:
         fields = {key: launch_spec[key] for key in PROCESS_FIELDS if key != "hostname"}
         fdpass.send_fds(self.go, b"G" + marshal.dumps(fields), list(stdio))
 
+    def collect_report(self) -> None:
+        """Once its process exec'd: the pages it wrote after the go, for the next sandboxes to write ahead."""
+        if self.learned is None:
+            return
+        chunks = []
+        while True:
+            try:
+                chunk = self.go.recv(1 << 16, fdpass.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if chunks:
+            self.learned(b"".join(chunks))
+
     def discard(self) -> None:
         """Kill the idle init and remove what it held."""
         from execdriver.native.state import remove_tree
@@ -115,6 +134,8 @@ class Sandbox:
         self.launch.close()
         self.go.close()
         os.close(self.status)
+        if self.oom_watch is not None:
+            os.close(self.oom_watch[0])
 
 
 def _set_hostname(pid: int, hostname: str) -> None:
@@ -123,8 +144,18 @@ def _set_hostname(pid: int, hostname: str) -> None:
     syscalls.in_namespace_of(pid, "uts", syscalls.CLONE_NEWUTS, lambda: syscalls.sethostname(hostname))
 
 
-def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
-    """Clone an init from ``launch_spec`` (a template's, with placeholder names) and take it to ready."""
+def prepare(spawner: Spawner, launch_spec: dict[str, Any], pages: bytes | None = None,
+            learned: Callable[[bytes], None] | None = None) -> Sandbox:
+    """Clone an init from ``launch_spec`` (a template's, with placeholder names) and take it to ready.
+
+    ``pages``: what its last steps will write, for it to write ahead; else,
+    with ``learned``, it reports them. Neither where its seccomp filter,
+    loaded ahead, might kill the calls this takes (a profile other than the
+    default: see spec.process_security).
+    """
+    if launch_spec.get("seccomp_bpf") and not launch_spec.get("seccomp_lenient"):
+        pages = learned = None
+    extra = {"prefault": pages} if pages else {"report_pages": True} if learned is not None else {}
     from execdriver.native import container, init
 
     cgroup_spec = launch_spec["cgroup"]
@@ -133,7 +164,7 @@ def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
     ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
     status, status_write = os.pipe2(os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    spec = {**launch_spec, "pool": True, "driver_fds": [ours.fileno(), status]}
+    spec = {**launch_spec, **extra, "pool": True, "driver_fds": [ours.fileno(), status]}
     limits = cgroups.Limits(**cgroup_spec["limits"])
     launch = None
     try:
@@ -155,7 +186,7 @@ def prepare(spawner: Spawner, launch_spec: dict[str, Any]) -> Sandbox:
         theirs.close()
         os.close(status_write)
         os.close(null)
-    return Sandbox(launch, ours, status, cgroup, launch_spec)
+    return Sandbox(launch, ours, status, cgroup, launch_spec, learned if not pages else None)
 
 
 class WarmPool:
@@ -170,6 +201,7 @@ class WarmPool:
         self._filler: threading.Thread | None = None
         self._closed = False
         self.errors: list[BaseException] = []
+        self._pages: dict[bytes, bytes] = {}  # shape: the pages its sandboxes write after the go (memory.py)
 
     def warm(self, key: bytes, size: int, template: Any) -> None:
         """Keep ``size`` sandboxes of shape ``key``; ``template()`` gives a fresh template spec. Fills now."""
@@ -185,7 +217,7 @@ class WarmPool:
         for sandbox in surplus:
             sandbox.discard()
         for _ in range(missing):
-            sandbox = prepare(self._spawner, template())
+            sandbox = self._prepare(key, template)
             with self._lock:
                 self._idle.setdefault(key, []).append(sandbox)
 
@@ -224,7 +256,7 @@ class WarmPool:
                 assert key is not None
                 template = self._wanted[key][1]
             try:
-                sandbox = prepare(self._spawner, template())
+                sandbox = self._prepare(key, template)
             except BaseException as err:  # noqa: BLE001 - kept for the caller; the pool stops filling this shape
                 with self._lock:
                     self.errors.append(err)
@@ -238,6 +270,15 @@ class WarmPool:
                     surplus = None
             if surplus is not None:
                 surplus.discard()
+
+    def _prepare(self, key: bytes, template: Any) -> Sandbox:
+        def learned(pages: bytes) -> None:
+            with self._lock:
+                self._pages[key] = pages
+
+        with self._lock:
+            pages = self._pages.get(key)
+        return prepare(self._spawner, template(), pages, learned)
 
     def _short(self) -> bytes | None:
         for key, (size, _) in self._wanted.items():

@@ -290,6 +290,9 @@ def process_security(privileged: bool, security: dict[str, Any], state_dir: str)
 
         cache = os.path.join(os.path.dirname(os.path.abspath(state_dir)), ".seccomp")
         result["seccomp_bpf"] = seccomp.program(profile, caps, cache_dir=cache)
+        # Docker's default profile answers what it denies with an errno, never a kill: a warm
+        # sandbox, whose filter is loaded ahead, may still make calls of its own (pool.prepare).
+        result["seccomp_lenient"] = not profile
     if security.get("no_new_privileges"):
         result["no_new_privileges"] = True
     rlimits = []
