@@ -202,6 +202,7 @@ class WarmPool:
         self._closed = False
         self.errors: list[BaseException] = []
         self._pages: dict[bytes, bytes] = {}  # shape: the pages its sandboxes write after the go (memory.py)
+        self._preparing: bytes | None = None  # the shape the filler is making a sandbox of
 
     def warm(self, key: bytes, size: int, template: Any) -> None:
         """Keep ``size`` sandboxes of shape ``key``; ``template()`` gives a fresh template spec. Fills now."""
@@ -210,6 +211,8 @@ class WarmPool:
                 self._wanted[key] = (size, template)
             else:
                 self._wanted.pop(key, None)
+            while self._preparing == key and len(self._idle.get(key, ())) >= size:
+                self._wake.wait()  # the filler's sandbox of this shape, which it then keeps or removes
             idle = self._idle.setdefault(key, [])
             surplus = idle[size:]
             del idle[size:]
@@ -255,21 +258,25 @@ class WarmPool:
                 key = self._short()
                 assert key is not None
                 template = self._wanted[key][1]
+                self._preparing = key
+            surplus: Sandbox | None = None
             try:
                 sandbox = self._prepare(key, template)
+                with self._lock:
+                    if self._closed or key not in self._wanted:
+                        surplus = sandbox
+                    else:
+                        self._idle.setdefault(key, []).append(sandbox)
+                if surplus is not None:
+                    surplus.discard()
             except BaseException as err:  # noqa: BLE001 - kept for the caller; the pool stops filling this shape
                 with self._lock:
                     self.errors.append(err)
                     self._wanted.pop(key, None)
-                continue
-            with self._lock:
-                if self._closed or key not in self._wanted:
-                    surplus: Sandbox | None = sandbox
-                else:
-                    self._idle.setdefault(key, []).append(sandbox)
-                    surplus = None
-            if surplus is not None:
-                surplus.discard()
+            finally:
+                with self._lock:
+                    self._preparing = None
+                    self._wake.notify_all()  # warm() may wait for this shape
 
     def _prepare(self, key: bytes, template: Any) -> Sandbox:
         def learned(pages: bytes) -> None:

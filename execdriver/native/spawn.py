@@ -177,9 +177,12 @@ def profile(spec: dict[str, Any]) -> bytes:
 
     ``flags:capability mask:last capability``, in decimal; empty for a spec
     that joins a pid namespace or has a user namespace, which no blank init
-    staged ahead can serve.
+    staged ahead can serve. Empty for a warm sandbox too: it is made ahead
+    itself, and had it taken the blank, the server would make the next
+    blank just when a container is likely to take the sandbox.
     """
-    if spec.get("exec_into") or any(nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
+    if spec.get("exec_into") or spec.get("pool") or any(
+            nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
         return b""
     if spec["clone_flags"] & syscalls.CLONE_NEWUSER:
         return b""  # its mappings are its own: no blank made ahead could have them
