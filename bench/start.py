@@ -13,8 +13,10 @@ mount namespace of its own, where /dev/null is bound over
 /sys/fs/cgroup/unified/cgroup.controllers: crun 1.8 refuses this machine's
 hybrid cgroup layout otherwise. The host is left untouched.
 
-What each runtime does differs: runc and crun also create cgroups, which
-execdriver's run path does not do yet.
+All three make the same namespaces (runc's default spec: pid, ipc, uts,
+mount, network) and a cgroup in every v1 hierarchy. runc's default spec
+has no seccomp filter; execdriver's API and CLI load Docker's default
+profile (0.3-0.4 ms of each start here).
 """
 
 from __future__ import annotations
