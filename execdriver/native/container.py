@@ -116,12 +116,6 @@ def _adopt(sandbox: Sandbox, handles: _Handles) -> Launch:
     return sandbox.launch
 
 
-def _take_name(sandbox: Sandbox, cgroup_path: str) -> bool:
-    """The sandbox's cgroup takes the id's name (True): the name the state gives, and run removes."""
-    cgroups.rename(sandbox.cgroup, cgroup_path)
-    return True
-
-
 def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
               state: State, cgroup: Manager, handles: _Handles,
               on_oom: Callable[[], None] | None = None) -> tuple[Launch, list[Watch]]:
@@ -311,8 +305,10 @@ def run(
             launch = _adopt(sandbox, handles)
             prepared, sandbox.oom_watch = sandbox.oom_watch, None  # the run's descriptor now
             watches = _oom_watches(sandbox.cgroup, on_oom, handles.fds, prepared)
-            # Before the go, so that the container never sees its cgroup under another name.
-            named = _take_name(sandbox, cgroup_spec["path"])
+            # The id's name, which the state gives and the end removes: before the
+            # go, so that the container never sees its cgroup under another.
+            cgroups.rename(sandbox.cgroup, cgroup_spec["path"])
+            named = True
         else:
             launch, watches = _bring_up(store, spawner, {**launch_spec, "await_go": await_go},  # 2-5
                                         stdio, state, cgroup, handles, on_oom)

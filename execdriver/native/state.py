@@ -353,7 +353,8 @@ def remove_spares(root: str, pid: int = 0, dead_only: bool = False) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        owner = int(name[len(_SPARE):].partition("-")[0] or 0)
+        owner_text = name[len(_SPARE):].partition("-")[0]
+        owner = int(owner_text) if owner_text.isdigit() else 0
         if (pid and owner != pid) or (dead_only and (owner == os.getpid() or os.path.exists(f"/proc/{owner}"))):
             continue
         remove_tree(os.path.join(root, name))
