@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
 
+    from execdriver.linux.fdpass import Socket
+
 USERS = b"U"
 CGROUP = b"C"
 READY = b"R"
@@ -78,11 +80,13 @@ def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str) -> tupl
     return resolve(spec)
 
 
-def resolve(spec: dict[str, Any],
-            known: tuple[str, users.User] | None = None) -> tuple[str, users.User, dict[str, str]]:
+def resolve(spec: dict[str, Any], known: tuple[str, users.User] | None = None,
+            program: tuple[list[str], str] | None = None) -> tuple[str, users.User, dict[str, str]]:
     """The program, user and environment, looked up in the container's root.
 
-    ``known``: a user name already resolved (a warm sandbox's), and what it is.
+    ``known``: a user name already resolved (a warm sandbox's), and what it
+    is; ``program``: argv[0] and the environment it was looked up with, and
+    the executable found.
     """
     try:
         user = known[1] if known is not None and known[0] == spec["user"] else users.resolve(spec["user"])
@@ -101,6 +105,8 @@ def resolve(spec: dict[str, Any],
         except OSError as err:
             raise InitError(f"working directory {cwd}: {err.strerror}") from None
     environ = dict(entry.split("=", 1) for entry in env)
+    if program is not None and program[0] == spec["argv"][:1] + spec["env"]:
+        return program[1], user, environ  # (gone since? execve says so)
     return _find_executable(spec["argv"][0], env), user, environ
 
 
@@ -226,15 +232,18 @@ def detach(clone_flags: int, pdeathsig: bool = True) -> None:
         syscalls.loopback_up()
 
 
-def _finish_process(spec: dict[str, Any]) -> None:
-    """The process attributes an OCI config may set, just before exec."""
-    for resource, soft, hard in spec.get("rlimits", ()):
-        syscalls.setrlimit(resource, soft, hard)
-    wanted = spec.get("oom_score_adj")
+def _set_oom_score_adj(wanted: int | None) -> None:
     if wanted is not None:
         current = int(read_file("/proc/self/oom_score_adj"))
         if current != wanted:  # (in a user namespace the runtime wrote the init's: _map_users)
             rootfs.proc_write("/proc/self/oom_score_adj", str(wanted))
+
+
+def _finish_process(spec: dict[str, Any]) -> None:
+    """The process attributes an OCI config may set, just before exec."""
+    for resource, soft, hard in spec.get("rlimits", ()):
+        syscalls.setrlimit(resource, soft, hard)
+    _set_oom_score_adj(spec.get("oom_score_adj"))
     if spec.get("apparmor_profile"):
         # Takes effect at exec (the kernel's AppArmor interface, as runc writes it).
         attr = "/proc/self/attr/apparmor/exec"
@@ -333,7 +342,7 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         if spec.get("pool"):
             import marshal  # noqa: F401 - likewise, for _wait_for_process
 
-            from execdriver.linux import fdpass, memory  # noqa: F401
+            from execdriver.linux import fdpass, memory
         executable, user, env = _prepare(spec, trees, staged)
         if spec.get("terminal"):  # in the container's devpts, now that it is mounted
             terminal.attach(spec["console_socket"], spec.get("console_size"))
@@ -358,10 +367,16 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 syscalls.set_no_new_privs()
             if spec.get("seccomp_bpf"):
                 syscalls.seccomp_set_filter(spec["seccomp_bpf"])
-            try:  # the template's user, most likely the container's too
+            try:  # the template's user and program, most likely the container's too
                 known: tuple[str, users.User] | None = (spec["user"], users.resolve(spec["user"]))
             except users.UserError:
                 known = None
+            try:
+                program: tuple[list[str], str] | None = (spec["argv"][:1] + spec["env"],
+                                                        _find_executable(spec["argv"][0], spec["env"]))
+            except InitError:
+                program = None
+            _set_oom_score_adj(spec.get("oom_score_adj"))  # part of the shape: the same for its container
             # The pages the steps after the go will write, written now (linux/memory.py);
             # or this sandbox reports them. (pool.py asks only where the filter, loaded
             # now, answers the calls this makes with an errno at worst.)
@@ -369,8 +384,9 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 memory.populate(spec["prefault"])
             if spec.get("report_pages"):
                 _report_to(go)
-            spec = {**_wait_for_process(go, spec), "seccomp_bpf": None}
-            executable, user, env = resolve(spec, known)
+            with fdpass.borrow(go) as channel:  # made ahead: its system calls are not the container's wait
+                spec = {**_wait_for_process(channel, spec), "seccomp_bpf": None, "oom_score_adj": None}
+            executable, user, env = resolve(spec, known, program)
         elif spec.get("await_go", True) and os.read(go, 1) != GO:
             os._exit(1)  # (with nothing for the driver to do first, it sends no go: on at once)
         become(spec, executable, user, env)
@@ -391,7 +407,7 @@ def _report_to(go: int) -> None:
     report_pages = report
 
 
-def _wait_for_process(go: int, spec: dict[str, Any]) -> dict[str, Any]:
+def _wait_for_process(channel: Socket, spec: dict[str, Any]) -> dict[str, Any]:
     """A warm sandbox (pool.py), ready but for its process: it comes with the go, and its stdio.
 
     ``G`` + the process's fields in marshal's format (argv, env, user,
@@ -401,8 +417,7 @@ def _wait_for_process(go: int, spec: dict[str, Any]) -> dict[str, Any]:
 
     from execdriver.linux import fdpass
 
-    with fdpass.borrow(go) as channel:
-        message, fds = fdpass.recv_fds(channel, 1 << 20, 3)
+    message, fds = fdpass.recv_fds(channel, 1 << 20, 3)
     if not message.startswith(GO) or len(fds) != 3:
         os._exit(1)
     for target, fd in enumerate(fds):
