@@ -116,11 +116,15 @@ def _own_pages(pid: int, ranges: bytes) -> tuple[int, int]:
     return own, total
 
 
+def _true(name: str, rootfs: Path, seccomp_profile: str) -> Command:
+    return Command(id=name, rootfs=str(rootfs), seccomp_profile=seccomp_profile,
+                   process_config=ProcessConfig(entrypoint="true"))
+
+
 def test_a_pool_learns_what_its_sandboxes_write_after_the_go_and_the_next_write_it_ahead(
         driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     def plain(name: str) -> Command:
-        return Command(id=name, rootfs=str(busybox_rootfs), seccomp_profile="unconfined",
-                       process_config=ProcessConfig(entrypoint="true"))
+        return _true(name, busybox_rootfs, "unconfined")
 
     driver.warm(plain("template"), 1)
     status, _, _ = run(driver, plain(cid))
@@ -144,8 +148,7 @@ def test_a_pool_whose_filter_might_kill_learns_nothing(driver: NativeDriver, bus
                                                       cid: str) -> None:
     # A profile of the caller's own: its sandbox loads it ahead, then must make no call of ours.
     def strict(name: str) -> Command:
-        return Command(id=name, rootfs=str(busybox_rootfs), seccomp_profile='{"defaultAction": "SCMP_ACT_ALLOW"}',
-                       process_config=ProcessConfig(entrypoint="true"))
+        return _true(name, busybox_rootfs, '{"defaultAction": "SCMP_ACT_ALLOW"}')
 
     driver.warm(strict("template"), 1)
     status, _, _ = run(driver, strict(cid))
