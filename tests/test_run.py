@@ -729,3 +729,17 @@ def test_the_directories_a_killed_program_kept_are_removed(fork_server: bool, bu
         assert _spares(state_root)
         NativeDriver(root=str(state_root), fork_server=False).close()
         assert _spares(state_root) == []
+
+
+def test_two_drivers_of_one_program_keep_their_directories_apart(busybox_rootfs: Path, state_root: Path) -> None:
+    first, second = NativeDriver(root=str(state_root)), NativeDriver(root=str(state_root))
+    try:
+        for round_ in range(3):
+            for index, native in enumerate((first, second)):
+                status, out, _ = run(native, shell(f"two-{round_}-{index}", busybox_rootfs, "echo $((6 * 7))"))
+                assert status.exit_code == 0 and out == "42\n"
+        assert len(_spares(state_root)) == 2  # one kept by each, under names of their own
+    finally:
+        first.close()
+        second.close()
+    assert _spares(state_root) == []

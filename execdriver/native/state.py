@@ -83,6 +83,7 @@ def check_id(container_id: str) -> None:
 
 
 _SPARE = ".spare-"  # <root>/.spare-<pid>-<n>: an id's directory kept by process <pid> for its next claim
+_spares_made = [0]  # across the process's stores: two drivers may share a root
 
 
 class StateStore:
@@ -257,7 +258,8 @@ class StateStore:
 
                 atexit.register(self.close)
             self._made += 1
-            spare = os.path.join(self.root, f"{_SPARE}{os.getpid()}-{self._made}")
+            _spares_made[0] += 1
+            spare = os.path.join(self.root, f"{_SPARE}{os.getpid()}-{_spares_made[0]}")
             os.rename(directory, spare)
         except OSError:
             return False
