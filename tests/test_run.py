@@ -743,3 +743,18 @@ def test_two_drivers_of_one_program_keep_their_directories_apart(busybox_rootfs:
         first.close()
         second.close()
     assert _spares(state_root) == []
+
+
+def test_a_fork_of_the_program_leaves_the_drivers_directories_alone(driver: NativeDriver, busybox_rootfs: Path,
+                                                                    state_root: Path) -> None:
+    run(driver, shell(f"f-{uuid.uuid4().hex[:10]}", busybox_rootfs, "true"))
+    kept = _spares(state_root)
+    assert kept
+    child = os.fork()
+    if child == 0:  # as a fork's atexit would: the store it copied closes
+        try:
+            driver._store.close()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    assert _spares(state_root) == kept

@@ -267,12 +267,16 @@ class StateStore:
         return True
 
     def close(self) -> None:
-        """Remove the spares: this store's, and any whose process is gone."""
+        """Remove the spares: this store's, and any whose process is gone.
+
+        In a fork of the program (its atexit) the spares are the parent's: left to it.
+        """
         if not os.path.isdir(self.root):
             return
         with self._locked():
-            while self._spares:
-                remove_tree(self._spares.pop())
+            if self._spares and os.path.basename(self._spares[0]).startswith(f"{_SPARE}{os.getpid()}-"):
+                while self._spares:
+                    remove_tree(self._spares.pop())
             remove_spares(self.root, dead_only=True)
 
     def locked(self, container_id: str) -> _IdLock:
