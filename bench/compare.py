@@ -74,7 +74,7 @@ def serve(tree: str, rootfs: str, profile: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("base", help="git revision of the first version")
+    parser.add_argument("base", nargs="?", default="", help="git revision of the first version")
     parser.add_argument("new", nargs="?", default="", help="git revision of the second (default: working tree)")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--block", type=int, default=15, help="starts per turn")
@@ -84,6 +84,8 @@ def main() -> None:
     if args.serve:
         serve(args.serve[0], args.serve[1], args.profile)
         return
+    if not args.base:
+        parser.error("BASE: a git revision to compare against")
     sys.path.insert(0, str(REPO))
     from tests.images import make_busybox_rootfs
 
@@ -95,7 +97,7 @@ def main() -> None:
         for name, revision in (("base", args.base), ("new", args.new)):
             tree = export(revision, work / name)
             workers[name] = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(tree), str(rootfs), "--profile", args.profile, "-"],
+                [sys.executable, __file__, "--serve", str(tree), str(rootfs), "--profile", args.profile],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         samples: dict[str, list[float]] = {name: [] for name in workers}
         for round_ in range(args.rounds):

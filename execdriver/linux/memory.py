@@ -2,8 +2,8 @@
 
 A clone shares its parent's pages until one of the two writes one; that
 first write copies the page (3.2 us on this machine). A warm sandbox
-(native/pool.py) copies some hundred pages of the fork server's between its
-go and its exec, while its container waits: the Python code of those last
+(native/pool.py) copied some twenty pages of the fork server's between its
+go and its exec, while its container waited: the Python code of those last
 steps touches them. The pages are the same in every sandbox of a pool (each
 is a clone of the same server), so a pool learns them from one sandbox,
 which reports just before it execs what it holds alone (``written_ranges``),

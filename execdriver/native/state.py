@@ -153,9 +153,10 @@ class StateStore:
     def write_claim(self, state: State) -> None:
         """The first state of a claim made without a process: written, the flock is let go.
 
-        No rename: a reader sees no state or this one (an empty file reads
-        as none), and creators, the only readers who act on it, hold the
-        root lock and find the flock held until the write is done.
+        Until it is written a reader finds no state: no file, an empty one,
+        or a spare's state of another id, all read as none. Creators, the
+        only readers who act on that, hold the root lock and find the flock
+        held until the write is done.
         """
         claim = self._claims.pop(state.id, None)
         if claim is None:
