@@ -6,6 +6,13 @@ As an engine's shim does it: this process is a child subreaper, so the
 container's init, orphaned when ``create`` exits, becomes its child and is
 waited for. Every runtime uses the same bundle (runc's default config,
 running ``true``). Medians, and the target: at most 0.6 of runc's time.
+
+Beside them, in the same blocks, the floor under any CLI whose commands
+are Python programs (bench/start.py's python_floor): three interpreter
+starts that run nothing (``python3 -I -S -c pass``, as the installed
+command starts), one each for create, start and delete, plus crun's
+time less three of crun's own process starts (``crun --version``). A
+target below that floor is out of reach of our CLI, whatever its code.
 """
 
 from __future__ import annotations
@@ -23,7 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.start import CLI, call, fresh_cli, make_bundle, print_table, private_mount_namespace, sample_in_blocks
+from bench.start import (
+    BARE_INTERPRETER,
+    CLI,
+    CRUN_NOOP,
+    call,
+    fresh_cli,
+    make_bundle,
+    print_table,
+    private_mount_namespace,
+    python_floor,
+    sample_in_blocks,
+    starts,
+)
 
 
 def become_subreaper() -> None:
@@ -59,17 +78,23 @@ def main() -> None:
             "execdriver": cycle([CLI, "--root", str(work / "execdriver")], bundle, work),
             "runc": cycle(["runc", "--root", str(work / "runc")], bundle, work),
             "crun": cycle(["crun", "--root", str(work / "crun")], bundle, work),
+            "python3 -IS -c pass x3": starts(BARE_INTERPRETER, 3),
+            "crun --version x3": starts(CRUN_NOOP, 3),
         }
         for action in cases.values():
             action()
         samples = sample_in_blocks(cases, args.runs, args.block)
         print(f"create + start + wait + delete of `true`, {len(samples['runc'])} runs each, "
               f"in blocks of {max(1, min(args.block, args.runs))} (ms)")
-        print_table(samples, 12)
+        print_table(samples, 24)
         ours, runc = statistics.median(samples["execdriver"]), statistics.median(samples["runc"])
         print(f"  execdriver / runc: {ours / runc:.2f}   execdriver / crun: "
               f"{ours / statistics.median(samples['crun']):.2f}")
         print(f"  target <= 0.6 x runc: {'met' if ours <= 0.6 * runc else 'NOT met'}")
+        median = {name: statistics.median(values) for name, values in samples.items()}
+        floor = python_floor(median["python3 -IS -c pass x3"], median["crun"], median["crun --version x3"])
+        print(f"  floor of a Python CLI (3 interpreter starts + crun less its 3 starts): {floor:.2f} = "
+              f"{floor / runc:.2f} x runc; the target is {'above' if 0.6 * runc > floor else 'below'} it")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,6 +11,15 @@ Rows (targets from the issue):
   6. exec of `true` into a running container                 faster than crun
   7. CLI peak RSS                                            <= runc
 
+Rows 1, 2, 5 and 6 run CLI commands, and each command of ours is a Python
+program. Below each, from the same run, its floor (bench/start.py's
+python_floor): as many interpreter starts running nothing (``python3 -I
+-S -c pass``, as the installed command starts) as the row has commands,
+plus crun's time less as many of crun's own process starts (``crun
+--version``), which leaves the kernel's work for the containers as fast
+as C has it done. A target below its floor is out of reach of a CLI of
+Python commands, whatever its code.
+
 The raw clone floor is one clone() with every namespace flag, a bind of the
 rootfs, pivot_root and exec of `true`, from this single-threaded process:
 what no runtime can beat on this machine. Row 4 times Driver.run from the
@@ -38,12 +47,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lifecycle import become_subreaper, cycle
-from bench.start import CLI, call, fresh_cli, make_bundle, private_mount_namespace, sample_in_blocks
+from bench.start import (
+    BARE_INTERPRETER,
+    CLI,
+    CRUN_NOOP,
+    call,
+    fresh_cli,
+    make_bundle,
+    private_mount_namespace,
+    python_floor,
+    sample_in_blocks,
+    starts,
+)
 from execdriver import Command, Pipes, ProcessConfig
 from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
 
 RUNTIMES = ("execdriver", "runc", "crun")
+NOOPS = {"python": BARE_INTERPRETER, "crun-noop": CRUN_NOOP}  # the floors' commands
 
 
 def base(runtime: str, work: Path) -> list[str]:
@@ -80,9 +101,12 @@ def peak_rss(argv: list[str]) -> float:
 
 
 def fifty(runtime: str, work: Path, bundle: Path) -> float:
-    """50 `run`s of `true`, 8 at a time: total ms."""
+    """50 `run`s of `true`, 8 at a time: total ms (or 50 of a floor's no-op commands)."""
     def one(_: int) -> None:
-        call([*base(runtime, work), "run", "--bundle", str(bundle), f"f-{uuid.uuid4().hex[:10]}"])
+        if runtime in NOOPS:
+            call(NOOPS[runtime])
+        else:
+            call([*base(runtime, work), "run", "--bundle", str(bundle), f"f-{uuid.uuid4().hex[:10]}"])
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -109,6 +133,18 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def floor_row(medians: dict[str, float], target: float) -> tuple[str, str, str, str, str]:
+    """The floor under a CLI row (medians of "python", "crun" and "crun-noop"), and where its target lies."""
+    floor = python_floor(medians["python"], medians["crun"], medians["crun-noop"])
+    where = "above it" if target > floor else "BELOW it: out of reach of Python commands"
+    return ("  floor of a Python CLI", f"{floor:.2f}", "", "", f"target {target:.2f} is {where}")
+
+
+def floor_cases(count: int) -> dict[str, Callable[[], None]]:
+    """The no-op commands of a row's floor, ``count`` of each per sample."""
+    return {name: starts(argv, count) for name, argv in NOOPS.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=40)
@@ -129,7 +165,7 @@ def main() -> None:
         def cli_run(name: str) -> Callable[[], None]:
             return lambda: call([*base(name, work), "run", "--bundle", str(bundle), f"r-{uuid.uuid4().hex[:10]}"])
 
-        runs = {name: cli_run(name) for name in RUNTIMES}
+        runs = {**{name: cli_run(name) for name in RUNTIMES}, **floor_cases(1)}
         for run in runs.values():
             run()
         run_samples = sample_in_blocks(runs, args.runs, args.block, warmup=1)
@@ -137,9 +173,10 @@ def main() -> None:
         rows.append(("CLI run of true", *_three(run_ms),
                      f"x{run_ms['execdriver'] / run_ms['crun']:.2f} crun (<= 1.5): "
                      f"{verdict(run_ms['execdriver'] <= 1.5 * run_ms['crun'])}"))
+        rows.append(floor_row(run_ms, 1.5 * run_ms["crun"]))
 
         # 2. lifecycle
-        cycles = {name: cycle(base(name, work), bundle, work) for name in RUNTIMES}
+        cycles = {**{name: cycle(base(name, work), bundle, work) for name in RUNTIMES}, **floor_cases(3)}
         for go in cycles.values():
             go()
         life = {name: statistics.median(values)
@@ -147,6 +184,7 @@ def main() -> None:
         rows.append(("create+start+wait+delete", *_three(life),
                      f"x{life['execdriver'] / life['runc']:.2f} runc (<= 0.6): "
                      f"{verdict(life['execdriver'] <= 0.6 * life['runc'])}"))
+        rows.append(floor_row(life, 0.6 * life["runc"]))
 
         # 3. API start-to-exit, in process, and the raw clone floor
         with NativeDriver(root=str(work / "api")) as driver:
@@ -167,10 +205,12 @@ def main() -> None:
             rows.append(("API warm start, to exec", f"{pool_ms:.2f}", "", "", f"< 1 ms: {verdict(pool_ms < 1)}"))
 
         # 5. fifty, 8 at a time
-        totals = {name: statistics.median([fifty(name, work, bundle) for _ in range(3)]) for name in RUNTIMES}
+        totals = {name: statistics.median([fifty(name, work, bundle) for _ in range(3)])
+                  for name in (*RUNTIMES, *NOOPS)}
         rows.append(("50 runs, 8 at a time (total)", *_three(totals),
                      f"x{totals['execdriver'] / totals['crun']:.2f} crun (<= 1): "
                      f"{verdict(totals['execdriver'] <= totals['crun'])}"))
+        rows.append(floor_row(totals, totals["crun"]))
 
         # 6. exec
         targets = {name: ExecTarget(name, work, sleeper) for name in RUNTIMES}
@@ -178,13 +218,15 @@ def main() -> None:
             for target in targets.values():
                 target.exec()
             execs = {name: statistics.median(values) for name, values in sample_in_blocks(
-                {name: target.exec for name, target in targets.items()}, args.runs, args.block).items()}
+                {**{name: target.exec for name, target in targets.items()}, **floor_cases(1)},
+                args.runs, args.block).items()}
         finally:
             for target in targets.values():
                 target.close()
         rows.append(("exec of true", *_three(execs),
                      f"x{execs['execdriver'] / execs['crun']:.2f} crun (< 1): "
                      f"{verdict(execs['execdriver'] < execs['crun'])}"))
+        rows.append(floor_row(execs, execs["crun"]))
 
         # 7. peak RSS of `run`
         rss = {name: statistics.median([peak_rss([*base(name, work), "run", "--bundle", str(bundle),
@@ -202,7 +244,8 @@ def main() -> None:
         if args.png:
             from bench.png import distributions
 
-            distributions("cli run of true: execdriver, runc, crun", run_samples, args.png)
+            distributions("cli run of true: execdriver, runc, crun",
+                          {name: run_samples[name] for name in RUNTIMES}, args.png)
             print(f"wrote {args.png}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

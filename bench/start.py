@@ -42,6 +42,11 @@ from execdriver.native.driver import NativeDriver
 from tests.images import make_busybox_rootfs
 
 CLI = str(Path(sys.executable).parent / "execdriver")
+# The interpreter the installed command starts (its shebang), and how: what
+# every CLI command costs before the first line of ours runs.
+BARE_INTERPRETER = [str(Path(sys.executable).parent / "python3"), "-I", "-S", "-c", "pass"]
+# crun's own process start (dynamic loading, glibc's start-up), without a container.
+CRUN_NOOP = ["crun", "--version"]
 
 
 def fresh_cli() -> None:
@@ -71,6 +76,25 @@ def make_bundle(directory: Path, args: list[str] | None = None) -> Path:
 def call(argv: list[str]) -> None:
     """Run a CLI step of a benchmark; its output is not the point."""
     subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+
+
+def starts(argv: list[str], count: int) -> Callable[[], None]:
+    """``count`` runs of ``argv``, one after another."""
+    def go() -> None:
+        for _ in range(count):
+            call(argv)
+    return go
+
+
+def python_floor(interpreters: float, crun: float, crun_noops: float) -> float:
+    """The least that any CLI of Python commands can take for what crun did in ``crun`` ms.
+
+    Its interpreter starts (``interpreters``: as many as crun had
+    processes, each running nothing), plus crun's time less crun's own
+    process starts (``crun_noops``): the kernel's work for the container,
+    as fast as crun's C has it done.
+    """
+    return interpreters + crun - crun_noops
 
 
 def timed(action: Callable[[], object]) -> float:
