@@ -88,6 +88,22 @@ def test_run_in_the_foreground(runtime: Runtime, bundle: Callable[..., Path], ci
     assert runtime("list", "-q").stdout.strip() == ""  # deleted after it exited
 
 
+def test_the_cgroup_mount_shows_the_containers_own_cgroup_read_only(runtime: Runtime, bundle: Callable[..., Path],
+                                                                    cid: str) -> None:
+    # The init builds its rootfs while the runtime makes the cgroup, and
+    # waits for it at the cgroup mount: by then it must be in it.
+    mounts = [m["type"] for m in default_config()["mounts"]]
+    assert mounts[-1] == "cgroup"  # runc's default config ends with it
+    directory = bundle(["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max; grep :pids: /proc/self/cgroup; "
+                                    "mkdir /sys/fs/cgroup/pids/escape && echo writable"],
+                       lambda c: c["linux"].update(resources={"pids": {"limit": 37}}))
+    result = runtime("run", "--bundle", str(directory), cid, check=False)
+    assert result.returncode == 1, result.stderr
+    limit, membership = result.stdout.splitlines()
+    assert limit == "37" and membership.endswith(f":pids:/execdriver/{cid}")
+    assert "Read-only file system" in result.stderr
+
+
 def test_create_start_state_kill_delete(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
                                         cid: str) -> None:
     directory = bundle(["sleep", "60"])

@@ -40,6 +40,7 @@ from execdriver.linux.syscalls import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # The devices every container gets in its /dev (runc's default set):
@@ -442,7 +443,8 @@ def can_use_staged(spec: dict[str, Any]) -> bool:
     return list(spec["mounts"][: len(standard)]) == standard and list(spec["devices"] or ()) == list(DEFAULT_DEVICES)
 
 
-def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = "") -> None:
+def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = "",
+          cgroup_ready: Callable[[], None] | None = None) -> None:
     """Assemble the rootfs that ``spec`` describes and pivot into it.
 
     The caller has made every mount private (init.run): nothing mounted here
@@ -451,6 +453,9 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
     in the host's mount namespace: a blank init, whose namespace is older than
     the spec, attaches them and so sees the host as it is now. ``staged``:
     the directory where the standard filesystems wait (stage()), to move in.
+    ``cgroup_ready`` is called before the first cgroup mount, which needs
+    the container's cgroup: until then the rootfs is built while the
+    driver makes the cgroup.
     """
     root: str = spec["mountpoint"]
     pending = list(trees or ())
@@ -479,6 +484,9 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
         mounts = mounts[len(default_mounts()):]
     for entry in mounts:
         if entry[2] == "cgroup":
+            if cgroup_ready is not None:  # it shows the container's cgroup: that must exist now
+                cgroup_ready()
+                cgroup_ready = None
             _mount_cgroup(root, entry, spec["cgroup"])
         elif entry[3] & MS_BIND and pending:
             _mount_entry(root, entry, pending.pop(0))

@@ -66,9 +66,10 @@ def _find_executable(name: str, env: list[str]) -> str:
     raise InitError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str) -> tuple[str, users.User, dict[str, str]]:
+def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str,
+             cgroup_ready: Callable[[], None]) -> tuple[str, users.User, dict[str, str]]:
     try:
-        rootfs.setup(spec, trees, staged if staged and rootfs.can_use_staged(spec) else "")
+        rootfs.setup(spec, trees, staged if staged and rootfs.can_use_staged(spec) else "", cgroup_ready)
     except (OSError, rootfs.RootfsError) as err:
         raise InitError(f"rootfs: {err}") from None
     if spec.get("domainname"):
@@ -333,17 +334,30 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             except OSError as err:
                 raise InitError(f"rootfs: {err}") from None
         take_stdio(stdio, spec.get("preserve_fds", 0))
-        if spec.get("cgroup_mount"):  # the cgroup is mounted in the rootfs: it must exist first
+        joined: list[bool] = []
+
+        def join_cgroup() -> None:
+            """Wait until the driver has made the cgroup, and join it: as late as can be.
+
+            While the driver makes it, the rootfs is built; a cgroup mount,
+            which shows the cgroup, waits for it (rootfs.setup calls this
+            there); without one, the init joins once its rootfs is done.
+            """
             if os.read(go, 1) != CGROUP:
                 os._exit(1)
-            _join_cgroup(hierarchies, spec["cgroup"]["join"])
+            try:
+                _join_cgroup(hierarchies, spec["cgroup"]["join"])
+            except OSError as err:
+                raise InitError(f"cgroup: {err.strerror or err}") from None
+            joined.append(True)
+
         if spec.get("terminal"):
             from execdriver.linux import terminal  # now: after the pivot the package is out of sight
         if spec.get("pool"):
             import marshal  # noqa: F401 - likewise, for _wait_for_process
 
             from execdriver.linux import fdpass, memory
-        executable, user, env = _prepare(spec, trees, staged)
+        executable, user, env = _prepare(spec, trees, staged, join_cgroup)
         if spec.get("terminal"):  # in the container's devpts, now that it is mounted
             terminal.attach(spec["console_socket"], spec.get("console_size"))
         # Out of the bounding set now, while the driver still works on the
@@ -351,10 +365,8 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
         # init needs until exec.
         if not detached:
             capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
-        if not spec.get("cgroup_mount"):
-            if os.read(go, 1) != CGROUP:
-                os._exit(1)
-            _join_cgroup(hierarchies, spec["cgroup"]["join"])
+        if not joined:
+            join_cgroup()
         os.write(status, READY)
         if fifo >= 0:
             _wait_for_start(fifo)

@@ -394,7 +394,6 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         "propagation": PROPAGATION.get(_get(linux, "rootfsPropagation", str, "linux", ""), 0),
         # An OCI container outlives the command that created it.
         "pdeathsig": False,
-        "cgroup_mount": any(entry[2] == "cgroup" for entry in mounts),
         "seccomp_bpf": _seccomp(linux),
     })
     return base
