@@ -10,9 +10,10 @@ running ``true``). Medians, and the target: at most 0.6 of runc's time.
 Beside them, in the same blocks, the floor under any CLI whose commands
 are Python programs (bench/start.py's python_floor): three interpreter
 starts that run nothing (``python3 -I -S -c pass``, as the installed
-command starts), one each for create, start and delete, plus crun's
-time less three of crun's own process starts (``crun --version``). A
-target below that floor is out of reach of our CLI, whatever its code.
+command starts; the table's "python" row), one each for create, start
+and delete, plus crun's time less three of crun's own process starts
+(``crun --version``, "crun-noop"). A target below that floor is out of
+reach of our CLI, whatever its code.
 """
 
 from __future__ import annotations
@@ -31,17 +32,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.start import (
-    BARE_INTERPRETER,
     CLI,
-    CRUN_NOOP,
     call,
+    floor_cases,
     fresh_cli,
     make_bundle,
     print_table,
     private_mount_namespace,
     python_floor,
     sample_in_blocks,
-    starts,
 )
 
 
@@ -78,8 +77,7 @@ def main() -> None:
             "execdriver": cycle([CLI, "--root", str(work / "execdriver")], bundle, work),
             "runc": cycle(["runc", "--root", str(work / "runc")], bundle, work),
             "crun": cycle(["crun", "--root", str(work / "crun")], bundle, work),
-            "python3 -IS -c pass x3": starts(BARE_INTERPRETER, 3),
-            "crun --version x3": starts(CRUN_NOOP, 3),
+            **floor_cases(3),
         }
         for action in cases.values():
             action()
@@ -91,8 +89,7 @@ def main() -> None:
         print(f"  execdriver / runc: {ours / runc:.2f}   execdriver / crun: "
               f"{ours / statistics.median(samples['crun']):.2f}")
         print(f"  target <= 0.6 x runc: {'met' if ours <= 0.6 * runc else 'NOT met'}")
-        median = {name: statistics.median(values) for name, values in samples.items()}
-        floor = python_floor(median["python3 -IS -c pass x3"], median["crun"], median["crun --version x3"])
+        floor = python_floor({name: statistics.median(values) for name, values in samples.items()})
         print(f"  floor of a Python CLI (3 interpreter starts + crun less its 3 starts): {floor:.2f} = "
               f"{floor / runc:.2f} x runc; the target is {'above' if 0.6 * runc > floor else 'below'} it")
     finally:

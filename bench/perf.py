@@ -48,23 +48,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lifecycle import become_subreaper, cycle
 from bench.start import (
-    BARE_INTERPRETER,
     CLI,
-    CRUN_NOOP,
+    FLOOR_COMMANDS,
     call,
+    floor_cases,
     fresh_cli,
     make_bundle,
     private_mount_namespace,
     python_floor,
     sample_in_blocks,
-    starts,
 )
 from execdriver import Command, Pipes, ProcessConfig
 from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
 
 RUNTIMES = ("execdriver", "runc", "crun")
-NOOPS = {"python": BARE_INTERPRETER, "crun-noop": CRUN_NOOP}  # the floors' commands
 
 
 def base(runtime: str, work: Path) -> list[str]:
@@ -103,8 +101,8 @@ def peak_rss(argv: list[str]) -> float:
 def fifty(runtime: str, work: Path, bundle: Path) -> float:
     """50 `run`s of `true`, 8 at a time: total ms (or 50 of a floor's no-op commands)."""
     def one(_: int) -> None:
-        if runtime in NOOPS:
-            call(NOOPS[runtime])
+        if runtime in FLOOR_COMMANDS:
+            call(FLOOR_COMMANDS[runtime])
         else:
             call([*base(runtime, work), "run", "--bundle", str(bundle), f"f-{uuid.uuid4().hex[:10]}"])
 
@@ -135,14 +133,9 @@ def verdict(ok: bool) -> str:
 
 def floor_row(medians: dict[str, float], target: float) -> tuple[str, str, str, str, str]:
     """The floor under a CLI row (medians of "python", "crun" and "crun-noop"), and where its target lies."""
-    floor = python_floor(medians["python"], medians["crun"], medians["crun-noop"])
+    floor = python_floor(medians)
     where = "above it" if target > floor else "BELOW it: out of reach of Python commands"
     return ("  floor of a Python CLI", f"{floor:.2f}", "", "", f"target {target:.2f} is {where}")
-
-
-def floor_cases(count: int) -> dict[str, Callable[[], None]]:
-    """The no-op commands of a row's floor, ``count`` of each per sample."""
-    return {name: starts(argv, count) for name, argv in NOOPS.items()}
 
 
 def main() -> None:
@@ -206,7 +199,7 @@ def main() -> None:
 
         # 5. fifty, 8 at a time
         totals = {name: statistics.median([fifty(name, work, bundle) for _ in range(3)])
-                  for name in (*RUNTIMES, *NOOPS)}
+                  for name in (*RUNTIMES, *FLOOR_COMMANDS)}
         rows.append(("50 runs, 8 at a time (total)", *_three(totals),
                      f"x{totals['execdriver'] / totals['crun']:.2f} crun (<= 1): "
                      f"{verdict(totals['execdriver'] <= totals['crun'])}"))

@@ -47,6 +47,8 @@ CLI = str(Path(sys.executable).parent / "execdriver")
 BARE_INTERPRETER = [str(Path(sys.executable).parent / "python3"), "-I", "-S", "-c", "pass"]
 # crun's own process start (dynamic loading, glibc's start-up), without a container.
 CRUN_NOOP = ["crun", "--version"]
+# The commands of a CLI row's floor (python_floor), by the names of their cases.
+FLOOR_COMMANDS = {"python": BARE_INTERPRETER, "crun-noop": CRUN_NOOP}
 
 
 def fresh_cli() -> None:
@@ -86,15 +88,20 @@ def starts(argv: list[str], count: int) -> Callable[[], None]:
     return go
 
 
-def python_floor(interpreters: float, crun: float, crun_noops: float) -> float:
-    """The least that any CLI of Python commands can take for what crun did in ``crun`` ms.
+def floor_cases(count: int) -> dict[str, Callable[[], None]]:
+    """The cases of a floor, to sample beside the runtimes': ``count`` of each no-op command per sample."""
+    return {name: starts(argv, count) for name, argv in FLOOR_COMMANDS.items()}
 
-    Its interpreter starts (``interpreters``: as many as crun had
-    processes, each running nothing), plus crun's time less crun's own
-    process starts (``crun_noops``): the kernel's work for the container,
-    as fast as crun's C has it done.
+
+def python_floor(medians: Mapping[str, float]) -> float:
+    """The least that any CLI of Python commands can take for what crun did (the "crun" median).
+
+    Its interpreter starts ("python": as many as crun had processes, each
+    running nothing), plus crun's time less crun's own process starts
+    ("crun-noop"): the kernel's work for the containers, as fast as crun's
+    C has it done.
     """
-    return interpreters + crun - crun_noops
+    return medians["python"] + medians["crun"] - medians["crun-noop"]
 
 
 def timed(action: Callable[[], object]) -> float:
