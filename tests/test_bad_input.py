@@ -76,6 +76,20 @@ def test_command_that_is_not_executable(driver: NativeDriver, busybox_rootfs: Pa
         run(driver, command)
 
 
+def test_a_program_the_kernel_cannot_exec(driver: NativeDriver, busybox_rootfs: Path, tmp_path: Path,
+                                          cid: str) -> None:
+    # It fails in execve itself, after the init has found it, past the point
+    # where an init that waits for no go no longer reports it is ready.
+    (tmp_path / "bin").mkdir()
+    program = tmp_path / "bin" / "garbage"
+    program.write_bytes(b"\x00\x01 not an executable format")
+    program.chmod(0o755)
+    command = Command(id=cid, rootfs=str(busybox_rootfs), mounts=[Mount(str(tmp_path / "bin"), "/opt/bin", False)],
+                      process_config=ProcessConfig(entrypoint="/opt/bin/garbage"))
+    with pytest.raises(ContainerError, match=f"container {cid}: Exec format error"):
+        run(driver, command)
+
+
 def test_empty_entrypoint(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
     with pytest.raises(ConfigError, match=r"process_config\.entrypoint"):
         run(driver, Command(id=cid, rootfs=str(busybox_rootfs)))

@@ -12,7 +12,8 @@ and from this, and the CLI calls it without them.
     4. cgroup     created with its limits, the init moved in, while the
                   init builds its rootfs; the veth into its network
                   namespace
-    5. ready      the init built the rootfs and found the program
+    5. ready      the init built the rootfs and found the program (said
+                  only when steps 6-7 or an OCI start wait for it)
     6. pre_start  callbacks, with the init's host pid
     7. go         the init execs the program; end of file on sync proves it
                   (when nothing waits for it, _await_go, it went on unbidden)
@@ -178,7 +179,8 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     faults.point("saved")
     if handles.network is not None:
         handles.network.attach(launch.pid, network["mtu"] if network else 0)
-    expect(handles.status, init.READY, launch_spec["id"])  # 5
+    if launch_spec.get("await_go", True) or launch_spec.get("exec_fifo"):
+        expect(handles.status, init.READY, launch_spec["id"])  # 5
     faults.point("ready")
     if network is not None and network["mode"] == "container":
         _joined(store, network, launch.pid)

@@ -8,7 +8,9 @@ pipes, ``sync = (go, status)``:
                                      written; an id-mapped rootfs comes along
     driver -> init   b"C"            the cgroup exists: the init joins it
     init -> driver   b"R"            rootfs ready, in its cgroup, user
-                                     process resolved
+                                     process resolved (sent only when the
+                                     driver waits for it: a go to come, an
+                                     OCI create, a warm sandbox)
     driver -> init   b"G"            hooks ran, go ahead and exec (sent only
                                      when the spec's await_go says the
                                      driver has work first; else the init
@@ -367,7 +369,8 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
         if not joined:
             join_cgroup()
-        os.write(status, READY)
+        if fifo >= 0 or spec.get("pool") or spec.get("await_go", True):
+            os.write(status, READY)  # (nobody waits for it otherwise: a wake-up saved)
         if fifo >= 0:
             _wait_for_start(fifo)
         elif spec.get("pool"):
