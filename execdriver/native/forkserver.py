@@ -2,8 +2,9 @@
 
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
 control socket. Each request is one message: the spec's profile (clone
-flags and capabilities, see spawn.profile), a space and the launch spec in
-marshal's format, with
+flags and capabilities, see spawn.profile), a space, the length of what
+follows it and a space, the paths a blank needs copies of (spawn.tree_sources,
+in marshal's format), and the launch spec in marshal's format, with
 six descriptors (reply socket, the init's two sync pipe ends, stdin, stdout,
 stderr). It answers on the reply socket with ``P<pid>`` and the init's pidfd
 (or ``E<error>``) at once, and ``X<wait status>`` when that init exits; the
@@ -108,9 +109,11 @@ class _Server:
             return False
         reply = fdpass.wrap(fds[0])
         try:
-            profile, _, spec = message.partition(b" ")
+            profile, _, rest = message.partition(b" ")
+            length, _, rest = rest.partition(b" ")
+            sources, spec = rest[:int(length)], rest[int(length):]  # (the spec goes on undecoded)
             blank = self._take_blank(profile) if profile else None
-            trees = _trees(marshal.loads(spec)) if blank is not None else None
+            trees = _trees(marshal.loads(sources)) if blank is not None else None
             if blank is not None and trees is None:  # not a spec a blank can take
                 self.blank, blank = blank, None
             if blank is not None:
@@ -217,11 +220,10 @@ def _release_network(token: str) -> None:
         pass
 
 
-def _trees(spec: dict[str, Any]) -> list[int] | None:
+def _trees(sources: list[str] | None) -> list[int] | None:
     """Detached copies of the spec's rootfs and bind sources, None if a blank cannot take it."""
-    if spec["root"]["kind"] != "dir" or not spec["clone_flags"] & syscalls.CLONE_NEWNS:
+    if sources is None:
         return None
-    sources = [spec["root"]["path"], *(entry[1] for entry in spec["mounts"] if entry[3] & syscalls.MS_BIND)]
     trees: list[int] = []
     try:
         for path in sources:
@@ -234,9 +236,8 @@ def _trees(spec: dict[str, Any]) -> list[int] | None:
 
 
 def _exited(pidfd: int) -> bool:
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(0))
+    """Whether our child has exited (it stays to be reaped)."""
+    return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def _discard(blank: _Blank) -> None:

