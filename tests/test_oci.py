@@ -579,6 +579,20 @@ def test_exec_joins_the_containers_namespaces_and_cgroup(runtime: Runtime, bundl
     assert result.stdout.split() == ["hi", "/dev/shm", "shared", "65534", "CapEff:", "0000000000000000"]
 
 
+def test_exec_starts_from_the_process_the_container_was_created_with(runtime: Runtime, bundle: Callable[..., Path],
+                                                                     cid: str) -> None:
+    # As runc's exec, from the config saved at create: not the bundle's config.json as it is now.
+    directory = bundle(["sleep", "60"], lambda c: c["process"].update(cwd="/tmp", env=["PATH=/bin", "MARK=kept"]))
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    config = json.loads((directory / "config.json").read_text())
+    config["process"]["env"] = ["PATH=/bin", "MARK=changed"]
+    (directory / "config.json").write_text(json.dumps(config))
+    assert runtime("exec", cid, "sh", "-c", "echo $MARK; pwd").stdout.split() == ["kept", "/tmp"]
+    (directory / "config.json").unlink()  # the bundle gone: exec still works
+    assert runtime("exec", cid, "sh", "-c", "echo $MARK").stdout.split() == ["kept"]
+    runtime("delete", "--force", cid)
+
+
 def test_exec_detached_with_a_pid_file_and_a_process_file(runtime: Runtime, bundle: Callable[..., Path],
                                                           tmp_path: Path, cid: str) -> None:
     runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)

@@ -43,7 +43,10 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
     launch_spec = config.launch_spec(settings, bundle, container_id, states.path(container_id))
     launch_spec["preserve_fds"] = preserve
     phase_hooks = hooks.parse(settings)
-    oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": phase_hooks}
+    # The process too: exec starts from it, as runc does from its saved config, even
+    # once the bundle is gone or its config.json changed.
+    oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": phase_hooks,
+           "process": settings.get("process") or {}}
 
     def creation_hooks(pid: int) -> None:
         state = {"ociVersion": "1.0.2", "id": container_id, "status": "created", "pid": pid, "bundle": bundle,

@@ -50,8 +50,18 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     state = states.load(container_id)
     if state is None:
         raise NotRunningError(f"container {container_id} does not exist")
-    bundle = str((state.oci or {}).get("bundle", ""))
-    config = oci_config.load(bundle) if bundle else {}
+    try:
+        with open(os.path.join(states.path(container_id), container.SECCOMP_PROGRAM), "rb") as handle:
+            program: bytes | None = handle.read()
+    except FileNotFoundError:
+        program = None  # a container created before programs were kept
+    oci = state.oci or {}
+    if "process" in oci and program is not None:
+        # As create kept them: the bundle may be gone, or its config.json changed, since.
+        config: dict[str, Any] = {"process": oci["process"]}
+    else:  # kept by an older execdriver: the bundle's config, its seccomp profile compiled again
+        bundle = str(oci.get("bundle", ""))
+        config = oci_config.load(bundle) if bundle else {}
     if options["process"]:
         if command:
             raise UsageError("exec: give the command or --process, not both")
@@ -62,11 +72,6 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         if not command:
             raise UsageError("exec: no command to run: give it after the ID, or --process FILE")
         process = _from_flags(config.get("process") or {}, command, options)
-    try:
-        with open(os.path.join(states.path(container_id), container.SECCOMP_PROGRAM), "rb") as handle:
-            program: bytes | None = handle.read()
-    except FileNotFoundError:
-        program = None  # a container created before programs were kept
     spec = oci_config.exec_spec(process, config, program)
     spec["preserve_fds"] = int(preserve)
     pid_file = str(options["pid_file"])
