@@ -273,4 +273,9 @@ def main(control_fd: int, staging: str) -> None:
     """``staging``: an empty directory of the runtime's, where blanks stage (rootfs.stage)."""
     signals.signal_ignore(signals.SIGINT)
     os.makedirs(staging, 0o700, exist_ok=True)
+    # Out of the collector's reach: a collection writes to the header of every
+    # object it goes through, and each page so written is one more that the
+    # server and its live blank copy (copy-on-write). Its own per-request
+    # objects are still collected.
+    gc.freeze()
     _Server(fdpass.wrap(control_fd), staging).serve()
