@@ -179,7 +179,7 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     faults.point("saved")
     if handles.network is not None:
         handles.network.attach(launch.pid, network["mtu"] if network else 0)
-    if launch_spec.get("await_go", True) or launch_spec.get("exec_fifo"):
+    if init.says_ready(launch_spec):
         expect(handles.status, init.READY, launch_spec["id"])  # 5
     faults.point("ready")
     if network is not None and network["mode"] == "container":

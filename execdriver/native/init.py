@@ -51,6 +51,15 @@ class InitError(Exception):
     pass
 
 
+def says_ready(spec: dict[str, Any]) -> bool:
+    """Whether the init writes READY: only when its driver waits for it.
+
+    That is for a go to come, an OCI create's start or a warm sandbox's
+    preparation; otherwise the driver's next wake-up is the exec's end of file.
+    """
+    return bool(spec.get("exec_fifo") or spec.get("pool") or spec.get("await_go", True))
+
+
 def _find_executable(name: str, env: list[str]) -> str:
     if "/" in name:
         candidates = [name]
@@ -369,8 +378,8 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
             capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
         if not joined:
             join_cgroup()
-        if fifo >= 0 or spec.get("pool") or spec.get("await_go", True):
-            os.write(status, READY)  # (nobody waits for it otherwise: a wake-up saved)
+        if says_ready(spec):
+            os.write(status, READY)
         if fifo >= 0:
             _wait_for_start(fifo)
         elif spec.get("pool"):
