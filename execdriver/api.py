@@ -362,7 +362,7 @@ class ProcessConfig(_Struct):
     keeps out of JSON (so does this class); ``None`` gives a default PATH.
     ``user`` is ``uid[:gid]`` or ``name[:group]`` from the container's
     /etc/passwd and /etc/group. A process keeps Docker's default
-    capabilities (less CAP_MKNOD); ``privileged`` keeps them all.
+    capabilities; ``privileged`` keeps them all.
     """
 
     tty: bool = False

@@ -21,3 +21,24 @@ def run(driver: Driver, command: Command, stdin: bytes | None = None,
     pipes = Pipes(stdin=io.BytesIO(stdin) if stdin is not None else None, stdout=out, stderr=err)
     status = driver.run(command, pipes, hooks)
     return status, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace")
+
+
+def openable_block_device() -> tuple[int, int]:
+    """(major, minor) of a block device that the host's root can open: what an attacker would want.
+
+    The disk that / is on; where this host refuses root even that (a
+    sandboxed machine may), the first loop device.
+    """
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        node = os.path.join(scratch, "disk")
+        for device in (os.stat("/").st_dev, os.makedev(7, 0)):
+            os.mknod(node, 0o600 | 0o060000, device)
+            try:
+                os.close(os.open(node, os.O_RDONLY))
+                return os.major(device), os.minor(device)
+            except OSError:
+                os.unlink(node)
+    raise AssertionError("the host's root can open neither the disk of / nor /dev/loop0: nothing to attack")

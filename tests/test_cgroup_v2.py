@@ -16,6 +16,7 @@ import pytest
 
 from execdriver.linux.cgroups import CgroupError, Limits
 from execdriver.linux.cgroups.v2 import V2Manager
+from tests.helpers import openable_block_device
 
 MiB = 1024 * 1024
 
@@ -79,5 +80,88 @@ def test_v2_memory_and_cpu_limits(cgroup2_root: Path) -> None:
     try:
         assert (cgroup2_root / "box/memory.max").read_text().strip() == str(64 * MiB)
         assert (cgroup2_root / "box/cpu.max").read_text().strip() == "50000 100000"
+    finally:
+        manager.destroy()
+
+
+# -- device control: an eBPF program on the cgroup ----------------------------------------------
+# The kernel asks a process's cgroup v2 programs on every host, hybrid ones too: these run here.
+
+_TRY_DEVICES = """
+import os, sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as procs:
+    procs.write("0")
+for path, flags in (("/dev/null", os.O_RDWR), ("/dev/zero", os.O_RDONLY), (sys.argv[2], os.O_RDONLY)):
+    try:
+        os.close(os.open(path, flags))
+        print(path, "ok")
+    except OSError as err:
+        print(path, err.errno)
+try:
+    os.mknod(sys.argv[2] + "-made", 0o600 | 0o060000, os.stat(sys.argv[2]).st_rdev)
+    os.unlink(sys.argv[2] + "-made")
+    print("mknod ok")
+except OSError as err:
+    print("mknod", err.errno)
+"""
+
+
+def _try_devices(cgroup: Path, disk_node: Path) -> list[str]:
+    """What a process moved into ``cgroup`` may open: /dev/null, /dev/zero, a node of the host's disk; mknod."""
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _TRY_DEVICES, str(cgroup), str(disk_node)],
+                            capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout.splitlines()
+
+
+@pytest.fixture()
+def disk_node(tmp_path: Path) -> Path:
+    """A node, made on the host, of a block device that the host's root can open."""
+    import os
+
+    node = tmp_path / "disk"
+    os.mknod(node, 0o600 | 0o060000, os.makedev(*openable_block_device()))
+    return node
+
+
+def test_v2_device_rules_refuse_the_hosts_disk(cgroup2_root: Path, disk_node: Path) -> None:
+    from errno import EPERM
+
+    from execdriver.linux.cgroups import device_rules
+
+    open_door = V2Manager("open", str(cgroup2_root))
+    open_door.create(Limits())  # no rules, no program: the control, where the attack works
+    closed = V2Manager("closed", str(cgroup2_root))
+    closed.create(Limits(device_rules=device_rules([("deny", "a")])))
+    try:
+        assert _try_devices(cgroup2_root / "open", disk_node) == [
+            "/dev/null ok", "/dev/zero ok", f"{disk_node} ok", "mknod ok"]
+        # The standard nodes open; mknod of any node is allowed (as runc's); the disk's node does not open.
+        assert _try_devices(cgroup2_root / "closed", disk_node) == [
+            "/dev/null ok", "/dev/zero ok", f"{disk_node} {EPERM}", "mknod ok"]
+    finally:
+        open_door.destroy()
+        closed.destroy()
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    # The last rule that matches decides, over a default deny, as v1's files and runc's programs decide.
+    ([("allow", "a")], ["ok", "ok", "ok", "ok"]),
+    ([("deny", "a")], ["EPERM", "EPERM", "EPERM", "EPERM"]),
+    ([("allow", "a"), ("deny", "c 1:5 rwm")], ["ok", "EPERM", "ok", "ok"]),
+    ([("allow", "c 1:3 r"), ("allow", "c 1:5 rwm")], ["EPERM", "ok", "EPERM", "EPERM"]),  # r alone: no rw open
+    ([("allow", "c 1:* rw"), ("deny", "c 1:5 w")], ["ok", "ok", "EPERM", "EPERM"]),
+    ([("allow", "b *:* rwm"), ("allow", "c *:3 rw")], ["ok", "EPERM", "ok", "ok"]),
+])
+def test_v2_device_rules_decide_as_v1s(cgroup2_root: Path, disk_node: Path, rules: list[tuple[str, str]],
+                                       expected: list[str]) -> None:
+    from errno import EPERM
+
+    manager = V2Manager("rules", str(cgroup2_root))
+    manager.create(Limits(device_rules=rules))
+    try:
+        got = [line.split()[-1] for line in _try_devices(cgroup2_root / "rules", disk_node)]
+        assert got == [word.replace("EPERM", str(EPERM)) for word in expected]
     finally:
         manager.destroy()

@@ -29,7 +29,7 @@ from execdriver import (
 from execdriver.linux import process
 from execdriver.linux.cgroups.v1 import hierarchies
 from execdriver.native.driver import NativeDriver
-from tests.helpers import run, shell
+from tests.helpers import openable_block_device, run, shell
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> None:
@@ -549,10 +549,16 @@ def test_root_keeps_only_the_default_capabilities(driver: NativeDriver, busybox_
 
 def test_a_node_of_the_hosts_disk_can_be_made_but_not_opened(driver: NativeDriver, busybox_rootfs: Path,
                                                               cid: str) -> None:
-    # CAP_MKNOD is Docker's, and the devices cgroup is what keeps the node shut.
-    script = "mknod /dev/disk b 8 0 && echo made; head -c1 /dev/disk > /dev/null 2>&1 || echo open-refused"
+    # CAP_MKNOD is Docker's, and the devices cgroup (v1's files, v2's eBPF
+    # program) is what keeps the node shut; a privileged container opens it.
+    major, minor = openable_block_device()
+    script = (f"mknod /dev/disk b {major} {minor} && echo made; "
+              "(: </dev/disk) 2>/dev/null && echo opened || echo refused")
     _, out, _ = run(driver, shell(cid, busybox_rootfs, script))
-    assert out.split() == ["made", "open-refused"]
+    assert out.split() == ["made", "refused"]
+    privileged = ProcessConfig(entrypoint="sh", arguments=["-c", script], privileged=True)
+    _, out, _ = run(driver, shell(f"{cid}-privileged", busybox_rootfs, script, process_config=privileged))
+    assert out.split() == ["made", "opened"]
 
 
 def test_a_non_root_user_has_no_capabilities(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:

@@ -30,7 +30,7 @@ FLAGS = (
     Flag("--workdir", "-w", default="", metavar="DIR", help="working directory in the container"),
     Flag("--env", "-e", kind="append", metavar="KEY=VALUE", help="set an environment variable"),
     Flag("--user", "-u", default="", metavar="USER[:GROUP]", help="run as this user of the rootfs"),
-    Flag("--privileged", kind="bool", help="keep every capability (default: Docker's set, less MKNOD)"),
+    Flag("--privileged", kind="bool", help="keep every capability (default: Docker's set)"),
     Flag("--tty", "-t", kind="bool", help="give CMD a terminal; ours goes raw while it runs"),
     Flag("--cap-add", kind="append", metavar="CAP", help="add a capability to Docker's default set (or ALL)"),
     Flag("--cap-drop", kind="append", metavar="CAP", help="drop a capability from it (or ALL)"),

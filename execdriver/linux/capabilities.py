@@ -2,9 +2,9 @@
 
 Root in a container is not root on the host: every capability outside the
 kept set leaves the bounding set (so no exec can regain it), and the
-process's own sets are cut to it. The default is Docker's set less
-CAP_MKNOD: without a devices cgroup, a container that can mknod could
-open the host's disks through a node of its own.
+process's own sets are cut to it. The default is Docker's set, CAP_MKNOD
+included: a container may make any node, and its devices cgroup (v1's
+files, v2's eBPF program) decides which it may open.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ NAMES = (
 )
 NUMBERS = {name: number for number, name in enumerate(NAMES)}
 
-# Docker's default set, but for CAP_MKNOD (see the module docstring).
+# Docker's default set.
 DEFAULT = tuple(NUMBERS[name] for name in (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ))

@@ -362,3 +362,42 @@ def move_mount(tree: int, target: str | bytes | int) -> None:
     if _syscall(_SYS_MOVE_MOUNT, ffi.c_int(tree), ffi.c_char_p(b""), ffi.c_int(to_fd),
                 ffi.c_char_p(to_path), ffi.c_uint(flags)) != 0:
         raise _fail("move_mount", target if not isinstance(target, int) else f"descriptor {target}")
+
+
+# bpf(2): cgroup v2 enforces device rules with an eBPF program on the cgroup (cgroups/devices.py).
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
+_BPF_PROG_LOAD, _BPF_PROG_ATTACH = 5, 8
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6  # the attach type
+BPF_F_ALLOW_MULTI = 2
+
+
+class _BpfProgLoad(ffi.Structure):
+    # c_char_p fields point at the program's and the licence's own bytes (8 bytes: __aligned_u64 on LP64).
+    _fields_ = (("prog_type", ffi.c_uint32), ("insn_cnt", ffi.c_uint32), ("insns", ffi.c_char_p),
+                ("license", ffi.c_char_p), ("log_level", ffi.c_uint32), ("log_size", ffi.c_uint32),
+                ("log_buf", ffi.c_uint64), ("kern_version", ffi.c_uint32), ("prog_flags", ffi.c_uint32),
+                ("prog_name_low", ffi.c_uint64), ("prog_name_high", ffi.c_uint64), ("prog_ifindex", ffi.c_uint32),
+                ("expected_attach_type", ffi.c_uint32))
+
+
+class _BpfAttach(ffi.Structure):
+    _fields_ = (("target_fd", ffi.c_uint32), ("attach_bpf_fd", ffi.c_uint32), ("attach_type", ffi.c_uint32),
+                ("attach_flags", ffi.c_uint32), ("replace_bpf_fd", ffi.c_uint32))
+
+
+def bpf_prog_load(prog_type: int, program: bytes, attach_type: int = 0) -> int:
+    """Load an eBPF ``program`` (8-byte instructions) and return its descriptor (close-on-exec)."""
+    attr = _BpfProgLoad(prog_type, len(program) // 8, program, b"Apache-2.0\0", 0, 0, 0, 0, 0, 0, 0, 0,
+                        attach_type)
+    fd = _syscall(_SYS_BPF, ffi.c_int(_BPF_PROG_LOAD), ffi.byref(attr), ffi.c_uint(ffi.sizeof(attr)))
+    if fd < 0:
+        raise _fail("bpf(BPF_PROG_LOAD)")
+    return int(fd)
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    """Attach the program ``prog_fd`` to the cgroup directory ``target_fd``."""
+    attr = _BpfAttach(target_fd, prog_fd, attach_type, flags, 0)
+    if _syscall(_SYS_BPF, ffi.c_int(_BPF_PROG_ATTACH), ffi.byref(attr), ffi.c_uint(ffi.sizeof(attr))) != 0:
+        raise _fail("bpf(BPF_PROG_ATTACH)")

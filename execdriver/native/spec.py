@@ -264,13 +264,6 @@ def _paths(privileged: bool, security: dict[str, Any]) -> dict[str, list[str]]:
     return result
 
 
-def default_capabilities() -> list[int]:
-    """Docker's 14; CAP_MKNOD only where a devices cgroup can hold it to the allowed devices (v1)."""
-    if cgroups.version() == 1:
-        return [*capabilities.DEFAULT, capabilities.NUMBERS["CAP_MKNOD"]]
-    return list(capabilities.DEFAULT)
-
-
 def process_security(privileged: bool, security: dict[str, Any], state_dir: str) -> dict[str, Any]:
     """Capabilities, seccomp program, no_new_privileges, rlimits, oom_score_adj, umask, AppArmor.
 
@@ -282,7 +275,7 @@ def process_security(privileged: bool, security: dict[str, Any], state_dir: str)
     if privileged:
         caps = capabilities.available()
     else:
-        caps = capabilities.adjust(default_capabilities(), security.get("cap_add"), security.get("cap_drop"))
+        caps = capabilities.adjust(list(capabilities.DEFAULT), security.get("cap_add"), security.get("cap_drop"))
     result: dict[str, Any] = {"capabilities": caps}
     profile = security.get("seccomp_profile", "")
     if not privileged and profile != "unconfined":

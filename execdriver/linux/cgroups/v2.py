@@ -53,8 +53,14 @@ class V2Manager(Manager):
     def set(self, limits: Limits, *, running: bool = False) -> None:
         if limits.oom_kill_disable:
             raise CgroupError("resources.oom_kill_disable: cgroup v2 cannot disable the OOM killer")
-        # limits.device_rules: cgroup v2 enforces them with an eBPF program on
-        # the cgroup, which this manager does not load yet (docs/architecture.md).
+        if limits.device_rules and not running:  # (update leaves devices alone, as runc's does)
+            from execdriver.linux.cgroups import devices
+
+            try:
+                devices.attach(self.dir, limits.device_rules)
+            except OSError as err:
+                raise CgroupError(f"resources.devices: cannot attach the device program to {self.dir}: "
+                                  f"{err.strerror}", err.errno or 0) from None
         if limits.memory_swappiness >= 0:
             raise CgroupError("resources.memory_swappiness: cgroup v2 has no per-cgroup swappiness")
         if limits.kernel_tcp:
