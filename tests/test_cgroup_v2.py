@@ -6,6 +6,7 @@ of host memory and cpu are bound to v1, and the test that needs them says so.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import uuid
@@ -70,11 +71,10 @@ def test_v2_limits_without_their_controller_are_refused(cgroup2_root: Path) -> N
     assert not (cgroup2_root / "box").exists()
 
 
-@pytest.mark.skipif("memory" not in Path("/sys/fs/cgroup/unified/cgroup.controllers").read_text().split()
-                    if Path("/sys/fs/cgroup/unified/cgroup.controllers").exists() else True,
-                    reason="the cgroup2 memory and cpu controllers are bound to cgroup v1 on this host, "
-                           "so v2 memory.max and cpu.max cannot be applied here")
 def test_v2_memory_and_cpu_limits(cgroup2_root: Path) -> None:
+    if not {"memory", "cpu"} <= set((cgroup2_root / "cgroup.controllers").read_text().split()):
+        pytest.skip("the cgroup2 memory and cpu controllers are bound to cgroup v1 on this host, "
+                    "so v2 memory.max and cpu.max cannot be applied here (the v2 guest runs this)")
     manager = V2Manager("box", str(cgroup2_root))
     manager.create(Limits(memory=64 * MiB, cpu_quota=50000, cpu_period=100000))
     try:
@@ -118,8 +118,6 @@ def _try_devices(cgroup: Path, disk_node: Path) -> list[str]:
 @pytest.fixture()
 def disk_node(tmp_path: Path) -> Path:
     """A node, made on the host, of a block device that the host's root can open."""
-    import os
-
     node = tmp_path / "disk"
     os.mknod(node, 0o600 | 0o060000, os.makedev(*openable_block_device()))
     return node
@@ -165,3 +163,16 @@ def test_v2_device_rules_decide_as_v1s(cgroup2_root: Path, disk_node: Path, rule
         assert got == [word.replace("EPERM", str(EPERM)) for word in expected]
     finally:
         manager.destroy()
+
+
+def test_v2_every_controller_reaches_a_container_without_limits(cgroup2_root: Path) -> None:
+    # As runc and crun: so that a container's stats (memory, pids, io) never read zero for want of files.
+    offered = (cgroup2_root / "cgroup.controllers").read_text().split()
+    manager = V2Manager("box/one", str(cgroup2_root))
+    manager.create(Limits())
+    try:
+        assert (cgroup2_root / "box/one/cgroup.controllers").read_text().split() == offered
+        for controller in offered:
+            assert any(name.startswith(controller + ".") for name in os.listdir(cgroup2_root / "box/one"))
+    finally:
+        manager.destroy(parent_levels=1)

@@ -36,18 +36,29 @@ class V2Manager(Manager):
         return os.path.join(self.dir, name)
 
     def _prepare(self, limits: Limits) -> None:
-        """Delegate the controllers the limits need, from our root down."""
-        wanted = sorted({_NEEDS[name] for name in _NEEDS if getattr(limits, name)})
-        if not wanted:
-            return
+        """Delegate every controller each parent offers, from our root down, as runc and crun do.
+
+        Not only those the limits need: a container without limits still has
+        its memory, pids, cpu and io files, so that its stats never read zero.
+        A parent that holds processes itself cannot delegate (the kernel's
+        no-internal-process rule): there only what the limits need is an error.
+        """
+        wanted = {_NEEDS[name] for name in _NEEDS if getattr(limits, name)}
         parent = self.root
         for part in self.path.split("/"):
             available = read(os.path.join(parent, "cgroup.controllers")).split()
-            missing = [c for c in wanted if c not in available]
+            missing = sorted(wanted.difference(available))
             if missing:
                 raise CgroupError(f"resources: the unified hierarchy offers no {', '.join(missing)} controller "
                                   f"at {parent} (cgroup.controllers: {' '.join(available) or 'none'})")
-            write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted), "cgroup")
+            enabled = read(os.path.join(parent, "cgroup.subtree_control")).split()
+            if set(available) - set(enabled):
+                try:
+                    write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in available),
+                          "cgroup")
+                except CgroupError:
+                    if wanted - set(enabled):
+                        raise
             parent = os.path.join(parent, part)
 
     def set(self, limits: Limits, *, running: bool = False) -> None:
