@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from execdriver.cli.oci.spec import default_config
+from execdriver.linux import cgroups
 from execdriver.linux.cgroups.v1 import hierarchies
 
 CLI = [sys.executable, "-m", "execdriver"]
@@ -94,14 +95,22 @@ def test_the_cgroup_mount_shows_the_containers_own_cgroup_read_only(runtime: Run
     # waits for it at the cgroup mount: by then it must be in it.
     mounts = [m["type"] for m in default_config()["mounts"]]
     assert mounts[-1] == "cgroup"  # runc's default config ends with it
-    directory = bundle(["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max; grep :pids: /proc/self/cgroup; "
-                                    "mkdir /sys/fs/cgroup/pids/escape && echo writable"],
-                       lambda c: c["linux"].update(resources={"pids": {"limit": 37}}))
-    result = runtime("run", "--bundle", str(directory), cid, check=False)
-    assert result.returncode == 1, result.stderr
-    limit, membership = result.stdout.splitlines()
-    assert limit == "37" and membership.endswith(f":pids:/execdriver/{cid}")
-    assert "Read-only file system" in result.stderr
+    v1 = cgroups.version() == 1
+    pids = "/sys/fs/cgroup/pids" if v1 else "/sys/fs/cgroup"
+    script = f"cat {pids}/pids.max; grep {':pids:' if v1 else '^0::'} /proc/self/cgroup; mkdir {pids}/escape"
+    for cgroupns, seen in ((True, "/"), (False, f"/execdriver/{cid}-False")):
+        def change(config: dict[str, Any], cgroupns: bool = cgroupns) -> None:
+            config["linux"]["resources"] = {"pids": {"limit": 37}}
+            if not cgroupns:
+                config["linux"]["namespaces"].remove({"type": "cgroup"})
+        result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), f"{cid}-{cgroupns}",
+                         check=False)
+        assert result.returncode == 1, result.stderr
+        limit, membership = result.stdout.splitlines()
+        # With a cgroup namespace (runc's default spec has one), made once the init is in its
+        # cgroup, the container sees that cgroup as its root, as with runc and crun.
+        assert limit == "37" and membership.split(":", 2)[2] == seen
+        assert "Read-only file system" in result.stderr
 
 
 def test_create_start_state_kill_delete(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,

@@ -358,6 +358,11 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
                 os._exit(1)
             try:
                 _join_cgroup(hierarchies, spec["cgroup"]["join"])
+                if spec["clone_flags"] & syscalls.CLONE_NEWCGROUP:
+                    # Made now, not at the clone: a cgroup namespace is rooted
+                    # where its maker is, and the container must see its own
+                    # cgroup as / (0::/), as with runc and crun.
+                    syscalls.unshare(syscalls.CLONE_NEWCGROUP)
             except OSError as err:
                 raise InitError(f"cgroup: {err.strerror or err}") from None
             joined.append(True)

@@ -79,7 +79,7 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
     joined_pid = [path for path, nstype in spec.get("join_namespaces", ()) if nstype == syscalls.CLONE_NEWPID]
     pid_namespace = os.open(joined_pid[0], os.O_RDONLY | os.O_CLOEXEC) if joined_pid else -1
     try:
-        pid, pidfd = _clone_in(pid_namespace, spec["clone_flags"])
+        pid, pidfd = _clone_in(pid_namespace, spec["clone_flags"] & ~syscalls.CLONE_NEWCGROUP)  # (init.run)
     finally:
         if pid_namespace >= 0:
             os.close(pid_namespace)
@@ -187,7 +187,8 @@ def profile(spec: dict[str, Any]) -> bytes:
     if spec["clone_flags"] & syscalls.CLONE_NEWUSER:
         return b""  # its mappings are its own: no blank made ahead could have them
     mask = sum(1 << cap for cap in spec["capabilities"])
-    return b"%d:%d:%d" % (spec["clone_flags"], mask, spec["last_cap"])
+    # No cgroup namespace at the clone: the init makes its own once in its cgroup (init.run).
+    return b"%d:%d:%d" % (spec["clone_flags"] & ~syscalls.CLONE_NEWCGROUP, mask, spec["last_cap"])
 
 
 def tree_sources(spec: dict[str, Any]) -> list[str] | None:
