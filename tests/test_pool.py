@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from execdriver import Command, ConfigError, Hooks, Network, NetworkInterface, OOMEvents, ProcessConfig
-from execdriver.linux import process
+from execdriver.linux import cgroups, process
 from execdriver.native.driver import NativeDriver
 from tests.helpers import run, shell
 
@@ -22,7 +22,7 @@ def _idle_pids(driver: NativeDriver) -> set[int]:
 
 def _pool_leftovers(state_root: Path) -> list[str]:
     found = [str(p) for p in (state_root / ".pool").glob("*")] if (state_root / ".pool").exists() else []
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+    for hierarchy in [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]:  # v2's root, v1's hierarchies
         found += [str(p) for p in (hierarchy / "execdriver").glob("pool-*")]
     return found
 
@@ -38,7 +38,8 @@ def test_run_takes_a_sandbox_made_ahead(driver: NativeDriver, busybox_rootfs: Pa
     def on_pre_start(_config: ProcessConfig, pid: int, _oom: OOMEvents) -> None:
         pids.append(pid)
 
-    script = "echo $(hostname) $(id -u) $(cat /proc/self/cgroup | grep freezer); echo err >&2; exit 7"
+    v1 = cgroups.version() == 1
+    script = f"echo $(hostname) $(id -u) $(grep {'freezer' if v1 else '^0::'} /proc/self/cgroup); echo err >&2; exit 7"
     for index, user in enumerate(("", "nobody")):
         command = shell(f"{cid}-{index}", busybox_rootfs, script, hostname=f"warm{index}",
                         process_config=ProcessConfig(entrypoint="sh", arguments=["-c", script], user=user))
@@ -46,7 +47,10 @@ def test_run_takes_a_sandbox_made_ahead(driver: NativeDriver, busybox_rootfs: Pa
         assert status.exit_code == 7 and err == "err\n"
         name, uid, cgroup = out.split()
         assert name == f"warm{index}" and uid == ("0" if not user else "65534")
-        assert cgroup.endswith(f":/execdriver/{cid}-{index}")  # renamed to the container's own
+        if v1:
+            assert cgroup.endswith(f":/execdriver/{cid}-{index}")  # renamed to the container's own
+        else:  # v2 renames no cgroup: the container keeps its sandbox's, which its state names
+            assert cgroup.startswith("0::/execdriver/pool-")
     # Both inits were the sandboxes made ahead; never the same one twice.
     assert set(pids) == made_ahead
     assert all(not process.is_alive(pid, process.start_time(pid) or -1) for pid in pids)

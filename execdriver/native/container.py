@@ -286,10 +286,15 @@ def run(
 
     container_id: str = launch_spec["id"]
     cgroup_spec = launch_spec["cgroup"]
-    cgroup = cgroups.manager(cgroup_spec["path"])
+    cgroup_path = cgroup_spec["path"]
+    # cgroup v2 renames no cgroup (EPERM): there a sandbox's container keeps the sandbox's.
+    renames = sandbox is not None and cgroups.version() == 1
+    if sandbox is not None and not renames:
+        cgroup_path = sandbox.cgroup.path
+    cgroup = cgroups.manager(cgroup_path)
     try:
         parent_levels = max(cgroup_spec["parent_levels"], sandbox.parent_levels if sandbox is not None else 0)
-        state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],  # 1
+        state = store.create(container_id, launch_spec["rootfs"], cgroup_path,  # 1
                              parent_levels, on_stale=lambda old: _remove_leftovers(store, old),
                              pid=sandbox.pid if sandbox is not None else 0,
                              pid_start=sandbox.pid_start if sandbox is not None else 0)
@@ -309,7 +314,8 @@ def run(
             watches = _oom_watches(sandbox.cgroup, on_oom, handles.fds, prepared)
             # The id's name, which the state gives and the end removes: before the
             # go, so that the container never sees its cgroup under another.
-            cgroups.rename(sandbox.cgroup, cgroup_spec["path"])
+            if renames:
+                cgroups.rename(sandbox.cgroup, cgroup_spec["path"])
             named = True
         else:
             launch, watches = _bring_up(store, spawner, {**launch_spec, "await_go": await_go},  # 2-5
