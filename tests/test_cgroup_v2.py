@@ -24,10 +24,17 @@ MiB = 1024 * 1024
 
 @pytest.fixture()
 def cgroup2_root(tmp_path: Path) -> Iterator[Path]:
-    """A cgroup2 mount of our own, and a parent cgroup of ours inside it."""
+    """A cgroup2 mount of our own, and a parent cgroup of ours inside it.
+
+    The parent gets every controller the root has, as the runtime's own
+    parent does (on a v2 host systemd enables only some at the root).
+    """
     mount_point = tmp_path / "cgroup2"
     mount_point.mkdir()
     subprocess.run(["mount", "-t", "cgroup2", "none", str(mount_point)], check=True)
+    offered = (mount_point / "cgroup.controllers").read_text().split()
+    if offered:
+        (mount_point / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in offered))
     parent = mount_point / f"execdriver-test-{uuid.uuid4().hex[:8]}"
     parent.mkdir()
     try:

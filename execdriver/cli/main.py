@@ -42,7 +42,8 @@ GLOBAL_FLAGS = (
     Flag("--log", default="", metavar="FILE", help="also write errors to FILE"),
     Flag("--log-format", default="text", metavar="FORMAT", help="text (default) or json"),
     Flag("--debug", kind="bool", help="log debug information"),
-    Flag("--systemd-cgroup", kind="bool", help="use systemd for cgroups (refused: no systemd here)"),
+    Flag("--systemd-cgroup", kind="bool",
+         help="put each container in a transient systemd scope (cgroupsPath slice:prefix:name)"),
     Flag("--rootless", default="auto", metavar="BOOL",
          help="true, false or auto: a user without privileges runs containers in a user namespace of its own"),
     Flag("--criu", default="", metavar="PATH", help="(accepted for runc compatibility; unused)"),
@@ -79,7 +80,10 @@ def _check_globals(options: dict[str, object]) -> None:
     if options["log_format"] not in ("text", "json"):
         raise UsageError(f"--log-format {options['log_format']}: text or json")
     if options["systemd_cgroup"]:
-        raise UsageError("--systemd-cgroup: systemd is not running on this host (use cgroupfs paths)")
+        from execdriver.linux.cgroups import systemd
+
+        if not systemd.running():
+            raise UsageError("--systemd-cgroup: systemd is not running on this host (use cgroupfs paths)")
     if options["rootless"] not in ("auto", "false", "true"):
         raise UsageError(f"--rootless {options['rootless']}: true, false or auto")
     import os

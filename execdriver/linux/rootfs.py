@@ -322,7 +322,7 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
     readonly = flags & MS_RDONLY
     hierarchies = cgroup["hierarchies"]
     if not hierarchies:  # cgroup v2: one directory
-        source = os.path.join("/sys/fs/cgroup", cgroup["path"])
+        source = os.path.join("/sys/fs/cgroup", cgroup["directory"])
         _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True))
         return
     _mount_entry(root, special(destination, "tmpfs", flags & ~MS_RDONLY, "mode=755"))
@@ -331,7 +331,7 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
         name = os.path.basename(hierarchy)
         os.mkdir(os.path.join(base, name), 0o755)
         target = os.path.join(destination, name)
-        _mount_entry(root, bind(os.path.join(hierarchy, cgroup["path"]), target, writable=not readonly,
+        _mount_entry(root, bind(os.path.join(hierarchy, cgroup["directory"]), target, writable=not readonly,
                                 is_dir=True, extra=flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
     if readonly:
         mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))

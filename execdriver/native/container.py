@@ -290,7 +290,7 @@ def run(
     # cgroup v2 renames no cgroup (EPERM): there a sandbox's container keeps the sandbox's.
     renames = sandbox is not None and cgroups.version() == 1
     if sandbox is not None and not renames:
-        cgroup_path = sandbox.cgroup.path
+        cgroup_path = sandbox.launch_spec["cgroup"]["path"]
     cgroup = cgroups.manager(cgroup_path)
     try:
         parent_levels = max(cgroup_spec["parent_levels"], sandbox.parent_levels if sandbox is not None else 0)

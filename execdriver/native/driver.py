@@ -45,11 +45,24 @@ class NativeDriver(Driver):
     faster but only safe while the program runs a single thread.
     ``subnet_pool`` (network, prefix length), by default ("10.98.0.0/16",
     24): where the subnets of the bridges it creates come from; any subnet
-    the host routes already is skipped.
+    the host routes already is skipped. ``cgroup_manager`` "systemd" puts
+    each container in a transient scope that systemd makes
+    (``execdriver-<id>.scope`` in the slice ``Command.cgroup_parent`` names,
+    system.slice by default), as on a host whose kubelet and engines use
+    the systemd cgroup driver; "cgroupfs" (the default) makes the
+    directories itself.
     """
 
     def __init__(self, root: str = DEFAULT_ROOT, fork_server: bool = True,
-                 subnet_pool: tuple[str, int] | None = None) -> None:
+                 subnet_pool: tuple[str, int] | None = None, cgroup_manager: str = "cgroupfs") -> None:
+        if cgroup_manager not in ("cgroupfs", "systemd"):
+            raise ConfigError(f"cgroup_manager: {cgroup_manager!r} is neither 'cgroupfs' nor 'systemd'")
+        if cgroup_manager == "systemd":
+            from execdriver.linux.cgroups import systemd
+
+            if not systemd.running():
+                raise ConfigError("cgroup_manager: systemd is not running on this host (use 'cgroupfs')")
+        self._systemd = cgroup_manager == "systemd"
         self._store = StateStore(root, spares=4)
         self._fork_server = fork_server
         self._pool: WarmPool | None = None
@@ -90,7 +103,7 @@ class NativeDriver(Driver):
         if self._pool is None:
             self._pool = pool.WarmPool(self._spawner)
         probe = spec.build(dataclasses.replace(template, id="pool-probe"), self._store.path("pool-probe"),
-                           self._network(template))
+                           self._network(template), systemd_cgroup=self._systemd)
         key = pool.shape(probe)
         if key is None:
             raise ConfigError("warm: this template cannot be made ahead (network, user namespace, terminal "
@@ -99,13 +112,15 @@ class NativeDriver(Driver):
         def make() -> dict[str, Any]:
             name = f"pool-{os.urandom(6).hex()}"
             return spec.build(dataclasses.replace(template, id=name),
-                              os.path.join(self._store.root, ".pool", name), self._network(template))
+                              os.path.join(self._store.root, ".pool", name), self._network(template),
+                              systemd_cgroup=self._systemd)
 
         self._pool.warm(key, size, make)
 
     def run(self, command: Command, pipes: Pipes, hooks: Hooks | None = None) -> ExitStatus:
         hooks = hooks or Hooks()
-        launch_spec = spec.build(command, self._store.path(command.id), self._network(command))
+        launch_spec = spec.build(command, self._store.path(command.id), self._network(command),
+                                 systemd_cgroup=self._systemd)
         config = command.process_config
         oom = OOMEvents()
 

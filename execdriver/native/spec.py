@@ -334,7 +334,9 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
         if asked:
             raise ConfigError(f"resources.{asked[0]}: limits need a cgroup, and a user without privileges "
                               "cannot create one on this host")
-        return {"path": "", "parent_levels": 0, "limits": {}, "join": [], "hierarchies": []}
+        return {"path": "", "directory": "", "parent_levels": 0, "limits": {}, "join": [], "hierarchies": []}
+    if ":" in path:
+        return _systemd_cgroup(container_id, path, limits)
     if not path:
         path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
     elif ".." in path.split("/") or not path.strip("/"):
@@ -348,8 +350,24 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
 
         hierarchies = list(dict.fromkeys(mounts().values()))
     join = [(mount, f"{path}/tasks") for mount in hierarchies] if joins_itself else []
-    return {"path": path, "parent_levels": parent_levels, "limits": limits, "join": join,
+    return {"path": path, "directory": path, "parent_levels": parent_levels, "limits": limits, "join": join,
             "hierarchies": hierarchies}
+
+
+def _systemd_cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dict[str, Any]:
+    """A scope that systemd makes (``slice:prefix:name``, the name defaulting to the id); the runtime moves the init."""
+    from execdriver.linux.cgroups import systemd
+
+    if cgroups.version() == 1:
+        raise ConfigError(f"cgroupsPath {path!r}: the systemd cgroup driver needs cgroup v2 (this host has v1)")
+    try:
+        slice_name, prefix, name = path.split(":") if path.count(":") == 2 else ("", "", "")
+        path = f"{slice_name}:{prefix}:{name or container_id}"
+        manager = systemd.SystemdManager(path)
+    except cgroups.CgroupError as err:
+        raise ConfigError(str(err)) from None
+    return {"path": path, "directory": manager.path, "parent_levels": 0, "limits": limits, "join": [],
+            "hierarchies": []}
 
 
 def _checked_process(argv: list[str], working_dir: str) -> str:
@@ -450,12 +468,19 @@ def complete_network(network: dict[str, Any] | None, store: StateStore,
     return network
 
 
-def build(command: Command, state_dir: str, network: dict[str, Any] | None = None) -> dict[str, Any]:
+def build(command: Command, state_dir: str, network: dict[str, Any] | None = None,
+          systemd_cgroup: bool = False) -> dict[str, Any]:
     """The launch spec of ``command``, or a ConfigError naming the field.
 
     ``network`` is network_of(command), completed by the driver: the joined
-    container's pid, the subnet pool.
+    container's pid, the subnet pool. With ``systemd_cgroup`` the cgroup is
+    a scope ``execdriver-<id>.scope`` in the slice ``cgroup_parent`` names
+    (system.slice by default), as Docker's systemd driver places one.
     """
+    if systemd_cgroup:
+        cgroup_path = f"{command.cgroup_parent or ''}:{DEFAULT_CGROUP_PARENT}:{command.id}"
+    else:
+        cgroup_path = f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else ""
     _unsupported(command)
     config = command.process_config
     return {**launch_spec(
@@ -475,7 +500,7 @@ def build(command: Command, state_dir: str, network: dict[str, Any] | None = Non
         privileged=config.privileged,
         limits={**limits_of(command.resources), "device_rules": list(
             cgroups.ALLOW_ALL_DEVICES if config.privileged else cgroups.device_rules([]))},
-        cgroup_path=f"{command.cgroup_parent.strip('/')}/{command.id}" if command.cgroup_parent else "",
+        cgroup_path=cgroup_path,
         network=network,
         security=security_of(command),
         uid_mappings=[(m.container_id, m.host_id, m.size) for m in command.uid_mapping or ()],

@@ -344,7 +344,8 @@ def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
     return result
 
 
-def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_dir: str) -> dict[str, Any]:
+def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_dir: str,
+                systemd_cgroup: bool = False) -> dict[str, Any]:
     """The launch spec of ``config``; refuses what it cannot carry out, naming the field."""
     from execdriver.native import spec as native  # create and run only: exec needs none of it
 
@@ -370,8 +371,15 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         # A joined one is the container's own as well (a pod's): runc sets the name there too.
         raise ConfigError("hostname: setting it needs a uts namespace of the container's own")
     cgroup_path = _get(linux, "cgroupsPath", str, "linux", "")
-    if ":" in cgroup_path:
-        raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd slice path, and there is no systemd")
+    if systemd_cgroup:  # (--systemd-cgroup) a scope made by systemd, runc's slice:prefix:name
+        if not cgroup_path:
+            cgroup_path = f":{native.DEFAULT_CGROUP_PARENT}:{container_id}"
+        elif cgroup_path.count(":") != 2:
+            raise ConfigError(f'linux.cgroupsPath: expected cgroupsPath to be of format "slice:prefix:name" '
+                              f"for systemd cgroups, got {cgroup_path!r} instead")
+    elif ":" in cgroup_path:
+        raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd path (slice:prefix:name): "
+                          "it needs --systemd-cgroup")
     limits = _limits(linux)
     cgroups.Limits(**limits).check()
     mounts = [_mount(entry, index, bundle) for index, entry in enumerate(_get(config, "mounts", list, "config", []))]

@@ -40,7 +40,8 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
     bundle = os.path.abspath(str(options["bundle"]))
     states = store(global_options)
     settings = config.load(bundle)
-    launch_spec = config.launch_spec(settings, bundle, container_id, states.path(container_id))
+    launch_spec = config.launch_spec(settings, bundle, container_id, states.path(container_id),
+                                     systemd_cgroup=bool(global_options["systemd_cgroup"]))
     launch_spec["preserve_fds"] = preserve
     phase_hooks = hooks.parse(settings)
     # The process too: exec starts from it, as runc does from its saved config, even

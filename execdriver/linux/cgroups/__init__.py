@@ -139,9 +139,17 @@ class NoCgroup:
 
 
 def manager(path: str, root: str | None = None, cgroup_version: int | None = None) -> Manager:
-    """The manager of the cgroup at ``path`` for this host (or for ``root``); "" is no cgroup."""
+    """The manager of the cgroup at ``path`` for this host (or for ``root``); "" is no cgroup.
+
+    A path of runc's systemd form, ``slice:prefix:name``, is a transient
+    scope that systemd makes (systemd.py).
+    """
     if not path:
         return NoCgroup()  # type: ignore[return-value]
+    if ":" in path:  # runc's slice:prefix:name: a scope that systemd makes
+        from execdriver.linux.cgroups.systemd import SystemdManager
+
+        return SystemdManager(path, root)
     if (cgroup_version or version()) == 2:
         from execdriver.linux.cgroups.v2 import V2Manager
 

@@ -1,0 +1,199 @@
+"""The systemd cgroup driver: a container's cgroup is a transient scope that systemd makes.
+
+On a host whose pid 1 is systemd, systemd owns the cgroup tree: a runtime
+that makes directories in it behind systemd's back sees them moved or
+removed when systemd next reorganises a slice, and the kubelet's default
+driver expects every container in a unit. So, as runc's and crun's systemd
+drivers do, the container's cgroup is a transient ``<prefix>-<name>.scope``
+in a slice, made over D-Bus with StartTransientUnit, with ``Delegate=yes``
+(the subtree is ours: the limits below are written to its files too, the
+device program attached to it) and the init's pid; the limits also go in as
+unit properties, so that systemd keeps them. ``delete`` stops the unit.
+
+Paths keep runc's form, ``slice:prefix:name`` (``system.slice:docker:ID``),
+in the launch spec and the state: :func:`execdriver.linux.cgroups.manager`
+picks this manager for a path with colons. Everything else (stats, freezer,
+pids, OOM events) is cgroup v2's, on the scope's directory.
+
+D-Bus goes through jeepney, imported only here: see the README for why that
+library, and what its import costs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from execdriver.linux.cgroups import ROOT, CgroupError, Limits
+from execdriver.linux.cgroups.v2 import V2Manager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_SYSTEMD = ("org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
+_JOB_TIMEOUT = 10.0
+DEFAULT_PREFIX = "execdriver"
+
+
+def running() -> bool:
+    """Whether systemd is this host's init (sd_booted(3)'s test)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def split(path: str, container_id: str = "") -> tuple[str, str]:
+    """(slice, unit) of a ``slice:prefix:name`` path, as runc reads it.
+
+    An empty slice is system.slice (a user's slice for a user without
+    privileges); an empty name is the container's id; a name that is a
+    slice itself is the unit.
+    """
+    parts = path.split(":")
+    if len(parts) != 3:
+        raise CgroupError(f"cgroupsPath {path!r}: a systemd path has the form slice:prefix:name")
+    slice_name, prefix, name = parts
+    name = name or container_id
+    if not name:
+        raise CgroupError(f"cgroupsPath {path!r}: names no unit")
+    if not slice_name:
+        slice_name = "system.slice" if os.geteuid() == 0 else "user.slice"
+    if not slice_name.endswith(".slice") or "/" in slice_name:
+        raise CgroupError(f"cgroupsPath {path!r}: {slice_name!r} is not a slice (name.slice)")
+    if "/" in name or "/" in prefix:
+        raise CgroupError(f"cgroupsPath {path!r}: a unit name has no '/'")
+    unit = name if name.endswith(".slice") else f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
+    return slice_name, unit
+
+
+def slice_directory(slice_name: str) -> str:
+    """Where systemd puts a slice: each dash a level (a-b.slice is a.slice/a-b.slice); -.slice is the root."""
+    if slice_name == "-.slice":
+        return ""
+    stem = slice_name[: -len(".slice")]
+    levels, parts = [], stem.split("-")
+    for index in range(len(parts)):
+        levels.append("-".join(parts[: index + 1]) + ".slice")
+    return "/".join(levels)
+
+
+class SystemdManager(V2Manager):
+    """A transient scope (cgroup v2 under systemd); its path is ``slice:prefix:name``."""
+
+    def __init__(self, path: str, root: str | None = None) -> None:
+        self.spec_path = path
+        self.slice, self.unit = split(path)
+        directory = "/".join(part for part in (slice_directory(self.slice), self.unit) if part)
+        super().__init__(directory, root or ROOT)
+        self._limits: Limits | None = None
+
+    def create(self, limits: Limits) -> None:
+        """Nothing yet: a scope is made with its first process (:meth:`add`), which systemd needs."""
+        if not running():
+            raise CgroupError("--systemd-cgroup: systemd is not running on this host (use cgroupfs paths)")
+        self._limits = limits
+
+    def add(self, pid: int) -> None:
+        if self._limits is None:  # the scope is there: a process joins it
+            super().add(pid)
+            return
+        limits, self._limits = self._limits, None
+        properties: list[tuple[str, tuple[str, Any]]] = [
+            ("Description", ("s", f"execdriver container {self.unit}")),
+            ("Slice", ("s", self.slice)),
+            ("Delegate", ("b", True)),
+            ("PIDs", ("au", [pid])),
+            ("DefaultDependencies", ("b", False)),
+            ("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
+            ("IOAccounting", ("b", True)), ("TasksAccounting", ("b", True)),
+            *unit_properties(limits),
+        ]
+        self._call("StartTransientUnit", "ssa(sv)a(sa(sv))", (self.unit, "replace", properties, []))
+        self._wait_for(pid)
+        try:
+            self._prepare(limits)
+            self.set(limits)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def set(self, limits: Limits, *, running: bool = False) -> None:
+        super().set(limits, running=running)
+        properties = unit_properties(limits)
+        if running and properties:  # what update changes, systemd keeps too
+            self._call("SetUnitProperties", "sba(sv)", (self.unit, True, properties))
+
+    def destroy(self, parent_levels: int = 0) -> None:
+        """Stop the scope (systemd removes its cgroup) and forget it; the slices are systemd's."""
+        if not running():
+            return  # (then no scope was ever made)
+        try:
+            self._call("StopUnit", "ss", (self.unit, "replace"))
+        except CgroupError:
+            pass  # already gone, or going
+        deadline = time.monotonic() + _JOB_TIMEOUT
+        while os.path.isdir(self.dir) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            self._call("ResetFailedUnit", "s", (self.unit,))
+        except CgroupError:
+            pass  # not failed: nothing to reset
+        if os.path.isdir(self.dir):
+            raise CgroupError(f"systemd did not remove {self.unit}'s cgroup {self.dir}")
+
+    def missing_ancestors(self) -> int:
+        return 0  # the slices are systemd's
+
+    def _wait_for(self, pid: int) -> None:
+        """The job that starts the scope moves ``pid`` into it: wait until it has."""
+        wanted = f"0::/{self.path}\n"
+        deadline = time.monotonic() + _JOB_TIMEOUT
+        while True:
+            try:
+                with open(f"/proc/{pid}/cgroup", encoding="utf-8") as handle:
+                    if handle.read().endswith(wanted):
+                        return
+            except OSError:
+                raise CgroupError(f"{self.unit}: the init {pid} is gone") from None
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{self.unit}: systemd did not move the init into the scope")
+            time.sleep(0.001)
+
+    def _call(self, method: str, signature: str, body: tuple[Any, ...]) -> tuple[Any, ...]:
+        from jeepney import DBusAddress, MessageType, new_method_call
+        from jeepney.io.blocking import open_dbus_connection
+
+        destination, path, interface = _SYSTEMD
+        try:
+            with open_dbus_connection(bus="SYSTEM" if os.geteuid() == 0 else "SESSION") as connection:
+                reply = connection.send_and_get_reply(
+                    new_method_call(DBusAddress(path, destination, interface), method, signature, body),
+                    timeout=_JOB_TIMEOUT)
+        except (OSError, KeyError) as err:
+            raise CgroupError(f"systemd {method} {self.unit}: cannot reach systemd over D-Bus: {err}") from None
+        if reply.header.message_type == MessageType.error:
+            raise CgroupError(f"systemd {method} {self.unit}: {reply.body[0] if reply.body else 'failed'}")
+        result: tuple[Any, ...] = reply.body
+        return result
+
+
+def unit_properties(limits: Limits) -> list[tuple[str, tuple[str, Any]]]:
+    """The limits systemd knows as unit properties, in its units (as runc's driver sets them)."""
+    properties: list[tuple[str, tuple[str, Any]]] = []
+    if limits.memory:
+        properties.append(("MemoryMax", ("t", limits.memory)))
+    if limits.memory_reservation:
+        properties.append(("MemoryLow", ("t", limits.memory_reservation)))
+    if limits.memory_swap:
+        swap = (1 << 64) - 1 if limits.memory_swap < 0 else limits.memory_swap - limits.memory
+        properties.append(("MemorySwapMax", ("t", swap)))
+    if limits.pids_limit:
+        properties.append(("TasksMax", ("t", (1 << 64) - 1 if limits.pids_limit < 0 else limits.pids_limit)))
+    if limits.cpu_quota > 0:
+        period = limits.cpu_period or 100000
+        # per second, rounded up to systemd's 10 ms steps as runc rounds it
+        per_second = limits.cpu_quota * 1_000_000 // period
+        properties.append(("CPUQuotaPerSecUSec", ("t", (per_second + 9999) // 10000 * 10000)))
+    if limits.cpu_shares:
+        weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
+        properties.append(("CPUWeight", ("t", max(1, min(10000, weight)))))
+    return properties
