@@ -318,3 +318,25 @@ driver.run(command, Pipes())
         driver.clean(cid)
     assert not memory_dir.exists()
     assert not (state_root / cid).exists()
+
+
+@pytest.mark.skipif(V1, reason="memory.oom.group and the PSI files are cgroup v2's (the guest runs this)")
+def test_v2_an_oom_takes_the_whole_container_and_stats_carry_pressure(driver: NativeDriver, cid: str) -> None:
+    # Without memory.oom.group the kernel would kill python alone, and the shell would say "survived".
+    script = "sleep 60 & python3 -I -c \"b = b'x' * (200 << 20)\"; echo survived"
+    command = Command(id=cid, rootfs="/", readonly_rootfs=True,
+                      resources=Resources(memory=48 * MiB, memory_swap=48 * MiB),
+                      process_config=ProcessConfig(entrypoint="sh", arguments=["-c", script]))
+    status, out, _ = run(driver, command)
+    assert (status.exit_code, status.oom_killed, out) == (137, True, "")
+    other = f"{cid}-psi"
+    thread, _ = start_in_background(driver, python(other, "import time; time.sleep(60)"))
+    try:
+        stats = driver.stats(other).cgroup_stats
+        assert stats is not None
+        for group in ("cpu_stats", "memory_stats", "blkio_stats"):
+            assert set(stats[group]["psi"]["some"]) == {"avg10", "avg60", "avg300", "total"}, group
+    finally:
+        driver.terminate(Command(id=other))
+        thread.join(10)
+        driver.clean(other)

@@ -766,3 +766,25 @@ def test_exec_gets_the_containers_seccomp_program_kept_at_create(runtime: Runtim
     kept.write_bytes(b"")  # what exec loads is what create kept: an empty program is no filter
     out = runtime("exec", cid, "sh", "-c", "grep Seccomp: /proc/self/status").stdout
     assert "Seccomp:\t0" in out
+
+
+def test_v2_resources_unified_hugepages_idle(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    # linux.resources.unified passes cgroup v2 files through (refused on v1, naming it); cpu.idle and
+    # the hugetlb limit land in their files; rdma is refused, naming it.
+    def change(config: dict[str, Any]) -> None:
+        config["linux"]["resources"] = {"unified": {"memory.high": "50331648"}, "cpu": {"idle": 1},
+                                        "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}
+
+    script = "cat /sys/fs/cgroup/memory.high /sys/fs/cgroup/cpu.idle /sys/fs/cgroup/hugetlb.2MB.max"
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid, check=False)
+    if cgroups.version() == 1:
+        assert result.returncode == 1 and "resources.unified: memory.high is a cgroup v2 file" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["50331648", "1", "4194304"]
+    for bad, message in (({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "linux.resources.rdma: the rdma controller"),
+                         ({"unified": {"cgroup.procs": "1"}}, "the cgroup.* files are the runtime's")):
+        directory = bundle(["true"], lambda c, bad=bad: c["linux"].update(resources=bad))
+        result = runtime("run", "--bundle", str(directory), f"{cid}-bad", check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert runtime("list", "-q").stdout.strip() == ""

@@ -89,7 +89,8 @@ def test_an_api_container_that_exceeds_its_memory_in_a_scope_is_oom_killed(state
 
 @needs_systemd
 def test_the_cli_scope_follows_update_and_goes_at_delete(runtime: Runtime,  # noqa: F811
-                                                         bundle: Callable[..., Path], cid: str) -> None:
+                                                         bundle: Callable[..., Path],  # noqa: F811
+                                                         cid: str) -> None:
     def change(config: dict[str, Any]) -> None:
         config["linux"]["cgroupsPath"] = f"system.slice:execdriver-test:{cid}"
         config["linux"]["resources"] = {"memory": {"limit": 64 * MiB}, "pids": {"limit": 40}}
@@ -111,7 +112,7 @@ def test_the_cli_scope_follows_update_and_goes_at_delete(runtime: Runtime,  # no
 
 @needs_systemd
 def test_a_cgroupfs_path_with_systemd_cgroup_is_refused_as_runc_refuses_it(runtime: Runtime,  # noqa: F811
-                                                                          bundle: Callable[..., Path],
+                                                                          bundle: Callable[..., Path],  # noqa: F811
                                                                           cid: str) -> None:
     directory = bundle(["true"], lambda c: c["linux"].update(cgroupsPath="/execdriver-test/x"))
     result = runtime("--systemd-cgroup", "run", "--bundle", str(directory), cid, check=False)

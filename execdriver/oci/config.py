@@ -259,7 +259,10 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
         value = _get(cpu, key, str, f"{where}.cpu", "")
         if value:
             limits[name] = value
-    for key in ("realtimeRuntime", "realtimePeriod", "idle", "burst"):
+    idle = _get(cpu, "idle", int, f"{where}.cpu", 0)
+    if idle:
+        limits["cpu_idle"] = idle
+    for key in ("realtimeRuntime", "realtimePeriod", "burst"):
         if cpu.get(key):
             raise ConfigError(f"{where}.cpu.{key}: not supported by this runtime")
     pids = _get(resources, "pids", dict, where, {})
@@ -286,9 +289,24 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
     for key in ("leafWeight", "weightDevice"):
         if block.get(key):
             raise ConfigError(f"{where}.blockIO.{key}: not supported by this runtime")
-    for key in ("hugepageLimits", "network", "rdma", "unified"):
-        if resources.get(key):
-            raise ConfigError(f"{where}.{key}: not supported by this runtime")
+    hugepages = []
+    for index, entry in enumerate(_get(resources, "hugepageLimits", list, where, [])):
+        at = f"{where}.hugepageLimits[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: expected an object with pageSize and limit")
+        hugepages.append((_get(entry, "pageSize", str, at, ""), _get(entry, "limit", int, at, 0)))
+    if hugepages:
+        limits["hugepage_limits"] = hugepages
+    unified = _get(resources, "unified", dict, where, {})
+    for name, value in unified.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.unified.{name}: expected a string")
+    if unified:
+        limits["unified"] = sorted(unified.items())
+    if resources.get("rdma"):
+        raise ConfigError(f"{where}.rdma: the rdma controller is not supported by this runtime")
+    if resources.get("network"):  # (classID and priorities: v1's net_cls and net_prio, which runc 1.1 dropped too)
+        raise ConfigError(f"{where}.network: not supported by this runtime")
     return limits
 
 

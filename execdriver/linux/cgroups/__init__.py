@@ -41,7 +41,7 @@ class Limits:
     FIELDS = (
         "memory", "memory_reservation", "memory_swap", "cpu_shares", "cpu_period", "cpu_quota",
         "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "memory_swappiness",
-        "kernel_tcp", "device_rules", "blkio_throttle",
+        "kernel_tcp", "device_rules", "blkio_throttle", "cpu_idle", "hugepage_limits", "unified",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -67,6 +67,11 @@ class Limits:
         # (kind, major, minor, rate): kind one of THROTTLES, rate 0 lifts the limit.
         self.blkio_throttle: list[tuple[str, int, int, int]] = [
             tuple(t) for t in values.get("blkio_throttle", ())]
+        self.cpu_idle: int = values.get("cpu_idle", 0)  # 1: the cgroup runs at SCHED_IDLE
+        # (page size as the kernel names it, "2MB"; limit in bytes)
+        self.hugepage_limits: list[tuple[str, int]] = [tuple(h) for h in values.get("hugepage_limits", ())]
+        # cgroup v2 files written as given (OCI linux.resources.unified), after everything else
+        self.unified: list[tuple[str, str]] = [tuple(u) for u in values.get("unified", ())]
 
     def check(self) -> None:
         """Values no kernel accepts: refused before anything is created."""
@@ -90,6 +95,16 @@ class Limits:
                 raise ConfigError(f"resources.blkio_throttle: {kind} {major}:{minor} {rate} is not a throttle")
         if self.blkio_weight and not 10 <= self.blkio_weight <= 1000:
             raise ConfigError("resources.blkio_weight: must lie between 10 and 1000")
+        if self.cpu_idle not in (0, 1):
+            raise ConfigError("resources.cpu_idle: 0 or 1")
+        for size, limit in self.hugepage_limits:
+            if not (size[:-2].isdigit() and size[-2:] in ("KB", "MB", "GB")) or limit < 0:
+                raise ConfigError(f"resources.hugepage_limits: {size} {limit} is not a page size (2MB) and a limit")
+        for name, _ in self.unified:
+            controller, dot, _ = name.partition(".")
+            if not dot or "/" in name or name in (".", "..") or controller == "cgroup":
+                raise ConfigError(f"resources.unified: {name!r} is not a controller's file (such as memory.high); "
+                                  "the cgroup.* files are the runtime's")
         for name in ("cpuset_cpus", "cpuset_mems"):
             value = getattr(self, name)
             if value and not all(part.replace("-", "", 1).isdigit() for part in value.split(",")):

@@ -93,6 +93,9 @@ class V1Manager(Manager):
                     write(os.path.join(directory, name), read(os.path.join(parent, name)), "cpuset")
 
     def set(self, limits: Limits, *, running: bool = False) -> None:
+        if limits.unified:
+            raise CgroupError(f"resources.unified: {limits.unified[0][0]} is a cgroup v2 file, and this host "
+                              "has cgroup v1")
         if limits.memory or limits.memory_swap:
             self._set_memory(limits, running)
         if limits.memory_reservation:
@@ -124,6 +127,13 @@ class V1Manager(Manager):
         for kind, major, minor, rate in limits.blkio_throttle:
             write(self._file("blkio", f"blkio.throttle.{kind}_device"), f"{major}:{minor} {rate}",
                   f"resources.blkio_throttle ({kind} {major}:{minor})")
+        if limits.cpu_idle:
+            write(self._file("cpu", "cpu.idle"), limits.cpu_idle, "resources.cpu_idle")
+        if limits.hugepage_limits and "hugetlb" not in self.dirs:
+            raise CgroupError("resources.hugepage_limits: this host's cgroup v1 has no hugetlb hierarchy")
+        for size, limit in limits.hugepage_limits:
+            write(self._file("hugetlb", f"hugetlb.{size}.limit_in_bytes"), limit,
+                  f"resources.hugepage_limits ({size})")
 
     def _set_memory(self, limits: Limits, running: bool) -> None:
         memory_file = self._file("memory", "memory.limit_in_bytes")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 _NEEDS = {
     "memory": "memory", "memory_reservation": "memory", "memory_swap": "memory", "cpu_shares": "cpu",
     "cpu_period": "cpu", "cpu_quota": "cpu", "cpuset_cpus": "cpuset", "cpuset_mems": "cpuset",
-    "pids_limit": "pids", "blkio_weight": "io", "blkio_throttle": "io",
+    "pids_limit": "pids", "blkio_weight": "io", "blkio_throttle": "io", "cpu_idle": "cpu",
+    "hugepage_limits": "hugetlb",
 }
 
 
@@ -82,6 +83,10 @@ class V2Manager(Manager):
                     f"resources.memory: cannot lower the limit to {limits.memory} bytes: the container uses "
                     f"{read_int(self._file('memory.current'))} bytes; the old limit stays")
             write(self._file("memory.max"), limits.memory, "resources.memory")
+            if not running:
+                # An OOM kill takes the container's whole tree, not one of its processes:
+                # what is left of a program whose worker was killed is rarely of use.
+                write(self._file("memory.oom.group"), 1, "resources.memory (memory.oom.group)")
         if limits.memory_reservation:
             write(self._file("memory.low"), limits.memory_reservation, "resources.memory_reservation")
         if limits.memory_swap:
@@ -106,6 +111,12 @@ class V2Manager(Manager):
         for kind, major, minor, rate in limits.blkio_throttle:
             write(self._file("io.max"), f"{major}:{minor} {THROTTLES[kind]}={rate or 'max'}",
                   f"resources.blkio_throttle ({kind} {major}:{minor})")
+        if limits.cpu_idle:
+            write(self._file("cpu.idle"), limits.cpu_idle, "resources.cpu_idle")
+        for size, limit in limits.hugepage_limits:
+            write(self._file(f"hugetlb.{size}.max"), limit, f"resources.hugepage_limits ({size})")
+        for name, value in limits.unified:
+            write(self._file(name), value, f"resources.unified ({name})")
 
     def freeze(self) -> None:
         write(self._file("cgroup.freeze"), 1, "pause")
@@ -143,7 +154,7 @@ class V2Manager(Manager):
         cpu = read_map(self._file("cpu.stat"))
         memory = read_map(self._file("memory.stat"))
         events = read_map(self._file("memory.events"))
-        return {
+        result: dict[str, Any] = {
             "cpu_stats": {
                 "cpu_usage": {
                     "total_usage": cpu.get("usage_usec", 0) * 1000,
@@ -179,6 +190,26 @@ class V2Manager(Manager):
             },
             "hugetlb_stats": self._hugetlb(),
         }
+        for group, psi in self._pressure().items():
+            result[group]["psi"] = psi
+        return result
+
+    def _pressure(self) -> dict[str, Any]:
+        """PSI (cpu, memory, io.pressure) where the kernel keeps it, in runc 1.2's shape, under each stats group."""
+        found: dict[str, Any] = {}
+        for group, name in (("cpu_stats", "cpu"), ("memory_stats", "memory"), ("blkio_stats", "io")):
+            try:
+                text = read(self._file(f"{name}.pressure"))
+            except OSError:
+                continue
+            psi: dict[str, Any] = {}
+            for line in text.splitlines():  # some avg10=0.00 avg60=0.00 avg300=0.00 total=0
+                kind, *pairs = line.split()
+                values = dict(pair.split("=", 1) for pair in pairs)
+                psi[kind] = {"avg10": float(values["avg10"]), "avg60": float(values["avg60"]),
+                             "avg300": float(values["avg300"]), "total": int(values["total"])}
+            found[group] = psi
+        return found
 
     def _io(self, read_key: str, write_key: str) -> list[dict[str, Any]]:
         try:
