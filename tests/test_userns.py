@@ -203,3 +203,54 @@ def test_rootless_oci_bundle_from_spec_rootless(nobody_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     uid, inside, outside, size, links = result.stdout.split()
     assert (uid, inside, outside, size) == ("0", "0", str(NOBODY), "1") and int(links) >= 1  # the host's network
+
+
+_DELEGATED = """
+import io, os, sys
+sys.path.insert(0, {root!r})
+from execdriver import Command, Hooks, Pipes, ProcessConfig, Resources, new_driver
+seen = []
+
+def look(config, pid, oom):
+    cgroup = open(f"/proc/{{pid}}/cgroup").read().strip()[3:]
+    seen.extend(open(f"/sys/fs/cgroup{{cgroup}}/{{name}}").read().strip() for name in ("memory.max", "pids.max"))
+
+with new_driver("native", root={state!r}) as driver:
+    out = io.BytesIO()
+    status = driver.run(Command(id="d1", rootfs={rootfs!r}, resources=Resources(memory=64 << 20, pids_limit=30),
+                                process_config=ProcessConfig(entrypoint="cat", arguments=["/proc/self/cgroup"])),
+                        Pipes(stdout=out), Hooks(pre_start=[look]))
+    print(status.exit_code, out.getvalue().decode().strip(), *seen)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/run/systemd/system") or not os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
+                    reason="a delegated cgroup v2 subtree needs systemd and cgroup v2 (the guest runs this)")
+def test_rootless_limits_in_the_users_delegated_subtree(busybox_rootfs: Path) -> None:
+    """A user's programs under its systemd manager (user@UID.service) get cgroups with limits, as rootless podman."""
+    import uuid
+
+    user, uid = f"edrl{uuid.uuid4().hex[:8]}", -1
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True, timeout=60)
+    try:
+        uid = int(subprocess.run(["id", "-u", user], capture_output=True, text=True, check=True).stdout)
+        subprocess.run(["loginctl", "enable-linger", user], check=True, timeout=60)
+        subprocess.run(["systemctl", "start", f"user@{uid}.service"], check=True, timeout=120)
+        base = Path(f"/home/{user}")
+        shutil.copytree(busybox_rootfs, base / "rootfs", symlinks=True)
+        for path in [base, *base.rglob("*")]:
+            os.lchown(path, uid, uid)
+        script = _DELEGATED.format(root=ROOT, state=str(base / "state"), rootfs=str(base / "rootfs"))
+        result = subprocess.run(["systemd-run", "--user", f"--machine={user}@", "--wait", "--pipe", "--quiet",
+                                 sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                check=False, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        code, cgroup, memory, pids = result.stdout.split()
+        assert (code, memory, pids) == ("0", str(64 << 20), "30")
+        assert cgroup == f"0::/user.slice/user-{uid}.slice/user@{uid}.service/execdriver/d1"
+        assert not list(Path(f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service").glob("execdriver/d1"))
+    finally:
+        subprocess.run(["loginctl", "disable-linger", user], check=False, timeout=60)
+        if uid >= 0:
+            subprocess.run(["systemctl", "stop", f"user@{uid}.service"], check=False, timeout=120)
+        subprocess.run(["userdel", "--remove", "--force", user], check=False, timeout=60)

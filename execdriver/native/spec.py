@@ -329,11 +329,17 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
     the runtime moves it (``joins_itself`` False).
     """
     if not path and os.geteuid() != 0:
+        delegated = cgroups.delegated_subtree()
+        if delegated:  # cgroup v2 under systemd: the user's own subtree (the runtime moves the init)
+            # No device program: a user cannot load one, and in a user namespace no node can be made.
+            path = f"{delegated}/{DEFAULT_CGROUP_PARENT}/{container_id}"
+            return {"path": path, "directory": path, "parent_levels": cgroups.manager(path).missing_ancestors(),
+                    "limits": {k: v for k, v in limits.items() if k != "device_rules"}, "join": [],
+                    "hierarchies": []}
         # Without privileges there is no cgroup to make here: the container stays in ours.
         asked = [name for name, value in limits.items() if value and name != "device_rules"]
         if asked:
-            raise ConfigError(f"resources.{asked[0]}: limits need a cgroup, and a user without privileges "
-                              "cannot create one on this host")
+            raise ConfigError(f"resources.{asked[0]}: limits need a cgroup, and {cgroups.why_no_cgroup()}")
         return {"path": "", "directory": "", "parent_levels": 0, "limits": {}, "join": [], "hierarchies": []}
     if ":" in path:
         return _systemd_cgroup(container_id, path, limits)

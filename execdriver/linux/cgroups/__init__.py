@@ -121,6 +121,42 @@ def version() -> int:
     return _version[0]
 
 
+def delegated_subtree() -> str:
+    """The cgroup v2 subtree delegated to this user, relative to the root, or "" if none.
+
+    systemd delegates ``user@<uid>.service`` to the user's own manager:
+    a process inside it (a user session's programs, ``systemd-run --user``)
+    may make cgroups there and move its children into them, as rootless
+    podman and crun do. Elsewhere (v1, a login session's scope, no user
+    manager) a user can make none.
+    """
+    if version() != 2 or os.geteuid() == 0:
+        return ""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            own = next(line[3:].strip() for line in handle if line.startswith("0::"))
+    except (OSError, StopIteration):
+        return ""
+    parts = own.strip("/").split("/")
+    manager = f"user@{os.geteuid()}.service"
+    if manager not in parts:
+        return ""
+    subtree = "/".join(parts[: parts.index(manager) + 1])
+    directory = os.path.join(ROOT, subtree)
+    writable = os.access(directory, os.W_OK) and os.access(os.path.join(directory, "cgroup.procs"), os.W_OK)
+    return subtree if writable else ""
+
+
+def why_no_cgroup() -> str:
+    """Why a user without privileges gets no cgroup here, and what would give one."""
+    if version() == 1:
+        return "a user without privileges cannot create one on this host (cgroup v1 delegates nothing)"
+    uid = os.geteuid()
+    return (f"a user without privileges cannot create one here: this process is not in the cgroup v2 subtree "
+            f"systemd delegates to uid {uid} (user@{uid}.service); run it in a user session, or with "
+            "systemd-run --user --scope")
+
+
 class NoCgroup:
     """The cgroup of a container that has none (one started without privileges).
 
