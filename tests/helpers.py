@@ -42,3 +42,14 @@ def openable_block_device() -> tuple[int, int]:
             except OSError:
                 os.unlink(node)
     raise AssertionError("the host's root can open neither the disk of / nor /dev/loop0: nothing to attack")
+
+
+def cgroup_dir(path: str, controller: str = "memory") -> Path:
+    """The directory of the cgroup ``path`` (relative to the root): in v1's ``controller`` hierarchy, or v2's."""
+    from execdriver.linux import cgroups
+
+    if cgroups.version() == 1:
+        from execdriver.linux.cgroups.v1 import hierarchies
+
+        return Path(hierarchies()[controller]) / path
+    return Path(cgroups.ROOT) / path

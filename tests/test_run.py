@@ -26,7 +26,7 @@ from execdriver import (
     Pipes,
     ProcessConfig,
 )
-from execdriver.linux import process
+from execdriver.linux import cgroups, process
 from execdriver.linux.cgroups.v1 import hierarchies
 from execdriver.native.driver import NativeDriver
 from tests.helpers import openable_block_device, run, shell
@@ -663,6 +663,9 @@ def test_only_the_standard_devices_open_unless_privileged(driver: NativeDriver, 
                                                           cid: str) -> None:
     # The devices cgroup keeps a container off the host's disks even where
     # it can make their nodes; read from the host while the container runs.
+    # (On v2 there is no list: a_node_of_the_hosts_disk above tries the opens.)
+    if cgroups.version() == 2:
+        pytest.skip("devices.list is v1's; on v2 the program's verdicts are tried by the tests around this one")
     listed: list[list[str]] = []
 
     def on_start(_config: Any, _pid: int, _oom: Any) -> None:
