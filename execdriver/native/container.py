@@ -384,6 +384,7 @@ def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[
             os.read(fd, 8)  # an eventfd: reset its counter
         else:
             os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
+            cgroup.oom_kills()  # noted now: systemd may remove a scope's cgroup as soon as it is empty
         on_oom()
 
     return [(fd, events, fired)]
@@ -398,10 +399,12 @@ def wait(exit_fd: int, watches: Sequence[Watch] = ()) -> None:
         poller.register(fd, events)
         callbacks[fd] = callback
     while True:
-        for fd, _ in poller.poll():
-            if fd == exit_fd:
-                return
-            callbacks[fd]()
+        ready = [fd for fd, _ in poller.poll()]
+        for fd in ready:  # the watches first: an OOM event may come with the exit
+            if fd != exit_fd:
+                callbacks[fd]()
+        if exit_fd in ready:
+            return
 
 
 def _remove_leftovers(store: StateStore, old: State) -> None:

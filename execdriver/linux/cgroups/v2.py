@@ -29,6 +29,7 @@ class V2Manager(Manager):
         super().__init__(path)
         self.root = root
         self.dir = os.path.join(root, self.path)
+        self._oom_kills = 0
 
     def directories(self) -> list[str]:
         return [self.dir]
@@ -142,7 +143,10 @@ class V2Manager(Manager):
         return read_int(self._file("memory.max"))
 
     def oom_kills(self) -> int:
-        return read_map(self._file("memory.events")).get("oom_kill", 0)
+        """The count now; once the cgroup is gone, the last one read (a systemd scope goes when empty)."""
+        count = read_map(self._file("memory.events")).get("oom_kill", 0)
+        self._oom_kills = max(count, self._oom_kills)
+        return self._oom_kills
 
     def oom_watch(self) -> tuple[int, int] | None:
         try:
