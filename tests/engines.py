@@ -14,6 +14,29 @@ import pytest
 LAUNCHER = Path(sys.executable).parent / "execdriver"
 
 
+def _systemd_v2() -> bool:
+    from execdriver.linux import cgroups
+    from execdriver.linux.cgroups import systemd
+
+    return systemd.running() and cgroups.version() == 2
+
+
+# On a host with systemd and cgroup v2 (the guest), the engines use the systemd cgroup driver,
+# as they do by default on users' hosts (podman, docker) and as the kubelet asks (containerd).
+SYSTEMD = _systemd_v2()
+V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+# What a process in the container reads for its memory and pids limits (the engines mount its cgroup there).
+LIMIT_FILES = ("/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max" if V2 else
+               "/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
+
+
+def cgroup_roots() -> set[str]:
+    """v2's root, or each v1 hierarchy's mount: where an engine's cgroups go."""
+    from execdriver.linux.cgroups.v1 import hierarchies
+
+    return {"/sys/fs/cgroup"} if V2 else set(hierarchies().values())
+
+
 def require(*programs: str) -> None:
     """Fail, naming what is missing: scripts/setup.sh installs the engines and the execdriver command.
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from execdriver.linux.cgroups.v1 import hierarchies
 from tests import engines
-from tests.engines import LAUNCHER, SHIM_DIRS, containerd_config, stop, unmount_below
+from tests.engines import LAUNCHER, SHIM_DIRS, SYSTEMD, V2, cgroup_roots, containerd_config, stop, unmount_below
 from tests.images import docker_archive
 
 IMAGE = "localhost/busybox:latest"
@@ -74,7 +73,7 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
         stop(daemon, 30)
         log.close()
         unmount_below(work)
-        for controller in set(hierarchies().values()):  # what a failed test left (no_trace_of fails then)
+        for controller in cgroup_roots():  # what a failed test left (no_trace_of fails then)
             parent = os.path.join(controller, client.namespace)
             if os.path.isdir(parent):
                 os.rmdir(parent)
@@ -91,8 +90,9 @@ def name() -> str:
 def no_trace_of(containerd: Containerd, name: str) -> None:
     assert not (containerd.runtime_root / containerd.namespace / name).exists()
     # The namespace's cgroup (ctr's cgroupsPath is /<namespace>/<id>) was made for the container: it goes too.
-    for controller in set(hierarchies().values()):
+    for controller in cgroup_roots():
         assert not os.path.exists(os.path.join(controller, containerd.namespace))
+    assert not os.path.exists(f"/sys/fs/cgroup/system.slice/execdriver-test-{name}.scope")
 
 
 def test_run_rm_output_and_exit_code(containerd: Containerd, name: str) -> None:
@@ -120,10 +120,20 @@ def test_run_with_a_tty(containerd: Containerd, name: str) -> None:
 
 def test_limits_reach_the_container(containerd: Containerd, name: str) -> None:
     # ctr mounts no cgroup filesystem in the container: the limits are read on
-    # the host, at the cgroupsPath ctr chose (/<namespace>/<id>).
-    containerd.run("-d", "--memory-limit", str(64 << 20), IMAGE, name, "sleep", "300")
+    # the host, at the cgroupsPath ctr chose (/<namespace>/<id>), or, where systemd
+    # runs on cgroup v2, in the scope of a slice:prefix:name path, as the kubelet's
+    # containerd (SystemdCgroup = true) asks for.
+    from execdriver.linux.cgroups.v1 import hierarchies
+
+    if SYSTEMD:
+        options = ["--runc-systemd-cgroup", "--cgroup", f"system.slice:execdriver-test:{name}"]
+        memory = Path(f"/sys/fs/cgroup/system.slice/execdriver-test-{name}.scope/memory.max")
+    else:
+        options = []
+        memory = (Path("/sys/fs/cgroup") / containerd.namespace / name / "memory.max" if V2 else
+                  Path(hierarchies()["memory"]) / containerd.namespace / name / "memory.limit_in_bytes")
+    containerd.run("-d", *options, "--memory-limit", str(64 << 20), IMAGE, name, "sleep", "300")
     try:
-        memory = Path(hierarchies()["memory"]) / containerd.namespace / name / "memory.limit_in_bytes"
         assert memory.read_text().strip() == str(64 << 20)
     finally:
         containerd.ctr("task", "kill", "-s", "SIGKILL", name, check=False)
@@ -148,7 +158,7 @@ def test_detached_task_ps_pause_resume_metrics_kill(containerd: Containerd, name
         containerd.ctr("task", "resume", name)
         assert "RUNNING" in containerd.ctr("task", "ls").stdout
         metrics = containerd.ctr("task", "metrics", name).stdout
-        assert "memory.usage_in_bytes" in metrics
+        assert "memory.usage" in metrics  # (v1: memory.usage_in_bytes; v2: memory.usage)
         containerd.ctr("task", "kill", "-a", "-s", "SIGKILL", name)
         deadline = time.monotonic() + 20
         while "STOPPED" not in containerd.ctr("task", "ls").stdout:

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from execdriver.linux.cgroups.v1 import hierarchies
 from tests import engines
-from tests.engines import LAUNCHER, stop, unmount_below
+from tests.engines import LAUNCHER, LIMIT_FILES, SYSTEMD, V2, cgroup_roots, stop, unmount_below
 from tests.images import docker_archive
 
 IMAGE = "localhost/busybox:latest"
@@ -54,13 +53,13 @@ def docker(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
     work = tmp_path_factory.mktemp("docker")
     # (dockerd's own containerd makes /opt/containerd for its opt plugin.)
     outside = ["/run/docker", "/run/containerd", "/opt/containerd",
-               *(os.path.join(c, "docker") for c in set(hierarchies().values()))]
+               *(os.path.join(c, "docker") for c in cgroup_roots())]
     new_paths = [path for path in outside if not os.path.exists(path)]
     (work / "daemon.json").write_text(json.dumps({
         "data-root": f"{work}/data", "exec-root": f"{work}/exec", "pidfile": f"{work}/docker.pid",
         "hosts": [f"unix://{work}/docker.sock"], "iptables": False, "ip6tables": False, "ip-forward": False,
         "ip-masq": False, "bridge": "none", "userland-proxy": False, "storage-driver": "overlay2",
-        "exec-opts": ["native.cgroupdriver=cgroupfs"],
+        "exec-opts": [f"native.cgroupdriver={'systemd' if SYSTEMD else 'cgroupfs'}"],
         "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 20000, "Soft": 20000}},
         "runtimes": {"execdriver": {"path": str(LAUNCHER)}}, "deprecated-key-path": f"{work}/key.json",
     }))
@@ -94,9 +93,17 @@ def name() -> str:
     return f"d{uuid.uuid4().hex[:10]}"
 
 
+def cgroup_of(container_id: str) -> Path:
+    """Where docker puts a container's cgroup: a scope docker-<id>.scope with systemd, else /docker/<id>."""
+    if SYSTEMD:
+        return Path("/sys/fs/cgroup/system.slice") / f"docker-{container_id}.scope"
+    from execdriver.linux.cgroups.v1 import hierarchies
+
+    return Path("/sys/fs/cgroup" if V2 else hierarchies()["memory"]) / "docker" / container_id
+
+
 def test_run_rm_output_exit_code_and_limits(docker: Docker, name: str) -> None:
-    script = ("echo hello from docker; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
-              "grep Seccomp: /proc/self/status; exit 5")
+    script = f"echo hello from docker; cat {LIMIT_FILES}; grep Seccomp: /proc/self/status; exit 5"
     result = docker.run("--rm", "--name", name, "-m", "64m", "--pids-limit", "20", IMAGE, "sh", "-c", script,
                         check=False)
     assert result.returncode == 5, result.stderr
@@ -125,12 +132,11 @@ def test_detached_pause_stats_top_update_restart_kill(docker: Docker, name: str)
             "docker", container_id[:12]]
         assert docker("exec", name, "sh", "-c", "exit 3", check=False).returncode == 3
         docker("update", "--memory", "128m", "--memory-swap", "128m", name)
-        limit = Path(hierarchies()["memory"]) / "docker" / container_id / "memory.limit_in_bytes"
+        limit = cgroup_of(container_id) / ("memory.max" if V2 else "memory.limit_in_bytes")
         assert limit.read_text().strip() == str(128 << 20)
         docker("restart", "-t", "1", name)
         assert "Up" in docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout
         docker("kill", name)
     finally:
         docker("rm", "-f", name, check=False)
-    for controller in set(hierarchies().values()):
-        assert not os.path.exists(os.path.join(controller, "docker", container_id))
+    assert not cgroup_of(container_id).exists()

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from execdriver.linux.cgroups.v1 import hierarchies
 from tests import engines
-from tests.engines import LAUNCHER, unmount_below
+from tests.engines import LAUNCHER, LIMIT_FILES, SYSTEMD, cgroup_roots, unmount_below
 from tests.images import docker_archive
 
 IMAGE = "localhost/busybox:latest"
+MANAGER = "systemd" if SYSTEMD else "cgroupfs"  # podman's own default where systemd runs on cgroup v2
 
 
 
@@ -40,7 +40,7 @@ class Podman:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         command = ["podman", "--root", str(self.work / "root"), "--runroot", str(self.work / "runroot"),
-                   "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                   "--storage-driver", "overlay", "--cgroup-manager", MANAGER, "--events-backend", "file",
                    "--tmpdir", str(self.work / "tmp"), "--runtime", str(self.work / "runtime"), *args]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=self.env,
                                 stdin=subprocess.DEVNULL, check=False)
@@ -52,7 +52,7 @@ class Podman:
 def _new_paths() -> list[str]:
     """What podman makes outside its --root and that the fixture removes, if it was not there."""
     paths = ["/var/lib/containers", "/dev/shm/libpod_lock"]
-    for controller in sorted(set(hierarchies().values())):
+    for controller in sorted(cgroup_roots()):
         paths += [os.path.join(controller, "libpod_parent")]
     return [path for path in paths if not os.path.exists(path)]
 
@@ -63,7 +63,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
     new_paths = _new_paths()
     (work / "containers.conf").write_text(
         '[containers]\nnetns = "none"\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-        '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+        f'[engine]\ncgroup_manager = "{MANAGER}"\nevents_logger = "file"\n')
     (work / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\nrunroot = "{work}/runroot"\ngraphroot = "{work}/root"\n')
     (work / "runtime").write_text(f'#!/bin/sh\nexec {LAUNCHER} --root {work}/execdriver-root "$@"\n')
@@ -95,13 +95,14 @@ def name() -> str:
 
 def no_trace_of(podman: Podman, container_id: str) -> None:
     assert not (podman.runtime_root / container_id).exists()
-    for controller in set(hierarchies().values()):
+    if SYSTEMD:  # podman's scope machine.slice/libpod-<id>.scope
+        assert not os.path.exists(f"/sys/fs/cgroup/machine.slice/libpod-{container_id}.scope")
+    for controller in cgroup_roots():
         assert not os.path.exists(os.path.join(controller, "libpod_parent", f"libpod-{container_id}"))
 
 
 def test_run_rm_output_exit_code_and_limits(podman: Podman, name: str) -> None:
-    script = "echo hello from podman; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; " \
-             "grep Seccomp: /proc/self/status; exit 4"
+    script = f"echo hello from podman; cat {LIMIT_FILES}; grep Seccomp: /proc/self/status; exit 4"
     result = podman("run", "--rm", "--name", name, "--memory", "64m", "--pids-limit", "20", IMAGE, "sh", "-c",
                     script, check=False)
     assert result.returncode == 4, result.stderr
