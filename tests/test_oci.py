@@ -800,3 +800,16 @@ def test_v2_resources_unified_hugepages_idle(runtime: Runtime, bundle: Callable[
         result = runtime("run", "--bundle", str(directory), f"{cid}-bad", check=False)
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert runtime("list", "-q").stdout.strip() == ""
+
+
+def test_an_apparmor_profile_is_applied_or_refused(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    # docker and podman name a profile on every AppArmor host (Debian's kernel enables it).
+    from execdriver.linux import apparmor_enabled
+
+    directory = bundle(["cat", "/proc/self/attr/current"], lambda c: c["process"].update(apparmorProfile="unconfined"))
+    result = runtime("run", "--bundle", str(directory), cid, check=False)
+    if apparmor_enabled():
+        assert (result.returncode, result.stdout.strip()) == (0, "unconfined"), result.stderr
+    else:
+        assert result.returncode == 1 and "process.apparmorProfile: AppArmor is not enabled" in result.stderr
+        assert runtime("list", "-q").stdout.strip() == ""

@@ -26,6 +26,14 @@ def read_file(path: str) -> bytes:
     return b"".join(chunks)
 
 
+def apparmor_enabled() -> bool:
+    """Whether the kernel enforces AppArmor (as runc's apparmor.IsEnabled asks it)."""
+    try:
+        return read_file("/sys/module/apparmor/parameters/enabled").strip() == b"Y"
+    except OSError:
+        return False
+
+
 def any_network_lease() -> bool:
     """Whether a bridged container ever took a lease on this host (else nothing of networking needs loading)."""
     return os.path.exists(os.path.join(NETWORK_STATE_DIR, "state.json"))

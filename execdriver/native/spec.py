@@ -305,12 +305,9 @@ def process_security(privileged: bool, security: dict[str, Any], state_dir: str)
 
 
 def _apparmor(profile: str) -> str:
-    try:
-        with open("/sys/module/apparmor/parameters/enabled", encoding="utf-8") as handle:
-            enabled = handle.read().strip() == "Y"
-    except OSError:
-        enabled = False
-    if not enabled:
+    from execdriver.linux import apparmor_enabled
+
+    if not apparmor_enabled():
         raise ConfigError(f"apparmor_profile: AppArmor is not enabled on this host; cannot apply {profile!r}")
     return profile
 

@@ -431,8 +431,13 @@ def process_fields(process: dict[str, Any], where: str = "process") -> dict[str,
     size = _get(process, "consoleSize", dict, where, {})
     console_size = (_get(size, "height", int, f"{where}.consoleSize", 0),
                     _get(size, "width", int, f"{where}.consoleSize", 0))
-    if _get(process, "apparmorProfile", str, where, ""):
-        raise ConfigError(f"{where}.apparmorProfile: AppArmor is not available on this host")
+    apparmor = _get(process, "apparmorProfile", str, where, "")
+    if apparmor:
+        from execdriver.linux import apparmor_enabled
+
+        if not apparmor_enabled():  # as runc refuses it
+            raise ConfigError(f"{where}.apparmorProfile: AppArmor is not enabled on this host; "
+                              f"cannot apply {apparmor!r}")
     if _get(process, "selinuxLabel", str, where, "") and _selinux_enabled():
         raise ConfigError(f"{where}.selinuxLabel: SELinux labels are not supported by this runtime yet")
     args = _get(process, "args", list, where, [])
@@ -464,6 +469,7 @@ def process_fields(process: dict[str, Any], where: str = "process") -> dict[str,
         "capability_sets": caps,
         "terminal": terminal,
         "console_size": console_size,
+        "apparmor_profile": apparmor,  # (the init asks for it on exec: /proc/self/attr/apparmor/exec)
     }
 
 
