@@ -438,7 +438,7 @@ class Command(_Struct):
     seccomp_profile: str = ""
     apparmor_profile: str = ""
     no_new_privileges: bool = False
-    oom_score_adj: int = 0
+    oom_score_adj: int = 0  # 0 leaves the caller's (a user session's is 100, which only root may lower)
     uid_mapping: list[IDMap] | None = None
     gid_mapping: list[IDMap] | None = None
     masked_paths: list[str] | None = None

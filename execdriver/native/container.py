@@ -161,12 +161,14 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
         os.close(go_read)
         os.close(status_write)
     faults.point("cloned")
-    watches = _oom_watches(cgroup, on_oom, handles.fds)
     if launch_spec.get("uid_mappings"):
         _map_users(launch_spec, launch.pid, handles.go)
+    watches: list[Watch] = []
     try:
         if not cgroup_spec["join"]:
             cgroup.add(launch.pid)
+        # After the add, which is what makes a systemd scope, and before the init may run anything.
+        watches = _oom_watches(cgroup, on_oom, handles.fds)
         os.write(handles.go, init.CGROUP)
     except cgroups.CgroupError as err:
         if err.errno != errno.ESRCH:
@@ -383,7 +385,15 @@ def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[
         if events == select.POLLIN:
             os.read(fd, 8)  # an eventfd: reset its counter
         else:
-            os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
+            try:
+                os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
+            except OSError:
+                # The cgroup is gone (systemd removes an empty scope at once): its file
+                # now wakes every poll. /dev/null in its place never has POLLPRI.
+                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
+                return
             cgroup.oom_kills()  # noted now: systemd may remove a scope's cgroup as soon as it is empty
         on_oom()
 

@@ -406,7 +406,7 @@ def security_of(command: Command) -> dict[str, Any]:
     resources = command.resources
     return {
         "cap_add": command.cap_add, "cap_drop": command.cap_drop, "seccomp_profile": command.seccomp_profile,
-        "no_new_privileges": command.no_new_privileges, "oom_score_adj": command.oom_score_adj,
+        "no_new_privileges": command.no_new_privileges, "oom_score_adj": command.oom_score_adj or None,
         "umask": command.umask, "apparmor_profile": command.apparmor_profile,
         "rlimits": [(r.type, r.soft, r.hard) for r in (resources.rlimits if resources else None) or ()],
         "masked_paths": command.masked_paths, "readonly_paths": command.readonly_paths,

@@ -59,6 +59,8 @@ def write_each(path: str, values: list[tuple[str | int, str]]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise CgroupError(f"{values[0][1]}: this host's cgroups have no {os.path.basename(path)}") from None
+    except OSError as err:  # (EACCES: a user's, outside its delegated subtree)
+        raise CgroupError(f"{values[0][1]}: opening {path}: {err.strerror}", err.errno or 0) from None
     try:
         for value, what in values:
             try:
