@@ -42,7 +42,7 @@ def test_slice_paths_as_systemd_lays_them_out() -> None:
     assert systemd.split("machine-pod.slice::abc") == ("machine-pod.slice", "abc.scope")
     assert systemd.slice_directory("machine-pod-x.slice") == "machine.slice/machine-pod.slice/machine-pod-x.slice"
     assert systemd.slice_directory("-.slice") == ""
-    for bad in ("system.slice:docker", "docker:x:y", "system.slice:a/b:c"):
+    for bad in ("system.slice:docker", "docker:x:y", "system.slice:a/b:c", "system.slice::x.slice"):
         with pytest.raises(cgroups.CgroupError):
             systemd.split(bad)
 

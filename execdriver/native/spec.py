@@ -364,7 +364,8 @@ def _systemd_cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dic
     if cgroups.version() == 1:
         raise ConfigError(f"cgroupsPath {path!r}: the systemd cgroup driver needs cgroup v2 (this host has v1)")
     try:
-        slice_name, prefix, name = path.split(":") if path.count(":") == 2 else ("", "", "")
+        systemd.split(path, container_id)  # (refuses what is not slice:prefix:name)
+        slice_name, prefix, name = path.split(":")
         path = f"{slice_name}:{prefix}:{name or container_id}"
         manager = systemd.SystemdManager(path)
     except cgroups.CgroupError as err:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 _SYSTEMD = ("org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
 _JOB_TIMEOUT = 10.0
-DEFAULT_PREFIX = "execdriver"
 
 
 def running() -> bool:
@@ -45,8 +44,8 @@ def split(path: str, container_id: str = "") -> tuple[str, str]:
     """(slice, unit) of a ``slice:prefix:name`` path, as runc reads it.
 
     An empty slice is system.slice (a user's slice for a user without
-    privileges); an empty name is the container's id; a name that is a
-    slice itself is the unit.
+    privileges); an empty name is the container's id. The unit is a scope:
+    a slice holds no processes of its own.
     """
     parts = path.split(":")
     if len(parts) != 3:
@@ -61,8 +60,9 @@ def split(path: str, container_id: str = "") -> tuple[str, str]:
         raise CgroupError(f"cgroupsPath {path!r}: {slice_name!r} is not a slice (name.slice)")
     if "/" in name or "/" in prefix:
         raise CgroupError(f"cgroupsPath {path!r}: a unit name has no '/'")
-    unit = name if name.endswith(".slice") else f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
-    return slice_name, unit
+    if name.endswith(".slice"):
+        raise CgroupError(f"cgroupsPath {path!r}: a container's unit is a scope, and {name!r} is a slice")
+    return slice_name, f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
 
 
 def slice_directory(slice_name: str) -> str:
