@@ -264,8 +264,8 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
             if propagation:  # on the new mount, which sits on the path
                 mount(None, resolve_in_root(root, destination), None, propagation)
             return
-        if tree < 0:
-            tree = open_tree_clone(source, recursive=bool(flags & MS_REC))
+        if tree < 0:  # in the init's namespace, which it made private (init.run): so is the copy
+            tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=False)
         try:
             # A bind ignores its flags: they go on the copy (all of it when
             # recursive, so that every submount of a read-only bind is too).

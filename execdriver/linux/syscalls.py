@@ -328,7 +328,7 @@ OPEN_TREE_CLONE = 0x1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 
-def open_tree_clone(path: str | bytes, recursive: bool = True) -> int:
+def open_tree_clone(path: str | bytes, recursive: bool = True, private: bool = True) -> int:
     """A detached, private copy of the mount tree at ``path`` (what ``mount --rbind`` would attach).
 
     The descriptor can cross to a process in another mount namespace, which
@@ -336,12 +336,16 @@ def open_tree_clone(path: str | bytes, recursive: bool = True) -> int:
     A copy of a shared mount would join its peer group, so that whatever a
     container mounts under it (proc, sysfs, the masks) appeared on the host
     (systemd mounts / shared): the copy is made private, all of it, before
-    anyone can mount under it.
+    anyone can mount under it. ``private`` False skips that for a copy taken
+    where every mount is private already (an init's own namespace): it
+    costs a start a system call, and the namespace lock, per bind.
     """
     flags = OPEN_TREE_CLONE | (AT_RECURSIVE if recursive else 0) | os.O_CLOEXEC
     fd = _syscall(_SYS_OPEN_TREE, ffi.c_int(-100), ffi.c_char_p(_b(path)), ffi.c_uint(flags))
     if fd < 0:
         raise _fail("open_tree", path)
+    if not private:
+        return int(fd)
     try:
         _mount_setattr(fd, b"", _AT_EMPTY_PATH | AT_RECURSIVE, _MountAttr(0, 0, MS_PRIVATE, 0), "mount_setattr", path)
     except OSError:
