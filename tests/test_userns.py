@@ -215,7 +215,7 @@ def look(config, pid, oom):
     cgroup = open(f"/proc/{{pid}}/cgroup").read().strip()[3:]
     seen.extend(open(f"/sys/fs/cgroup{{cgroup}}/{{name}}").read().strip() for name in ("memory.max", "pids.max"))
 
-with new_driver("native", root={state!r}) as driver:
+with new_driver("native", root={state!r}, cgroup_manager={manager!r}) as driver:
     out = io.BytesIO()
     status = driver.run(Command(id="d1", rootfs={rootfs!r}, resources=Resources(memory=64 << 20, pids_limit=30),
                                 process_config=ProcessConfig(entrypoint="cat", arguments=["/proc/self/cgroup"])),
@@ -227,7 +227,11 @@ with new_driver("native", root={state!r}) as driver:
 @pytest.mark.skipif(not os.path.isdir("/run/systemd/system") or not os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
                     reason="a delegated cgroup v2 subtree needs systemd and cgroup v2 (the guest runs this)")
 def test_rootless_limits_in_the_users_delegated_subtree(busybox_rootfs: Path) -> None:
-    """A user's programs under its systemd manager (user@UID.service) get cgroups with limits, as rootless podman."""
+    """A user's programs under its systemd manager (user@UID.service) get cgroups with limits, as rootless podman.
+
+    With the cgroupfs manager, directories in the delegated subtree; with the systemd one,
+    a scope that the user's own manager makes, over the user's bus.
+    """
     import uuid
 
     user, uid = f"edrl{uuid.uuid4().hex[:8]}", -1
@@ -240,15 +244,18 @@ def test_rootless_limits_in_the_users_delegated_subtree(busybox_rootfs: Path) ->
         shutil.copytree(busybox_rootfs, base / "rootfs", symlinks=True)
         for path in [base, *base.rglob("*")]:
             os.lchown(path, uid, uid)
-        script = _DELEGATED.format(root=ROOT, state=str(base / "state"), rootfs=str(base / "rootfs"))
-        result = subprocess.run(["systemd-run", "--user", f"--machine={user}@", "--wait", "--pipe", "--quiet",
-                                 sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                                check=False, stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, result.stderr
-        code, cgroup, memory, pids = result.stdout.split()
-        assert (code, memory, pids) == ("0", str(64 << 20), "30")
-        assert cgroup == f"0::/user.slice/user-{uid}.slice/user@{uid}.service/execdriver/d1"
-        assert not list(Path(f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service").glob("execdriver/d1"))
+        delegated = f"user.slice/user-{uid}.slice/user@{uid}.service"
+        for manager, where in (("cgroupfs", "execdriver/d1"), ("systemd", "user.slice/execdriver-d1.scope")):
+            script = _DELEGATED.format(root=ROOT, state=str(base / "state"), rootfs=str(base / "rootfs"),
+                                       manager=manager)
+            result = subprocess.run(["systemd-run", "--user", f"--machine={user}@", "--wait", "--pipe", "--quiet",
+                                     sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                    check=False, stdin=subprocess.DEVNULL)
+            assert result.returncode == 0, (manager, result.stderr)
+            code, cgroup, memory, pids = result.stdout.split()
+            assert (code, memory, pids) == ("0", str(64 << 20), "30"), manager
+            assert cgroup == f"0::/{delegated}/{where}"
+            assert not (Path("/sys/fs/cgroup") / delegated / where).exists()
     finally:
         subprocess.run(["loginctl", "disable-linger", user], check=False, timeout=60)
         if uid >= 0:

@@ -370,6 +370,8 @@ def _systemd_cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dic
         manager = systemd.SystemdManager(path)
     except cgroups.CgroupError as err:
         raise ConfigError(str(err)) from None
+    if os.geteuid() != 0:  # a user can load no device program; in a user namespace no node can be made
+        limits = {k: v for k, v in limits.items() if k != "device_rules"}
     return {"path": path, "directory": manager.path, "parent_levels": 0, "limits": limits, "join": [],
             "hierarchies": []}
 

@@ -22,7 +22,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": list(capabilities.NAMES[: capabilities.last_cap() + 1]),
-            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True},
             "seccomp": {
                 "enabled": True,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",

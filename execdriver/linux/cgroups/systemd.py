@@ -82,7 +82,10 @@ class SystemdManager(V2Manager):
     def __init__(self, path: str, root: str | None = None) -> None:
         self.spec_path = path
         self.slice, self.unit = split(path)
-        directory = "/".join(part for part in (slice_directory(self.slice), self.unit) if part)
+        # A user's scopes are its own manager's (the user bus), in the subtree systemd delegates to it.
+        uid = os.geteuid()
+        manager = f"user.slice/user-{uid}.slice/user@{uid}.service" if uid else ""
+        directory = "/".join(part for part in (manager, slice_directory(self.slice), self.unit) if part)
         super().__init__(directory, root or ROOT)
         self._limits: Limits | None = None
 
@@ -163,8 +166,12 @@ class SystemdManager(V2Manager):
         from jeepney.io.blocking import open_dbus_connection
 
         destination, path, interface = _SYSTEMD
+        bus = "SYSTEM"
+        if os.geteuid() != 0:  # the user's manager, on the user's bus (as sd_bus_open_user finds it)
+            runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+            bus = os.environ.get("DBUS_SESSION_BUS_ADDRESS") or f"unix:path={runtime_dir}/bus"
         try:
-            with open_dbus_connection(bus="SYSTEM" if os.geteuid() == 0 else "SESSION") as connection:
+            with open_dbus_connection(bus=bus) as connection:
                 reply = connection.send_and_get_reply(
                     new_method_call(DBusAddress(path, destination, interface), method, signature, body),
                     timeout=_JOB_TIMEOUT)
