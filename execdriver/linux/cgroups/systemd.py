@@ -80,7 +80,6 @@ class SystemdManager(V2Manager):
     """A transient scope (cgroup v2 under systemd); its path is ``slice:prefix:name``."""
 
     def __init__(self, path: str, root: str | None = None) -> None:
-        self.spec_path = path
         self.slice, self.unit = split(path)
         # A user's scopes are its own manager's (the user bus), in the subtree systemd delegates to it.
         uid = os.geteuid()
