@@ -328,11 +328,9 @@ def _cgroup(container_id: str, path: str, limits: dict[str, Any], joins_itself: 
     if not path and os.geteuid() != 0:
         delegated = cgroups.delegated_subtree()
         if delegated:  # cgroup v2 under systemd: the user's own subtree (the runtime moves the init)
-            # No device program: a user cannot load one, and in a user namespace no node can be made.
             path = f"{delegated}/{DEFAULT_CGROUP_PARENT}/{container_id}"
             return {"path": path, "directory": path, "parent_levels": cgroups.manager(path).missing_ancestors(),
-                    "limits": {k: v for k, v in limits.items() if k != "device_rules"}, "join": [],
-                    "hierarchies": []}
+                    "limits": _users_limits(limits), "join": [], "hierarchies": []}
         # Without privileges there is no cgroup to make here: the container stays in ours.
         asked = [name for name, value in limits.items() if value and name != "device_rules"]
         if asked:
@@ -370,10 +368,13 @@ def _systemd_cgroup(container_id: str, path: str, limits: dict[str, Any]) -> dic
         manager = systemd.SystemdManager(path)
     except cgroups.CgroupError as err:
         raise ConfigError(str(err)) from None
-    if os.geteuid() != 0:  # a user can load no device program; in a user namespace no node can be made
-        limits = {k: v for k, v in limits.items() if k != "device_rules"}
-    return {"path": path, "directory": manager.path, "parent_levels": 0, "limits": limits, "join": [],
-            "hierarchies": []}
+    return {"path": path, "directory": manager.path, "parent_levels": 0, "limits": _users_limits(limits),
+            "join": [], "hierarchies": []}
+
+
+def _users_limits(limits: dict[str, Any]) -> dict[str, Any]:
+    """A user's without the device rules: it can load no device program, and its user namespace makes no node."""
+    return {k: v for k, v in limits.items() if k != "device_rules"} if os.geteuid() != 0 else limits
 
 
 def _checked_process(argv: list[str], working_dir: str) -> str:

@@ -25,7 +25,8 @@ import os
 import time
 
 from execdriver.linux.cgroups import ROOT, CgroupError, Limits
-from execdriver.linux.cgroups.v2 import V2Manager
+from execdriver.linux.cgroups.base import read
+from execdriver.linux.cgroups.v2 import NEEDS, V2Manager
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,6 +118,15 @@ class SystemdManager(V2Manager):
         except BaseException:
             self.destroy()
             raise
+
+    def _prepare(self, limits: Limits) -> None:
+        """The slices are systemd's: it delegates the scope's controllers itself (Delegate=yes); check them."""
+        wanted = {NEEDS[name] for name in NEEDS if getattr(limits, name)}
+        offered = read(os.path.join(self.dir, "cgroup.controllers")).split()
+        missing = sorted(wanted.difference(offered))
+        if missing:
+            raise CgroupError(f"resources: systemd gave {self.unit} no {', '.join(missing)} controller "
+                              f"(cgroup.controllers: {' '.join(offered) or 'none'})")
 
     def set(self, limits: Limits, *, running: bool = False) -> None:
         super().set(limits, running=running)

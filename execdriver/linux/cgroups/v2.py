@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # Which controller each limit needs, enabled in the parents on demand.
-_NEEDS = {
+NEEDS = {
     "memory": "memory", "memory_reservation": "memory", "memory_swap": "memory", "cpu_shares": "cpu",
     "cpu_period": "cpu", "cpu_quota": "cpu", "cpuset_cpus": "cpuset", "cpuset_mems": "cpuset",
     "pids_limit": "pids", "blkio_weight": "io", "blkio_throttle": "io", "cpu_idle": "cpu",
@@ -45,7 +45,7 @@ class V2Manager(Manager):
         A parent that holds processes itself cannot delegate (the kernel's
         no-internal-process rule): there only what the limits need is an error.
         """
-        wanted = {_NEEDS[name] for name in _NEEDS if getattr(limits, name)}
+        wanted = {NEEDS[name] for name in NEEDS if getattr(limits, name)}
         parent = self.root
         for part in self.path.split("/"):
             available = read(os.path.join(parent, "cgroup.controllers")).split()
