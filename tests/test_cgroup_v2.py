@@ -133,7 +133,7 @@ def disk_node(tmp_path: Path) -> Path:
 def test_v2_device_rules_refuse_the_hosts_disk(cgroup2_root: Path, disk_node: Path) -> None:
     from errno import EPERM
 
-    from execdriver.linux.cgroups import device_rules
+    from execdriver.linux.devices import device_rules
 
     open_door = V2Manager("open", str(cgroup2_root))
     open_door.create(Limits())  # no rules, no program: the control, where the attack works

@@ -16,6 +16,8 @@ from execdriver.linux import signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from execdriver.linux.network import Network
+    from execdriver.native.spec import Security
     from execdriver.native.state import StateStore
 
 SYNOPSIS = "execdriver sandbox [flags] [--] CMD [ARG...]"
@@ -76,7 +78,7 @@ def _published(specs: list[str]) -> dict[str, list[dict[str, str]] | None]:
     return port_map
 
 
-def _network(options: dict[str, object]) -> dict[str, object] | None:
+def _network(options: dict[str, object]) -> Network | None:
     from execdriver.linux.network import config
 
     mode, _, name = str(options["network"]).partition(":")
@@ -94,29 +96,27 @@ def _network(options: dict[str, object]) -> dict[str, object] | None:
                         port_map=_published(publish) if publish else None)
 
 
-_ULIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
-            "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14,
-            "rttime": 15}
+def _security(options: dict[str, object], state_dir: str) -> Security:
+    """Docker's --privileged, --cap-add, --cap-drop, --security-opt and --ulimit, on Docker's defaults."""
+    from execdriver.linux import RLIMITS
+    from execdriver.native.command import process_security
 
-
-def _security(options: dict[str, object]) -> dict[str, object]:
-    """Docker's --cap-add, --cap-drop, --security-opt and --ulimit, as spec.process_security takes them."""
-    security: dict[str, object] = {"cap_add": options["cap_add"], "cap_drop": options["cap_drop"]}
+    profile, no_new_privileges, apparmor = "", False, ""
     for option in options["security_opt"]:  # type: ignore[attr-defined]
         key, _, value = str(option).replace(":", "=", 1).partition("=")
         if key == "seccomp":
             if value == "unconfined":
-                security["seccomp_profile"] = "unconfined"
+                profile = "unconfined"
             else:
                 try:
                     with open(value, encoding="utf-8") as handle:
-                        security["seccomp_profile"] = handle.read()
+                        profile = handle.read()
                 except OSError as err:
                     raise UsageError(f"sandbox: --security-opt seccomp={value}: {err.strerror}") from None
         elif key == "no-new-privileges" and value in ("", "true"):
-            security["no_new_privileges"] = True
+            no_new_privileges = True
         elif key == "apparmor" and value:
-            security["apparmor_profile"] = value
+            apparmor = value
         else:
             raise UsageError(f"sandbox: --security-opt {option}: expected seccomp=..., no-new-privileges "
                              "or apparmor=...")
@@ -124,11 +124,12 @@ def _security(options: dict[str, object]) -> dict[str, object]:
     for text in options["ulimit"]:  # type: ignore[attr-defined]
         name, _, limits = str(text).partition("=")
         soft, _, hard = limits.partition(":")
-        if name not in _ULIMITS or not soft.lstrip("-").isdigit() or (hard and not hard.lstrip("-").isdigit()):
-            raise UsageError(f"sandbox: --ulimit {text}: expected NAME=SOFT[:HARD], NAME one of {', '.join(_ULIMITS)}")
-        rlimits.append((_ULIMITS[name], int(soft) & (2**64 - 1), int(hard or soft) & (2**64 - 1)))
-    security["rlimits"] = rlimits
-    return security
+        if name not in RLIMITS or not soft.lstrip("-").isdigit() or (hard and not hard.lstrip("-").isdigit()):
+            raise UsageError(f"sandbox: --ulimit {text}: expected NAME=SOFT[:HARD], NAME one of {', '.join(RLIMITS)}")
+        rlimits.append((RLIMITS[name], int(soft) & (2**64 - 1), int(hard or soft) & (2**64 - 1)))
+    return process_security(bool(options["privileged"]), state_dir, cap_add=options["cap_add"],  # type: ignore[arg-type]
+                            cap_drop=options["cap_drop"], seccomp_profile=profile,  # type: ignore[arg-type]
+                            no_new_privileges=no_new_privileges, rlimits=rlimits, apparmor_profile=apparmor)
 
 
 def _pool(text: str) -> tuple[str, int] | None:
@@ -179,7 +180,7 @@ def _guard(store: StateStore, container_id: str) -> None:
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     # Straight to the launch spec: a Command would cost the import of
     # dataclasses, which takes longer than a whole container start.
-    from execdriver.native import container, spec
+    from execdriver.native import command, container
     from execdriver.native.spawn import DirectSpawner
     from execdriver.native.state import StateStore
 
@@ -191,8 +192,8 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     store = StateStore(str(global_options["root"]))
     network = None
     if options["network"] != "none" or options["publish"]:
-        network = spec.complete_network(_network(options), store, _pool(str(options["subnet_pool"])))
-    launch_spec = spec.launch_spec(
+        network = command.complete_network(_network(options), store, _pool(str(options["subnet_pool"])))
+    spec = command.launch_spec(
         container_id=container_id,
         state_dir=store.path(container_id),
         argv=args,
@@ -205,7 +206,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         user=str(options["user"]),
         privileged=bool(options["privileged"]),
         network=network,
-        security=_security(options),
+        security=_security(options, store.path(container_id)),
         init=bool(options["init"]),
     )
 
@@ -217,19 +218,19 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
 
     for signum in signals.FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
-    if network is not None and network["mode"] == "bridge":
+    if network is not None and network.mode == "bridge":
         _guard(store, container_id)
     # This process runs one thread, so it clones the container itself, and
     # the container gets our own standard streams.
     sys.stdout.flush()
     sys.stderr.flush()
     if not options["tty"]:
-        code, _ = container.run(store, DirectSpawner(), launch_spec, (0, 1, 2))
+        code, _ = container.run(store, DirectSpawner(), spec, (0, 1, 2))
         return code
     from execdriver.cli.terminal import Interactive
 
     with Interactive() as interactive:
-        launch_spec.update(interactive.spec())
-        code, _ = container.run(store, DirectSpawner(), launch_spec, interactive.console.stdio,
+        interactive.attach(spec.process)
+        code, _ = container.run(store, DirectSpawner(), spec, interactive.console.stdio,
                                 serve=interactive.console.transfer)
     return code

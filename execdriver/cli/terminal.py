@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from execdriver.console import TtyConsole
+    from execdriver.native.spec import Process
 
 
 class Interactive:
@@ -47,9 +48,9 @@ class Interactive:
                 continue
         return 0, 0
 
-    def spec(self) -> dict[str, object]:
-        """The launch spec fields that ask the process for a terminal on our console."""
-        return {"terminal": True, "console_socket": 0, "console_size": self.size()}
+    def attach(self, process: Process) -> None:
+        """Ask ``process`` for a terminal, whose master comes back to our console over its stdin."""
+        process.terminal, process.console_socket, process.console_size = True, 0, self.size()
 
     def __enter__(self) -> Interactive:
         gc.enable()  # an interactive session may run for days (bin/execdriver turned the collector off)

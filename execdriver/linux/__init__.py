@@ -9,6 +9,10 @@ import os
 # the network package, 0.2 ms and 50 KB of every delete.
 NETWORK_STATE_DIR = "/run/execdriver/.network"
 
+# setrlimit(2)'s resources by name: OCI's RLIMIT_NOFILE is "nofile" here, as docker's --ulimit names it.
+RLIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7, "memlock": 8,
+           "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15}
+
 
 def read_file(path: str) -> bytes:
     """A whole small file, through os calls: a file object costs more than the read.

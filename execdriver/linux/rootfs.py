@@ -15,9 +15,8 @@ import errno
 import os
 import stat
 
+from execdriver.linux.devices import DEFAULT_DEVICES, Device
 from execdriver.linux.syscalls import (
-    CLONE_NEWIPC,
-    CLONE_NEWNET,
     MNT_DETACH,
     MS_BIND,
     MS_MOVE,
@@ -43,16 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-# The devices every container gets in its /dev (runc's default set):
-# (path, type, major, minor, mode, uid, gid)
-DEFAULT_DEVICES = (
-    ("/dev/null", "c", 1, 3, 0o666, 0, 0),
-    ("/dev/zero", "c", 1, 5, 0o666, 0, 0),
-    ("/dev/full", "c", 1, 7, 0o666, 0, 0),
-    ("/dev/random", "c", 1, 8, 0o666, 0, 0),
-    ("/dev/urandom", "c", 1, 9, 0o666, 0, 0),
-    ("/dev/tty", "c", 5, 0, 0o666, 0, 0),
-)
 _DEV_LINKS = (
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
@@ -72,23 +61,56 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 # What the host view leaves out of the host's root: each gets a fresh mount.
 HOST_VIEW_SKIP = frozenset({"proc", "sys", "dev", "tmp", "run", "lost+found"})
 
-# A mount of the launch spec: (destination, source, type, flags, data,
-# propagation flags, flags of a remount after a bind, whether a bind's
-# mount point is a directory). Tuples: the spec crosses processes in
-# marshal's format.
-Mount = tuple[str, str, str, int, str, int, int, bool]
+class Mount:
+    """One mount of the container's: a filesystem of ``fstype``, or a bind (MS_BIND in ``flags``).
+
+    ``propagation``: MS_SHARED, MS_SLAVE ... set on it once mounted;
+    ``remount``: the flags a bind gets after it is made (a bind ignores
+    its own); ``is_dir``: whether a bind's mount point is a directory.
+    """
+
+    __slots__ = ("data", "destination", "flags", "fstype", "is_dir", "propagation", "remount", "source")
+
+    def __init__(self, destination: str, source: str, fstype: str, flags: int, data: str = "",
+                 propagation: int = 0, remount: int = 0, is_dir: bool = True) -> None:
+        self.destination = destination
+        self.source = source
+        self.fstype = fstype
+        self.flags = flags
+        self.data = data
+        self.propagation = propagation
+        self.remount = remount
+        self.is_dir = is_dir
+
+    @property
+    def is_bind(self) -> bool:
+        return bool(self.flags & MS_BIND)
+
+    def wire(self) -> tuple[str, str, str, int, str, int, int, bool]:
+        """As marshal carries it to the fork server and the init."""
+        return (self.destination, self.source, self.fstype, self.flags, self.data, self.propagation, self.remount,
+                self.is_dir)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mount) and self.wire() == other.wire()
+
+    def __hash__(self) -> int:
+        return hash(self.wire())
+
+    def __repr__(self) -> str:
+        return f"Mount{self.wire()!r}"
 
 
 def bind(source: str, destination: str, *, writable: bool, is_dir: bool, recursive: bool = True,
          extra: int = 0) -> Mount:
     """A bind mount; ``extra`` adds MS_NOSUID, MS_NODEV or MS_NOEXEC."""
     remount = extra | (0 if writable else MS_RDONLY)
-    return (destination, source, "", MS_BIND | (MS_REC if recursive else 0), "", 0, remount, is_dir)
+    return Mount(destination, source, "", MS_BIND | (MS_REC if recursive else 0), "", 0, remount, is_dir)
 
 
 def special(destination: str, fstype: str, flags: int, data: str = "", source: str = "") -> Mount:
     """A mount of a filesystem type (proc, tmpfs, sysfs ...)."""
-    return (destination, source or fstype, fstype, flags, data, 0, 0, True)
+    return Mount(destination, source or fstype, fstype, flags, data)
 
 
 def default_mounts() -> list[Mount]:
@@ -101,6 +123,90 @@ def default_mounts() -> list[Mount]:
         special("/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC),
         special("/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC),
     ]
+
+
+class Root:
+    """What becomes ``/``: a directory (``path``), an overlay (mount ``options``), or the host view.
+
+    The host view (``entries``: the names of the host's / with their link
+    targets, None for a file or directory) is a tmpfs with each bound in
+    read-only.
+    """
+
+    __slots__ = ("entries", "kind", "options", "path")
+
+    def __init__(self, kind: str, path: str = "", options: str = "",
+                 entries: list[tuple[str, str | None]] | None = None) -> None:
+        self.kind = kind
+        self.path = path
+        self.options = options
+        self.entries = entries or []
+
+    def wire(self) -> tuple[str, str, str, list[tuple[str, str | None]]]:
+        return (self.kind, self.path, self.options, self.entries)
+
+
+class Filesystem:
+    """The container's file system, as rootfs.setup builds it.
+
+    ``mountpoint``: where the root is assembled (in the init's own mount
+    namespace); ``devices`` None leaves /dev as the mounts made it;
+    ``cgroup_directory``/``cgroup_hierarchies``: what a ``cgroup`` mount
+    shows (the container's cgroup, in each v1 hierarchy or in v2's);
+    ``propagation`` of the new / (rootfsPropagation); ``init_binary``:
+    --init's reaper, copied to INIT_PATH.
+    """
+
+    __slots__ = (
+        "cgroup_directory",
+        "cgroup_hierarchies",
+        "devices",
+        "init_binary",
+        "masked_paths",
+        "mountpoint",
+        "mounts",
+        "propagation",
+        "readonly",
+        "readonly_paths",
+        "root",
+        "sysctl",
+    )
+
+    def __init__(self, root: Root, mountpoint: str, *, readonly: bool = False, mounts: list[Mount] | None = None,
+                 devices: list[Device] | None = None, masked_paths: list[str] | None = None,
+                 readonly_paths: list[str] | None = None, sysctl: list[tuple[str, str]] | None = None,
+                 propagation: int = 0, init_binary: str = "", cgroup_directory: str = "",
+                 cgroup_hierarchies: list[str] | None = None) -> None:
+        self.root = root
+        self.mountpoint = mountpoint
+        self.readonly = readonly
+        self.mounts = mounts if mounts is not None else []
+        self.devices = devices
+        self.masked_paths = masked_paths if masked_paths is not None else []
+        self.readonly_paths = readonly_paths if readonly_paths is not None else []
+        self.sysctl = sysctl or []
+        self.propagation = propagation
+        self.init_binary = init_binary
+        self.cgroup_directory = cgroup_directory
+        self.cgroup_hierarchies = cgroup_hierarchies or []
+
+    def wire(self) -> tuple[Any, ...]:
+        return (self.root.wire(), self.mountpoint, self.readonly, [m.wire() for m in self.mounts],
+                None if self.devices is None else [d.wire() for d in self.devices], self.masked_paths,
+                self.readonly_paths, self.sysctl, self.propagation, self.init_binary, self.cgroup_directory,
+                self.cgroup_hierarchies)
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...]) -> Filesystem:
+        (root, mountpoint, readonly, mounts, devices, masked, readonly_paths, sysctl, propagation, init_binary,
+         cgroup_directory, hierarchies) = wire
+        return cls(Root(*root), mountpoint, readonly=readonly, mounts=[Mount(*m) for m in mounts],
+                   devices=None if devices is None else [Device(*d) for d in devices], masked_paths=masked,
+                   readonly_paths=readonly_paths, sysctl=sysctl, propagation=propagation, init_binary=init_binary,
+                   cgroup_directory=cgroup_directory, cgroup_hierarchies=hierarchies)
+
+    def bind_sources(self) -> list[str]:
+        return [m.source for m in self.mounts if m.is_bind]
 
 
 class RootfsError(Exception):
@@ -146,7 +252,7 @@ def _canonical(root: str) -> str:
     return os.readlink(root) if root.startswith("/proc/self/fd/") else root
 
 
-def attach_root(spec: dict[str, Any], trees: list[int]) -> str:
+def attach_root(fs: Filesystem, trees: list[int]) -> str:
     """Mount the root at the mount point now, and return a path to it that needs no search rights.
 
     For an init in a user namespace, which is about to become the remapped
@@ -155,16 +261,16 @@ def attach_root(spec: dict[str, Any], trees: list[int]) -> str:
     straight into the root's own mount. (One opened before the mount would
     lead to the directory under it.)
     """
-    root: str = spec["mountpoint"]
+    root = fs.mountpoint
     if trees:
         move_mount(trees.pop(0), root)
-    elif spec["root"]["kind"] == "host":
+    elif fs.root.kind == "host":
         # Only the tmpfs now, the namespace's root its owner (uid=0 is read
         # in our user namespace): it fills it (setup), since the host's ids
         # we still have are not mapped there.
         mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,uid=0,gid=0")
     else:
-        _setup_root(spec["root"], root)
+        _setup_root(fs.root, root)
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return f"/proc/self/fd/{fd}"
 
@@ -239,14 +345,15 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
     here) whose flags are set before it is attached: no path is looked up
     again after the check.
     """
-    destination, source, fstype, flags, data, propagation, remount, is_dir = entry
+    destination, source, fstype, flags, data = entry.destination, entry.source, entry.fstype, entry.flags, entry.data
+    propagation, remount = entry.propagation, entry.remount
     if not flags & MS_BIND and fstype in ("proc", "sysfs") and os.path.islink(
             os.path.join(root, destination.lstrip("/"))):
         # A rootfs whose /proc leads elsewhere would have the runtime's later
         # writes to /proc land where the image chose (CVE-2019-16884).
         raise RootfsError(f"{destination} is a symbolic link in the rootfs: {fstype} must go on a directory")
     try:
-        fd = _open_in_root(root, destination, create_dir=is_dir or not flags & MS_BIND)
+        fd = _open_in_root(root, destination, create_dir=entry.is_dir or not flags & MS_BIND)
     except OSError as err:
         raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
     try:
@@ -283,12 +390,12 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
         os.close(fd)
 
 
-def _setup_root(spec: dict[str, Any], root: str) -> None:
-    kind = spec["kind"]
+def _setup_root(spec: Root, root: str) -> None:
+    kind = spec.kind
     if kind == "dir":
-        mount(spec["path"], root, None, MS_BIND | MS_REC)
+        mount(spec.path, root, None, MS_BIND | MS_REC)
     elif kind == "overlay":
-        mount("overlay", root, "overlay", 0, spec["options"])
+        mount("overlay", root, "overlay", 0, spec.options)
     elif kind == "host":
         mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
         _populate_host_view(spec, root)
@@ -296,9 +403,9 @@ def _setup_root(spec: dict[str, Any], root: str) -> None:
         raise RootfsError(f"unknown root kind {kind!r}")
 
 
-def _populate_host_view(spec: dict[str, Any], root: str) -> None:
+def _populate_host_view(spec: Root, root: str) -> None:
     """The host view's tmpfs root: each top-level entry of the host's / bound in read-only."""
-    for name, link in spec["entries"]:
+    for name, link in spec.entries:
         path = os.path.join(root, name)
         if link is not None:
             os.symlink(link, path)
@@ -312,17 +419,16 @@ def _populate_host_view(spec: dict[str, Any], root: str) -> None:
         make_readonly_recursive(path)
 
 
-def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
+def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str]) -> None:
     """A ``cgroup`` mount: the container's own cgroups, each hierarchy's under its name.
 
     As runc does without a cgroup namespace: a tmpfs, and in it a bind of the
     container's directory in every v1 hierarchy (or of its v2 directory).
     """
-    destination, _, _, flags, _, _, _, _ = entry
+    destination, flags = entry.destination, entry.flags
     readonly = flags & MS_RDONLY
-    hierarchies = cgroup["hierarchies"]
     if not hierarchies:  # cgroup v2: one directory
-        source = os.path.join("/sys/fs/cgroup", cgroup["directory"])
+        source = os.path.join("/sys/fs/cgroup", directory)
         _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True))
         return
     _mount_entry(root, special(destination, "tmpfs", flags & ~MS_RDONLY, "mode=755"))
@@ -331,7 +437,7 @@ def _mount_cgroup(root: str, entry: Mount, cgroup: dict[str, Any]) -> None:
         name = os.path.basename(hierarchy)
         os.mkdir(os.path.join(base, name), 0o755)
         target = os.path.join(destination, name)
-        _mount_entry(root, bind(os.path.join(hierarchy, cgroup["directory"]), target, writable=not readonly,
+        _mount_entry(root, bind(os.path.join(hierarchy, directory), target, writable=not readonly,
                                 is_dir=True, extra=flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
     if readonly:
         mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
@@ -359,9 +465,10 @@ def _copy_init(source: str, target: str) -> None:
         os.close(src)
 
 
-def _create_devices(root: str, devices: list[tuple[str, str, int, int, int, int, int]], dev: str = "") -> None:
+def _create_devices(root: str, devices: list[Device], dev: str = "") -> None:
     dev = dev or resolve_in_root(root, "/dev")
-    for path, kind, major, minor, mode, uid, gid in devices:
+    for device in devices:
+        path, kind, major, minor, mode, uid, gid = device.wire()
         name = path[len("/dev/"):]
         # A node right in /dev (the usual case) needs no resolution: /dev
         # is resolved once, and its entries are ours to make.
@@ -415,10 +522,10 @@ _STAGED = ("/proc", "/dev", "/sys")
 def stage(staging: str) -> None:
     """Mount default_mounts() and the default devices under ``staging``, ahead of any spec."""
     mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
-    for destination, source, fstype, flags, data, _, _, _ in default_mounts():
-        target = staging + destination
+    for entry in default_mounts():
+        target = staging + entry.destination
         os.makedirs(target, 0o755, exist_ok=True)
-        mount(source, target, fstype, flags, data or None)
+        mount(entry.source, target, entry.fstype, entry.flags, entry.data or None)
     _create_devices("", list(DEFAULT_DEVICES), staging + "/dev")
     # Docker's read-only and masked paths, all on /proc and /sys: ahead too
     # (some twenty mounts off a start's critical path); they move with them.
@@ -428,24 +535,24 @@ def stage(staging: str) -> None:
         _mask(staging + path)
 
 
-def can_use_staged(spec: dict[str, Any]) -> bool:
-    """Whether the spec wants exactly the standard filesystems that stage() made.
+def can_use_staged(fs: Filesystem, joins_network_or_ipc: bool) -> bool:
+    """Whether ``fs`` wants exactly the standard filesystems that stage() made.
 
-    Not if it joins a network or IPC namespace: sysfs shows the interfaces,
-    and mqueue the queues, of the namespace it was mounted in, the blank's.
+    Not if the container joins a network or IPC namespace: sysfs shows the
+    interfaces, and mqueue the queues, of the namespace it was mounted in,
+    the blank's.
     """
-    if any(nstype in (CLONE_NEWNET, CLONE_NEWIPC) for _, nstype in spec.get("join_namespaces", ())):
+    if joins_network_or_ipc:
         return False
-    if (list(spec["masked_paths"]) != list(MASKED_PATHS) or list(spec["readonly_paths"]) != list(READONLY_PATHS)
-            or spec.get("sysctl")):
+    if fs.masked_paths != list(MASKED_PATHS) or fs.readonly_paths != list(READONLY_PATHS) or fs.sysctl:
         return False  # the staged /proc and /sys are Docker's, masked and read-only where it says
     standard = default_mounts()
-    return list(spec["mounts"][: len(standard)]) == standard and list(spec["devices"] or ()) == list(DEFAULT_DEVICES)
+    return fs.mounts[: len(standard)] == standard and (fs.devices or []) == list(DEFAULT_DEVICES)
 
 
-def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = "",
-          cgroup_ready: Callable[[], None] | None = None) -> None:
-    """Assemble the rootfs that ``spec`` describes and pivot into it.
+def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
+          cgroup_ready: Callable[[], None] | None = None, root_attached: bool = False) -> None:
+    """Assemble the rootfs that ``fs`` describes and pivot into it.
 
     The caller has made every mount private (init.run): nothing mounted here
     propagates back to the host. ``trees``, from a fork server, are detached
@@ -455,18 +562,19 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
     the directory where the standard filesystems wait (stage()), to move in.
     ``cgroup_ready`` is called before the first cgroup mount, which needs
     the container's cgroup: until then the rootfs is built while the
-    driver makes the cgroup.
+    driver makes the cgroup. ``root_attached``: attach_root mounted the
+    root at ``fs.mountpoint`` already.
     """
-    root: str = spec["mountpoint"]
+    root = fs.mountpoint
     pending = list(trees or ())
-    if spec.get("root_attached"):
-        if spec["root"]["kind"] == "host":
-            _populate_host_view(spec["root"], root)  # attach_root mounted the tmpfs
+    if root_attached:
+        if fs.root.kind == "host":
+            _populate_host_view(fs.root, root)  # attach_root mounted the tmpfs
     elif pending:
         move_mount(pending.pop(0), root)
     else:
-        _setup_root(spec["root"], root)
-    mounts = spec["mounts"]
+        _setup_root(fs.root, root)
+    mounts = fs.mounts
     if staged:
         for name in _STAGED:
             if os.path.islink(root + name):
@@ -483,35 +591,35 @@ def setup(spec: dict[str, Any], trees: list[int] | None = None, staged: str = ""
                 os.close(fd)
         mounts = mounts[len(default_mounts()):]
     for entry in mounts:
-        if entry[2] == "cgroup":
+        if entry.fstype == "cgroup":
             if cgroup_ready is not None:  # it shows the container's cgroup: that must exist now
                 cgroup_ready()
                 cgroup_ready = None
-            _mount_cgroup(root, entry, spec["cgroup"])
-        elif entry[3] & MS_BIND and pending:
+            _mount_cgroup(root, entry, fs.cgroup_directory, fs.cgroup_hierarchies)
+        elif entry.is_bind and pending:
             _mount_entry(root, entry, pending.pop(0))
         else:
             _mount_entry(root, entry)
-    if spec["devices"] is not None and not staged:
-        _create_devices(root, spec["devices"])
-    if spec.get("init_binary"):
-        _copy_init(spec["init_binary"], resolve_in_root(root, INIT_PATH))
+    if fs.devices is not None and not staged:
+        _create_devices(root, fs.devices)
+    if fs.init_binary:
+        _copy_init(fs.init_binary, resolve_in_root(root, INIT_PATH))
 
     os.chdir(root)
     pivot_root(".", ".")
     umount2(".", MNT_DETACH)
     os.chdir("/")
-    if spec.get("propagation"):
-        mount(None, "/", None, spec["propagation"])
-    for key, value in spec.get("sysctl", ()):
+    if fs.propagation:
+        mount(None, "/", None, fs.propagation)
+    for key, value in fs.sysctl:
         try:
             proc_write("/proc/sys/" + key.replace(".", "/"), value)
         except OSError as err:
             raise RootfsError(f"sysctl {key}: {err.strerror}") from None
     if not staged:  # (staged ones came masked: stage())
-        for path in spec["readonly_paths"]:
+        for path in fs.readonly_paths:
             _make_readonly(path)
-        for path in spec["masked_paths"]:
+        for path in fs.masked_paths:
             _mask(path)
-    if spec["readonly"]:
+    if fs.readonly:
         mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)

@@ -23,12 +23,21 @@ MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
 MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
 MS_MOVE = 0x2000
 MS_REC = 0x4000
+MS_UNBINDABLE = 0x20000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
 MNT_DETACH = 0x2
 
 # clone(2) / unshare(2) / setns(2) flags
@@ -233,8 +242,9 @@ def close_range_cloexec(first: int) -> None:
 
 
 _AT_EMPTY_PATH = 0x1000
-_MOUNT_ATTRS = ((MS_RDONLY, 0x1), (MS_NOSUID, 0x2), (MS_NODEV, 0x4), (MS_NOEXEC, 0x8), (0x400, 0x10),
-                (0x800, 0x80), (1 << 24, 0x20))  # ... MS_NOATIME, MS_NODIRATIME, MS_STRICTATIME
+# mount(2)'s flags and mount_setattr(2)'s MOUNT_ATTR_* of the same meaning
+_MOUNT_ATTRS = ((MS_RDONLY, 0x1), (MS_NOSUID, 0x2), (MS_NODEV, 0x4), (MS_NOEXEC, 0x8), (MS_NOATIME, 0x10),
+                (MS_NODIRATIME, 0x80), (MS_STRICTATIME, 0x20))
 
 
 def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: bool = False) -> int:

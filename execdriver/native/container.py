@@ -2,7 +2,8 @@
 
 ``run`` takes a launch spec (spec.py) and three descriptors, and returns the
 exit code; the driver (driver.py) translates Commands, Pipes and Hooks to
-and from this, and the CLI calls it without them.
+and from this, and the CLI calls it without them. The messages to and from
+the init are protocol.py's.
 
     1. claim      the id's state directory (state.py); a live id is refused,
                   a stale one's leftovers (cgroups) removed
@@ -46,10 +47,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
+    from execdriver.linux.cgroups import Limits
     from execdriver.linux.cgroups.base import Manager
-    from execdriver.linux.network import Attachment
+    from execdriver.linux.network import Attachment, Network
     from execdriver.native.pool import Sandbox
+    from execdriver.native.protocol import Mode
     from execdriver.native.spawn import Launch, Spawner
+    from execdriver.native.spec import ExecSpec, LaunchSpec, Mapping
 
     PidCallback = Callable[[int], None]
     Watch = tuple[int, int, Callable[[], None]]  # descriptor, poll events, callback
@@ -64,15 +68,15 @@ def exit_code(status: int) -> int:
 
 
 def expect(status: int, expected: bytes, container_id: str) -> None:
-    from execdriver.native import init
+    from execdriver.native.protocol import ERROR, READY
 
     message = os.read(status, 65536)
     if message == expected:
         return
-    if expected == init.READY and message.startswith(init.READY):
+    if expected == READY and message.startswith(READY):
         # An init that need not wait for the go went on at once, and failed.
-        message = message[len(init.READY):]
-    if message.startswith(init.ERROR):
+        message = message[len(READY):]
+    if message.startswith(ERROR):
         raise ContainerError(f"container {container_id}: {message[1:].decode(errors='replace')}")
     raise ContainerError(f"container {container_id}: init exited before the process started")
 
@@ -117,34 +121,33 @@ def _adopt(sandbox: Sandbox, handles: _Handles) -> Launch:
     return sandbox.launch
 
 
-def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
+def _bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, stdio: tuple[int, int, int],
               state: State, cgroup: Manager, handles: _Handles,
               on_oom: Callable[[], None] | None = None) -> tuple[Launch, list[Watch]]:
     """Steps 2 to 5: network, clone the init, give it its cgroup and network, wait until it is ready.
 
     Also the OOM watch, on the new cgroup before the init may run anything.
     """
-    network = launch_spec.get("network")
-    if network is not None and network["mode"] == "bridge":
+    from execdriver.native import protocol
+
+    network = spec.network
+    if network is not None and network.mode == "bridge":
         from execdriver.linux import network as networking
 
-        handles.network = networking.reserve(launch_spec["id"], os.path.abspath(store.root), network,  # 2
-                                             launch_spec["hostname"])
-        launch_spec = {**launch_spec, "mounts": [*launch_spec["mounts"], *handles.network.mounts()],
-                       "network": {**network, "token": handles.network.token}}
-    from execdriver.native import init
-
-    cgroup_spec = launch_spec["cgroup"]
-    if launch_spec.get("uid_mappings"):
+        handles.network = networking.reserve(spec.id, os.path.abspath(store.root), network,  # 2
+                                             spec.namespaces.hostname)
+        spec.filesystem.mounts = [*spec.filesystem.mounts, *handles.network.mounts()]
+        network.token = handles.network.token
+    users = spec.namespaces
+    if users.uid_mappings:
         # A socket, not a pipe: the id-mapped rootfs crosses it (_map_users).
         go_read, handles.go = _socketpair()
-        _give_pipes(launch_spec, stdio)
+        _give_pipes(users.uid_mappings, users.gid_mappings, stdio)
     else:
         go_read, handles.go = os.pipe2(os.O_CLOEXEC)
     handles.status, status_write = os.pipe2(os.O_CLOEXEC)
     handles.fds += (handles.go, handles.status)
-    launch_spec = {**launch_spec, "driver_fds": list(handles.fds)}
-    limits = cgroups.Limits(**cgroup_spec["limits"])
+    limits = spec.cgroup.limits
 
     def meanwhile() -> None:
         # While the init is cloned and builds its rootfs: the claim's state
@@ -155,21 +158,21 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
         cgroup.create(limits)
 
     try:
-        launch = handles.launch = spawner.spawn(launch_spec, (go_read, status_write), stdio,  # 3
-                                                meanwhile=meanwhile)  # 4
+        launch = handles.launch = spawner.spawn(protocol.Request(spec, mode), (go_read, status_write), stdio,  # 3
+                                                meanwhile=meanwhile, ours=tuple(handles.fds))  # 4
     finally:
         os.close(go_read)
         os.close(status_write)
     faults.point("cloned")
-    if launch_spec.get("uid_mappings"):
-        _map_users(launch_spec, launch.pid, handles.go)
+    if users.uid_mappings:
+        _map_users(spec, launch.pid, handles.go)
     watches: list[Watch] = []
     try:
-        if not cgroup_spec["join"]:
+        if not spec.cgroup.join:
             cgroup.add(launch.pid)
         # After the add, which is what makes a systemd scope, and before the init may run anything.
         watches = _oom_watches(cgroup, on_oom, handles.fds)
-        os.write(handles.go, init.CGROUP)
+        os.write(handles.go, protocol.CGROUP)
     except cgroups.CgroupError as err:
         if err.errno != errno.ESRCH:
             raise
@@ -180,23 +183,23 @@ def _bring_up(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], 
     store.save(state)
     faults.point("saved")
     if handles.network is not None:
-        handles.network.attach(launch.pid, network["mtu"] if network else 0)
-    if init.says_ready(launch_spec):
-        expect(handles.status, init.READY, launch_spec["id"])  # 5
+        handles.network.attach(launch.pid, network.mtu if network else 0)
+    if mode.says_ready():
+        expect(handles.status, protocol.READY, spec.id)  # 5
     faults.point("ready")
-    if network is not None and network["mode"] == "container":
+    if network is not None and network.mode == "container":
         _joined(store, network, launch.pid)
     return launch, watches
 
 
-def _await_go(launch_spec: dict[str, Any], pre_start: Sequence[PidCallback]) -> bool:
+def _await_go(spec: LaunchSpec, pre_start: Sequence[PidCallback]) -> bool:
     """Whether the init must wait for the go: hooks to run, or a network to finish after it is ready.
 
     The veth of a bridge goes into its namespace, and a joined network is
     checked, after the init has its cgroup: its process must not run before.
     """
-    network = launch_spec.get("network")
-    return bool(pre_start) or (network is not None and network["mode"] in ("bridge", "container"))
+    network = spec.network
+    return bool(pre_start) or (network is not None and network.mode in ("bridge", "container"))
 
 
 def _socketpair() -> tuple[int, int]:
@@ -206,14 +209,14 @@ def _socketpair() -> tuple[int, int]:
     return theirs.detach(), ours.detach()
 
 
-def _give_pipes(launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> None:
+def _give_pipes(uid_mappings: list[Mapping], gid_mappings: list[Mapping], stdio: tuple[int, int, int]) -> None:
     """Pipes for the container's stdio belong to its root, so that it can reopen them (/dev/stdout)."""
     import stat
 
     from execdriver.linux import userns
 
-    uid = userns.host_id(launch_spec["uid_mappings"], 0)
-    gid = userns.host_id(launch_spec["gid_mappings"], 0)
+    uid = userns.host_id(uid_mappings, 0)
+    gid = userns.host_id(gid_mappings, 0)
     if os.geteuid() != 0 or uid is None or gid is None or uid == gid == 0:
         return
     for fd in stdio:
@@ -221,41 +224,42 @@ def _give_pipes(launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> Non
             os.fchown(fd, uid, gid)
 
 
-def _map_users(launch_spec: dict[str, Any], pid: int, go: int) -> None:
+def _map_users(spec: LaunchSpec, pid: int, go: int) -> None:
     """The init waits in its user namespace: write its mappings, hand it its id-mapped rootfs."""
     from execdriver.linux import fdpass, userns
-    from execdriver.native import init
+    from execdriver.native.protocol import USERS
 
-    userns.write(pid, launch_spec["uid_mappings"], launch_spec["gid_mappings"])
-    if launch_spec.get("oom_score_adj") is not None and os.geteuid() == 0:
+    userns.write(pid, spec.namespaces.uid_mappings, spec.namespaces.gid_mappings)
+    if spec.security.oom_score_adj is not None and os.geteuid() == 0:
         # Its /proc/self files are the host root's while it is not dumpable: out of its reach.
         with open(f"/proc/{pid}/oom_score_adj", "w", encoding="utf-8") as handle:
-            handle.write(str(launch_spec["oom_score_adj"]))
+            handle.write(str(spec.security.oom_score_adj))
     trees = []
     try:
-        if launch_spec.get("idmap_root"):
-            trees.append(userns.idmapped_root(launch_spec["root"]["path"], pid))
+        if spec.namespaces.idmap_root:
+            trees.append(userns.idmapped_root(spec.filesystem.root.path, pid))
         with fdpass.borrow(go) as channel:
-            fdpass.send_fds(channel, init.USERS, trees)
+            fdpass.send_fds(channel, USERS, trees)
     finally:
         for tree in trees:
             os.close(tree)
 
 
-def _joined(store: StateStore, network: dict[str, Any], pid: int) -> None:
+def _joined(store: StateStore, network: Network, pid: int) -> None:
     """The container whose network the init joined (by /proc path) was still that container: say so."""
     from execdriver.linux import network as networking
 
-    target, start = network["target"]
+    assert network.target is not None  # (command.complete_network)
+    target, start = network.target
     if process.start_time(target) != start:
-        raise ContainerError(f"network.container_id: container {network['container']} exited while this one joined it")
-    networking.joined(os.path.abspath(store.root), network["container"], pid)
+        raise ContainerError(f"network.container_id: container {network.container} exited while this one joined it")
+    networking.joined(os.path.abspath(store.root), network.container, pid)
 
 
 def run(
     store: StateStore,
     spawner: Spawner,
-    launch_spec: dict[str, Any],
+    spec: LaunchSpec,
     stdio: tuple[int, int, int],
     *,
     serve: Callable[[int, Sequence[Watch]], None] | None = None,
@@ -284,19 +288,18 @@ def run(
     (_await_go), the init does not wait for the go: it goes on to exec as
     soon as it is ready, which saves a round trip between two processes.
     """
-    from execdriver.native import init  # run only: kill, stats and pids need no ctypes
+    from execdriver.native.protocol import GO, Mode
 
-    container_id: str = launch_spec["id"]
-    cgroup_spec = launch_spec["cgroup"]
-    cgroup_path = cgroup_spec["path"]
+    container_id = spec.id
+    cgroup_path = spec.cgroup.path
     # cgroup v2 renames no cgroup (EPERM): there a sandbox's container keeps the sandbox's.
     renames = sandbox is not None and cgroups.version() == 1
     if sandbox is not None and not renames:
-        cgroup_path = sandbox.launch_spec["cgroup"]["path"]
+        cgroup_path = sandbox.spec.cgroup.path
     cgroup = cgroups.manager(cgroup_path)
     try:
-        parent_levels = max(cgroup_spec["parent_levels"], sandbox.parent_levels if sandbox is not None else 0)
-        state = store.create(container_id, launch_spec["rootfs"], cgroup_path,  # 1
+        parent_levels = max(spec.cgroup.parent_levels, sandbox.parent_levels if sandbox is not None else 0)
+        state = store.create(container_id, spec.rootfs, cgroup_path,  # 1
                              parent_levels, on_stale=lambda old: _remove_leftovers(store, old),
                              pid=sandbox.pid if sandbox is not None else 0,
                              pid_start=sandbox.pid_start if sandbox is not None else 0)
@@ -309,7 +312,7 @@ def run(
     named = False  # a sandbox's cgroup under the id's name
     faults.point("claimed")
     try:
-        await_go = sandbox is None and _await_go(launch_spec, pre_start)
+        await_go = sandbox is None and _await_go(spec, pre_start)
         if sandbox is not None:
             launch = _adopt(sandbox, handles)
             prepared, sandbox.oom_watch = sandbox.oom_watch, None  # the run's descriptor now
@@ -317,10 +320,10 @@ def run(
             # The id's name, which the state gives and the end removes: before the
             # go, so that the container never sees its cgroup under another.
             if renames:
-                cgroups.rename(sandbox.cgroup, cgroup_spec["path"])
+                cgroups.rename(sandbox.cgroup, spec.cgroup.path)
             named = True
         else:
-            launch, watches = _bring_up(store, spawner, {**launch_spec, "await_go": await_go},  # 2-5
+            launch, watches = _bring_up(store, spawner, spec, Mode(await_go=await_go),  # 2-5
                                         stdio, state, cgroup, handles, on_oom)
         if ready is not None:
             ready(launch.pid)
@@ -328,9 +331,9 @@ def run(
             callback(launch.pid)
         try:
             if sandbox is not None:
-                sandbox.hand_over(launch_spec, stdio)  # 7, with its process and stdio
+                sandbox.hand_over(spec, stdio)  # 7, with its process and stdio
             elif await_go:
-                os.write(handles.go, init.GO)  # 7
+                os.write(handles.go, GO)  # 7
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): expect says so
         expect(handles.status, b"", container_id)
@@ -366,7 +369,7 @@ def run(
         cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
         store.remove(container_id, spare=True)  # (it holds state.json alone)
         if sandbox is not None:
-            remove_tree(sandbox.launch_spec["state_dir"])  # where its root was mounted
+            remove_tree(sandbox.spec.state_dir)  # where its root was mounted
 
 
 def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int],
@@ -464,9 +467,8 @@ def unpause(store: StateStore, container_id: str) -> None:
         _running_cgroup(store, container_id)[1].thaw()
 
 
-def update(store: StateStore, container_id: str, limits: dict[str, Any]) -> None:
+def update(store: StateStore, container_id: str, wanted: Limits) -> None:
     """Change the limits of the running container."""
-    wanted = cgroups.Limits(**limits)
     wanted.check()
     with store.locked(container_id):
         _running_cgroup(store, container_id)[1].set(wanted, running=True)
@@ -503,7 +505,7 @@ EXEC_FIFO = "exec.fifo"
 SECCOMP_PROGRAM = "seccomp.bpf"
 
 
-def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], stdio: tuple[int, int, int],
+def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[int, int, int],
            oci: dict[str, Any], on_created: Sequence[PidCallback] = ()) -> State:
     """Create the container and leave its init waiting on the exec FIFO.
 
@@ -512,11 +514,12 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
     hooks) in it. The init outlives this process: whoever reaps orphans
     here (the engine's shim as subreaper, or pid 1) reaps it.
     """
-    container_id: str = launch_spec["id"]
-    cgroup_spec = launch_spec["cgroup"]
-    cgroup = cgroups.manager(cgroup_spec["path"])
-    state = store.create(container_id, launch_spec["rootfs"], cgroup_spec["path"],
-                         cgroup_spec["parent_levels"], on_stale=lambda old: _remove_leftovers(store, old))
+    from execdriver.native.protocol import Mode
+
+    container_id = spec.id
+    cgroup = cgroups.manager(spec.cgroup.path)
+    state = store.create(container_id, spec.rootfs, spec.cgroup.path,
+                         spec.cgroup.parent_levels, on_stale=lambda old: _remove_leftovers(store, old))
     state.oci = oci
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
     handles = _Handles()
@@ -526,15 +529,15 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
         # The seccomp program, compiled once: exec loads it from here rather than compile the
         # config's profile again (~13 ms for an engine's default profile). Empty: no filter.
         with open(os.path.join(store.path(container_id), SECCOMP_PROGRAM), "wb") as handle:
-            handle.write(launch_spec.get("seccomp_bpf") or b"")
+            handle.write(spec.security.seccomp_bpf or b"")
         os.mkfifo(fifo, 0o600)
-        if launch_spec.get("uid_mappings") and os.geteuid() == 0:
+        users = spec.namespaces
+        if users.uid_mappings and os.geteuid() == 0:
             # The init reopens it as the remapped root (init._wait_for_start).
             from execdriver.linux import userns
 
-            os.chown(fifo, userns.host_id(launch_spec["uid_mappings"], 0) or 0,
-                     userns.host_id(launch_spec["gid_mappings"], 0) or 0)
-        launch, _ = _bring_up(store, spawner, {**launch_spec, "exec_fifo": fifo}, stdio, state, cgroup, handles)
+            os.chown(fifo, userns.host_id(users.uid_mappings, 0) or 0, userns.host_id(users.gid_mappings, 0) or 0)
+        launch, _ = _bring_up(store, spawner, spec, Mode(exec_fifo=fifo), stdio, state, cgroup, handles)
         for callback in on_created:
             callback(launch.pid)
         faults.point("created")
@@ -550,19 +553,19 @@ def create(store: StateStore, spawner: Spawner, launch_spec: dict[str, Any], std
             store.remove(container_id)
 
 
-def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: dict[str, Any],
+def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: ExecSpec,
                  stdio: tuple[int, int, int], *, detach: bool = False,
                  start: PidCallback | None = None,
                  serve: Callable[[int, Sequence[Watch]], None] | None = None) -> int:
     """Run ``spec``'s process inside the running container: its exit code.
 
-    ``spec`` holds the process's fields as a launch spec has them (argv,
-    env, cwd, user, capabilities, seccomp_bpf ...). ``start`` gets its host
+    ``spec`` is the process and its security; the container's init and
+    cgroup are filled in here. ``start`` gets its host
     pid once it has exec'd; ``serve`` moves its streams as for run. With
     ``detach`` it returns 0 at once, the process left to our parent or the
     nearest subreaper (an engine's shim).
     """
-    from execdriver.native import init
+    from execdriver.native.protocol import ERROR, Request
 
     state = store.load_running(container_id)
     current = status(store, state)
@@ -571,13 +574,12 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: d
     if os.readlink(f"/proc/{state.pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         from execdriver.linux import userns
 
-        _give_pipes({"uid_mappings": userns.read(state.pid, "uid_map"),
-                     "gid_mappings": userns.read(state.pid, "gid_map")}, stdio)
+        _give_pipes(userns.read(state.pid, "uid_map"), userns.read(state.pid, "gid_map"), stdio)
     status_read, status_write = os.pipe2(os.O_CLOEXEC)
-    spec = {**spec, "exec_into": (state.pid, state.pid_start), "driver_fds": [status_read],
-            "cgroup_tasks": cgroups.manager(state.cgroup).join_files() if state.cgroup else []}
+    spec.init = (state.pid, state.pid_start)
+    spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []
     try:
-        launch = spawner.spawn(spec, (status_write, status_write), stdio)
+        launch = spawner.spawn(Request(spec), (status_write, status_write), stdio, ours=(status_read,))
     finally:
         os.close(status_write)
     faults.point("exec-spawned")
@@ -587,7 +589,7 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: d
         if message:
             launch.reap()
             reaped = True
-            text = message[1:] if message.startswith(init.ERROR) else message
+            text = message[1:] if message.startswith(ERROR) else message
             raise ContainerError(f"exec in container {container_id}: {text.decode(errors='replace')}")
         if start is not None:
             start(launch.pid)

@@ -1,8 +1,8 @@
 """The native Linux driver: the reference's Driver, on namespaces and mounts.
 
-It composes the pieces: spec.py validates a Command, spawn.py clones the
-init, container.py runs the lifecycle, state.py keeps what other processes
-need to find the container.
+It composes the pieces: command.py turns a Command into a launch spec
+(spec.py), spawn.py clones the init, container.py runs the lifecycle,
+state.py keeps what other processes need to find the container.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any
 
 import execdriver
 from execdriver.api import (
@@ -27,13 +26,16 @@ from execdriver.api import (
 from execdriver.console import StdConsole, TtyConsole
 from execdriver.driver import Driver
 from execdriver.errors import ConfigError
-from execdriver.native import container, spec
+from execdriver.native import command as from_command
+from execdriver.native import container
 from execdriver.native.spawn import DirectSpawner, ForkServerSpawner, Spawner
 from execdriver.native.state import DEFAULT_ROOT, StateStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from execdriver.linux.network import Network
     from execdriver.native.pool import WarmPool
+    from execdriver.native.spec import LaunchSpec
 
 
 class NativeDriver(Driver):
@@ -102,16 +104,16 @@ class NativeDriver(Driver):
 
         if self._pool is None:
             self._pool = pool.WarmPool(self._spawner)
-        probe = spec.build(dataclasses.replace(template, id="pool-probe"), self._store.path("pool-probe"),
+        probe = from_command.build(dataclasses.replace(template, id="pool-probe"), self._store.path("pool-probe"),
                            self._network(template), systemd_cgroup=self._systemd)
         key = pool.shape(probe)
         if key is None:
             raise ConfigError("warm: this template cannot be made ahead (network, user namespace, terminal "
                               "or joined namespaces, or an overlay root)")
 
-        def make() -> dict[str, Any]:
+        def make() -> LaunchSpec:
             name = f"pool-{os.urandom(6).hex()}"
-            return spec.build(dataclasses.replace(template, id=name),
+            return from_command.build(dataclasses.replace(template, id=name),
                               os.path.join(self._store.root, ".pool", name), self._network(template),
                               systemd_cgroup=self._systemd)
 
@@ -119,7 +121,7 @@ class NativeDriver(Driver):
 
     def run(self, command: Command, pipes: Pipes, hooks: Hooks | None = None) -> ExitStatus:
         hooks = hooks or Hooks()
-        launch_spec = spec.build(command, self._store.path(command.id), self._network(command),
+        launch_spec = from_command.build(command, self._store.path(command.id), self._network(command),
                                  systemd_cgroup=self._systemd)
         config = command.process_config
         oom = OOMEvents()
@@ -155,14 +157,14 @@ class NativeDriver(Driver):
             console.close()
         return ExitStatus(code, oom_killed)
 
-    def _network(self, command: Command) -> dict[str, Any] | None:
+    def _network(self, command: Command) -> Network | None:
         """The command's network, with what only the driver knows: the joined container, the pool."""
-        return spec.complete_network(spec.network_of(command), self._store, self._subnet_pool)
+        return from_command.complete_network(from_command.network_of(command), self._store, self._subnet_pool)
 
     def exec(self, command: Command, process_config: ProcessConfig, pipes: Pipes,
              hooks: Hooks | None = None) -> int:
         hooks = hooks or Hooks()
-        exec_spec = spec.exec_spec(command, process_config, self._store.path(command.id))
+        exec_spec = from_command.exec_spec(command, process_config, self._store.path(command.id))
         start = hooks.start
 
         def started(pid: int) -> None:
@@ -207,7 +209,7 @@ class NativeDriver(Driver):
         )
 
     def update(self, command: Command) -> None:
-        container.update(self._store, command.id, spec.limits_of(command.resources))
+        container.update(self._store, command.id, from_command.limits_of(command.resources))
 
     def supports_hooks(self) -> bool:
         return True

@@ -22,23 +22,25 @@ from execdriver.native import init
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import NoReturn
+
+    from execdriver.native.spec import ExecSpec
 
 
-def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
-        stdio: tuple[int, int, int]) -> NoReturn:
+def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: tuple[int, int, int]) -> NoReturn:
     """Enter, then exec ``spec``'s process; failures go to ``status``."""
+    process, security = spec.process, spec.security
     try:
         syscalls.set_dumpable(False)
-        init.take_stdio(stdio, spec.get("preserve_fds", 0))
+        init.take_stdio(stdio, process.preserve_fds)
         init.default_signals()
-        for tasks in spec["cgroup_tasks"]:
+        for tasks in spec.cgroup_tasks:
             fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.write(fd, b"0")  # ourselves: see init._join_cgroup
             finally:
                 os.close(fd)
-        if spec.get("terminal"):
+        if process.terminal:
             from execdriver.linux import terminal  # now: in the container the package is out of sight
         for fd, nstype in namespaces:
             syscalls.setns(fd, nstype)
@@ -46,11 +48,11 @@ def run(spec: dict[str, Any], namespaces: list[tuple[int, int]], status: int,
             # Still the host's ids, unmapped there: become the container's root (init._wait_for_users).
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        if spec.get("terminal"):  # in the container's devpts: the mount namespace is its own now
+        if process.terminal:  # in the container's devpts: the mount namespace is its own now
             os.setsid()
-            terminal.attach(spec["console_socket"], spec.get("console_size"))
-        capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])  # as the init did
-        executable, user, env = init.resolve(spec)
-        init.become(spec, executable, user, env)
+            terminal.attach(process.console_socket, process.console_size)
+        capabilities.drop_bounding(security.capabilities, security.last_cap)  # as the init did
+        executable, user, env = init.resolve(process)
+        init.become(process, security, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         init.fail(status, err, "exec")

@@ -1,14 +1,14 @@
 """The fork server: a single-threaded interpreter that clones container inits.
 
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
-control socket. Each request is one message: the spec's profile (clone
-flags and capabilities, see spawn.profile), a space, the length of what
-follows it and a space, the paths a blank needs copies of (spawn.tree_sources,
-in marshal's format), and the launch spec in marshal's format, with
-six descriptors (reply socket, the init's two sync pipe ends, stdin, stdout,
-stderr). It answers on the reply socket with ``P<pid>`` and the init's pidfd
-(or ``E<error>``) at once, and ``X<wait status>`` when that init exits; the
-server is the init's parent and so the one that reaps it.
+control socket. Each request is one message (protocol.frame): the spec's
+profile (clone flags and capabilities, see spawn.profile), the paths a
+blank needs copies of (spawn.tree_sources), and the encoded
+protocol.Request, with six descriptors (reply socket, the init's two sync
+pipe ends, stdin, stdout, stderr). It answers on the reply socket with
+``P<pid>`` and the init's pidfd (or ``E<error>``) at once, and
+``X<wait status>`` when that init exits; the server is the init's parent
+and so the one that reaps it.
 
 Creating namespaces and mounting the standard filesystems are the largest
 costs of a start, so the server keeps one *blank* init ready: cloned into
@@ -32,17 +32,16 @@ the server itself is killed, each init dies with it (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import gc
-import marshal
 import os
 import select
 
 from execdriver.linux import capabilities, fdpass, rootfs, signals, syscalls
-from execdriver.native import init
+from execdriver.native import init, protocol
 from execdriver.native.spawn import clone_init
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
     from execdriver.linux.fdpass import Socket
 
@@ -52,7 +51,7 @@ class _Child:
         self.pid = pid
         self.pidfd = pidfd
         self.reply = reply
-        self.spec = spec  # parsed only if the server must clean up after it
+        self.spec = spec  # decoded only if the server must clean up after it
 
 
 class _Blank:
@@ -109,11 +108,9 @@ class _Server:
             return False
         reply = fdpass.wrap(fds[0])
         try:
-            profile, _, rest = message.partition(b" ")
-            length, _, rest = rest.partition(b" ")
-            sources, spec = rest[:int(length)], rest[int(length):]  # (the spec goes on undecoded)
+            profile, sources, spec = protocol.unframe(message)  # (the request goes on undecoded)
             blank = self._take_blank(profile) if profile else None
-            trees = _trees(marshal.loads(sources)) if blank is not None else None
+            trees = _trees(sources) if blank is not None else None
             if blank is not None and trees is None:  # not a spec a blank can take
                 self.blank, blank = blank, None
             if blank is not None:
@@ -129,7 +126,7 @@ class _Server:
                 blank.channel.close()
                 pid, pidfd = blank.pid, blank.pidfd
             else:
-                pid, pidfd = clone_init(marshal.loads(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
+                pid, pidfd = clone_init(protocol.decode(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
                                         (*self._ours(), reply.fileno()))
         except Exception as err:  # noqa: BLE001 - reported to the caller
             reply.send(b"E" + str(err).encode())
@@ -177,6 +174,7 @@ class _Server:
     def shutdown(self) -> None:
         """The program that ran the containers is gone: so are they, and all they held."""
         from execdriver.linux import cgroups
+        from execdriver.native.spec import ExecSpec
         from execdriver.native.state import remove_spares, remove_tree
 
         if self.blank is not None:
@@ -184,19 +182,20 @@ class _Server:
         for child in self.children.values():
             signals.pidfd_send_signal(child.pidfd, signals.SIGKILL)
         for pidfd in list(self.children):
-            spec: dict[str, Any] = marshal.loads(self.children[pidfd].spec)
+            spec = protocol.decode(self.children[pidfd].spec).spec
             self.reap(pidfd)
-            if spec.get("network", {}).get("token"):
-                _release_network(spec["network"]["token"])
+            if isinstance(spec, ExecSpec):
+                continue  # a process of a container: nothing of its own to remove
+            if spec.network is not None and spec.network.token:
+                _release_network(spec.network.token)
             try:
-                if spec.get("cgroup"):
-                    cgroup = cgroups.manager(spec["cgroup"]["path"])
+                if spec.cgroup.path:
+                    cgroup = cgroups.manager(spec.cgroup.path)
                     cgroup.kill()
-                    cgroup.destroy(spec["cgroup"]["parent_levels"])
+                    cgroup.destroy(spec.cgroup.parent_levels)
             except cgroups.CgroupError:
                 continue  # the state stays, so that clean(id) finds the cgroup
-            if spec.get("state_dir"):
-                remove_tree(spec["state_dir"])
+            remove_tree(spec.state_dir)
         # The program's kept id directories (StateStore spares), if it could not remove them.
         remove_spares(os.path.dirname(self.staging), pid=self.owner)
         # The drivers kept the runtime's parent cgroup while they ran.
@@ -262,7 +261,8 @@ def _wait_as_blank(channel: Socket, inherited: tuple[int, ...], flags: int, keep
         message, fds = fdpass.recv_fds(channel, 1 << 20, 64)
         channel.close()
         if message and len(fds) >= 5:
-            init.run(marshal.loads(message), (fds[0], fds[1]), (fds[2], fds[3], fds[4]), trees=fds[5:],
+            spec, mode = protocol.decode_init(message)
+            init.run(spec, mode, (fds[0], fds[1]), (fds[2], fds[3], fds[4]), trees=fds[5:],
                      staged=staging if flags & syscalls.CLONE_NEWNS else "")
     except BaseException:  # noqa: BLE001 - a blank that fails just exits; its user sees EOF
         pass

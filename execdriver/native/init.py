@@ -1,26 +1,14 @@
 """The container's init: what runs in the cloned child until it execs.
 
 It runs in a copy of a single-threaded process (the fork server, or the
-CLI), already inside the new namespaces. It talks to the driver over two
-pipes, ``sync = (go, status)``:
+CLI), already inside the new namespaces, and talks to the runtime over two
+descriptors, ``sync = (go, status)``, in the messages of protocol.py. Two
+steps: :func:`prepare` takes it to ready (namespaces joined, rootfs built
+and pivoted into, cgroup joined, program found), :func:`wait` holds it
+there as its launcher's Mode says (a go, an OCI start, a warm sandbox's
+process), then :func:`become` execs.
 
-    driver -> init   b"U" (+ rootfs)  in a user namespace: the mappings are
-                                     written; an id-mapped rootfs comes along
-    driver -> init   b"C"            the cgroup exists: the init joins it
-    init -> driver   b"R"            rootfs ready, in its cgroup, user
-                                     process resolved (sent only when the
-                                     driver waits for it: a go to come, an
-                                     OCI create, a warm sandbox)
-    driver -> init   b"G"            hooks ran, go ahead and exec (sent only
-                                     when the spec's await_go says the
-                                     driver has work first; else the init
-                                     goes on)
-    init -> driver   b"E" + message  a step failed; init exits 1
-    (end of file)                    execve succeeded: CLOEXEC closed status
-
-Each message is one write of at most PIPE_BUF bytes, so it arrives whole.
-
-Everything the driver could decide before the clone (paths, argv, env)
+Everything the runtime could decide before the clone (paths, argv, env)
 arrives ready-made in the spec, so the child only makes system calls.
 """
 
@@ -30,34 +18,22 @@ import fcntl
 import os
 
 from execdriver.linux import capabilities, read_file, rootfs, signals, syscalls, users
+from execdriver.native.protocol import CGROUP, ERROR, GO, READY, USERS, Handover
+from execdriver.native.spec import DEFAULT_PATH
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
     from execdriver.linux.fdpass import Socket
+    from execdriver.native.protocol import Mode
+    from execdriver.native.spec import LaunchSpec, Process, Security
 
-USERS = b"U"
-CGROUP = b"C"
-READY = b"R"
-GO = b"G"
-ERROR = b"E"
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
+    Resolved = tuple[str, users.User, dict[str, str]]  # the executable, the user, the environment
 
 class InitError(Exception):
     pass
-
-
-def says_ready(spec: dict[str, Any]) -> bool:
-    """Whether the init writes READY: only when its driver waits for it.
-
-    That is for a go to come, an OCI create's start or a warm sandbox's
-    preparation; otherwise the driver's next wake-up is the exec's end of file.
-    """
-    return bool(spec.get("exec_fifo") or spec.get("pool") or spec.get("await_go", True))
 
 
 def _find_executable(name: str, env: list[str]) -> str:
@@ -77,22 +53,7 @@ def _find_executable(name: str, env: list[str]) -> str:
     raise InitError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def _prepare(spec: dict[str, Any], trees: list[int] | None, staged: str,
-             cgroup_ready: Callable[[], None]) -> tuple[str, users.User, dict[str, str]]:
-    try:
-        rootfs.setup(spec, trees, staged if staged and rootfs.can_use_staged(spec) else "", cgroup_ready)
-    except (OSError, rootfs.RootfsError) as err:
-        raise InitError(f"rootfs: {err}") from None
-    if spec.get("domainname"):
-        syscalls.setdomainname(spec["domainname"])
-    if spec.get("pool"):
-        return "", users.User(0, 0, [0], "/"), {}  # a warm sandbox learns its process later (_wait_for_process)
-    if spec["hostname"]:
-        syscalls.sethostname(spec["hostname"])
-    return resolve(spec)
-
-
-def resolve(spec: dict[str, Any], known: tuple[str, users.User] | None = None,
+def resolve(process: Process, known: tuple[str, users.User] | None = None,
             program: tuple[list[str], str] | None = None) -> tuple[str, users.User, dict[str, str]]:
     """The program, user and environment, looked up in the container's root.
 
@@ -101,29 +62,29 @@ def resolve(spec: dict[str, Any], known: tuple[str, users.User] | None = None,
     the executable found.
     """
     try:
-        user = known[1] if known is not None and known[0] == spec["user"] else users.resolve(spec["user"])
+        user = known[1] if known is not None and known[0] == process.user else users.resolve(process.user)
     except users.UserError as err:
         raise InitError(str(err)) from None
-    for gid in spec.get("additional_gids", ()):
+    for gid in process.additional_gids:
         if gid not in user.groups:
             user.groups.append(gid)
-    env: list[str] = spec["env"]
+    env = process.env
     if not any(e.startswith("HOME=") for e in env):
         env = [*env, f"HOME={user.home}"]
-    cwd = spec["cwd"]
+    cwd = process.cwd
     if not os.path.isdir(cwd):
         try:
             os.makedirs(cwd, 0o755)
         except OSError as err:
             raise InitError(f"working directory {cwd}: {err.strerror}") from None
     environ = dict(entry.split("=", 1) for entry in env)
-    if program is not None and program[0] == spec["argv"][:1] + spec["env"]:
+    if program is not None and program[0] == process.argv[:1] + process.env:
         return program[1], user, environ  # (gone since? execve says so)
-    return _find_executable(spec["argv"][0], env), user, environ
+    return _find_executable(process.argv[0], env), user, environ
 
 
-def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
-    sets = spec.get("capability_sets")
+def _enter_user(user: users.User, cwd: str, security: Security) -> None:
+    sets = security.capability_sets
     if sets is not None:  # an OCI config names every set: keep them across setuid
         syscalls.set_keepcaps(True)
     try:
@@ -135,16 +96,16 @@ def _enter_user(user: users.User, cwd: str, spec: dict[str, Any]) -> None:
     os.setuid(user.uid)
     if sets is not None:
         syscalls.set_keepcaps(False)
-        capabilities.set_process(sets["permitted"], sets["effective"], sets["inheritable"])
+        capabilities.set_process(sets.permitted, sets.effective, sets.inheritable)
         # The kernel admits an ambient capability only if it is permitted and
         # inheritable (capabilities(7)); runc's default config lists ambient
         # ones without inheritable, which runtimes leave out, as we do.
-        for cap in sets["ambient"]:
-            if cap in sets["permitted"] and cap in sets["inheritable"]:
+        for cap in sets.ambient:
+            if cap in sets.permitted and cap in sets.inheritable:
                 capabilities.raise_ambient(cap)
     else:
         # A non-root user lost its capabilities with setuid; root keeps the set.
-        capabilities.set_process(spec["capabilities"] if user.uid == 0 else [])
+        capabilities.set_process(security.capabilities if user.uid == 0 else [])
     try:
         os.chdir(cwd)
     except OSError as err:
@@ -251,16 +212,17 @@ def _set_oom_score_adj(wanted: int | None) -> None:
             rootfs.proc_write("/proc/self/oom_score_adj", str(wanted))
 
 
-def _finish_process(spec: dict[str, Any]) -> None:
+def _finish_process(security: Security) -> None:
     """The process attributes an OCI config may set, just before exec."""
-    for resource, soft, hard in spec.get("rlimits", ()):
+    for resource, soft, hard in security.rlimits:
         syscalls.setrlimit(resource, soft, hard)
-    _set_oom_score_adj(spec.get("oom_score_adj"))
-    if spec.get("apparmor_profile"):
+    _set_oom_score_adj(security.oom_score_adj)
+    if security.apparmor_profile:
         # Takes effect at exec (the kernel's AppArmor interface, as runc writes it).
         attr = "/proc/self/attr/apparmor/exec"
-        rootfs.proc_write(attr if os.path.exists(attr) else "/proc/self/attr/exec", f"exec {spec['apparmor_profile']}")
-    if spec.get("no_new_privileges"):
+        rootfs.proc_write(attr if os.path.exists(attr) else "/proc/self/attr/exec",
+                          f"exec {security.apparmor_profile}")
+    if security.no_new_privileges:
         syscalls.set_no_new_privs()
 
 
@@ -269,23 +231,23 @@ def _finish_process(spec: dict[str, Any]) -> None:
 report_pages: Callable[[], None] | None = None
 
 
-def become(spec: dict[str, Any], executable: str, user: users.User, env: dict[str, str]) -> NoReturn:
+def become(process: Process, security: Security, executable: str, user: users.User,
+           env: dict[str, str]) -> NoReturn:
     """The process's own settings, then exec: shared by the init and exec'd processes."""
-    _finish_process(spec)
-    umask = spec.get("umask")
-    os.umask(0o022 if umask is None else umask)
-    program = spec.get("seccomp_bpf")
-    if program and not spec.get("no_new_privileges"):
+    _finish_process(security)
+    os.umask(security.umask)
+    program = security.seccomp_bpf
+    if program and not security.no_new_privileges:
         syscalls.seccomp_set_filter(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
-    _enter_user(user, spec["cwd"], spec)
-    if program and spec.get("no_new_privileges"):
+    _enter_user(user, process.cwd, security)
+    if program and security.no_new_privileges:
         syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
     if report_pages is not None:
         try:
             report_pages()
         except OSError:
             pass  # the pool learns from another sandbox
-    os.execve(executable, spec["argv"], env)
+    os.execve(executable, process.argv, env)
 
 
 def _wait_for_start(fifo: int) -> None:
@@ -302,9 +264,9 @@ def _wait_for_start(fifo: int) -> None:
         os.close(fifo)
 
 
-def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
+def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, int, int],
         trees: list[int] | None = None, staged: str = "") -> NoReturn:
-    """Set the container up, wait for the go, exec. Never returns.
+    """Set the container up, wait as ``mode`` says, exec. Never returns.
 
     ``trees`` come with a blank init (forkserver.py): it ran :func:`detach`,
     made its mounts private and staged the standard filesystems ahead; the
@@ -312,115 +274,152 @@ def run(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int]
     ``staged`` is where the standard filesystems wait.
     """
     go, status = sync
-    detached = trees is not None
     try:
-        if spec.get("uid_mappings"):
-            # Before detach makes us non-dumpable: our uid_map would then be
-            # root's, which a runtime without privileges could not write.
-            if spec.get("pdeathsig", True):
-                syscalls.set_pdeathsig(signals.SIGKILL)
-            trees = _wait_for_users(go)
-        if not detached:
-            detach(spec["clone_flags"], spec.get("pdeathsig", True))
-        # Directories of the host's cgroup hierarchies, opened before the pivot
-        # (or a joined mount namespace) hides them; closed before exec.
-        hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                       for mount, _ in spec["cgroup"]["join"]]
-        fifo = os.open(spec["exec_fifo"], os.O_PATH | os.O_CLOEXEC) if spec.get("exec_fifo") else -1
-        # Every path opened first: a joined mount namespace changes what they name.
-        # (The clone put us in a joined pid namespace already: spawn.py.)
-        joins = [(os.open(path, os.O_RDONLY | os.O_CLOEXEC), nstype)
-                 for path, nstype in spec.get("join_namespaces", ()) if nstype != syscalls.CLONE_NEWPID]
-        for namespace, nstype in joins:
-            syscalls.setns(namespace, nstype)
-            os.close(namespace)
-        joined_mnt = any(nstype == syscalls.CLONE_NEWNS for _, nstype in spec.get("join_namespaces", ()))
-        if (spec["clone_flags"] & syscalls.CLONE_NEWNS or joined_mnt) and not detached:
-            # Nothing mounted from here on may propagate back to the host.
-            # (A joined mount namespace is the container's: it gets the rootfs.)
-            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-        if spec.get("uid_mappings"):
-            try:
-                _become_namespace_root(spec, trees or [])
-            except OSError as err:
-                raise InitError(f"rootfs: {err}") from None
-        take_stdio(stdio, spec.get("preserve_fds", 0))
-        joined: list[bool] = []
-
-        def join_cgroup() -> None:
-            """Wait until the driver has made the cgroup, and join it: as late as can be.
-
-            While the driver makes it, the rootfs is built; a cgroup mount,
-            which shows the cgroup, waits for it (rootfs.setup calls this
-            there); without one, the init joins once its rootfs is done.
-            """
-            if os.read(go, 1) != CGROUP:
-                os._exit(1)
-            try:
-                _join_cgroup(hierarchies, spec["cgroup"]["join"])
-                if spec["clone_flags"] & syscalls.CLONE_NEWCGROUP:
-                    # Made now, not at the clone: a cgroup namespace is rooted
-                    # where its maker is, and the container must see its own
-                    # cgroup as / (0::/), as with runc and crun.
-                    syscalls.unshare(syscalls.CLONE_NEWCGROUP)
-            except OSError as err:
-                raise InitError(f"cgroup: {err.strerror or err}") from None
-            joined.append(True)
-
-        if spec.get("terminal"):
-            from execdriver.linux import terminal  # now: after the pivot the package is out of sight
-        if spec.get("pool"):
-            import marshal  # noqa: F401 - likewise, for _wait_for_process
-
-            from execdriver.linux import fdpass, memory
-        executable, user, env = _prepare(spec, trees, staged, join_cgroup)
-        if spec.get("terminal"):  # in the container's devpts, now that it is mounted
-            terminal.attach(spec["console_socket"], spec.get("console_size"))
-        # Out of the bounding set now, while the driver still works on the
-        # cgroup (a blank init did it ahead): what stays effective is all the
-        # init needs until exec.
-        if not detached:
-            capabilities.drop_bounding(spec["capabilities"], spec["last_cap"])
-        if not joined:
-            join_cgroup()
-        if says_ready(spec):
+        ready = prepare(spec, mode, sync, stdio, trees, staged)
+        if mode.says_ready():
             os.write(status, READY)
-        if fifo >= 0:
-            _wait_for_start(fifo)
-        elif spec.get("pool"):
-            # The filter's load is the slowest step left (the kernel runs it
-            # for every system call to cache the verdicts, ~1.5 ms): done
-            # ahead, as is no_new_privileges. What follows until exec is all
-            # allowed by any profile that lets a container start.
-            if spec.get("no_new_privileges"):
-                syscalls.set_no_new_privs()
-            if spec.get("seccomp_bpf"):
-                syscalls.seccomp_set_filter(spec["seccomp_bpf"])
-            try:  # the template's user and program, most likely the container's too
-                known: tuple[str, users.User] | None = (spec["user"], users.resolve(spec["user"]))
-            except users.UserError:
-                known = None
-            try:
-                program: tuple[list[str], str] | None = (spec["argv"][:1] + spec["env"],
-                                                        _find_executable(spec["argv"][0], spec["env"]))
-            except InitError:
-                program = None
-            _set_oom_score_adj(spec.get("oom_score_adj"))  # part of the shape: the same for its container
-            # The pages the steps after the go will write, written now (linux/memory.py);
-            # or this sandbox reports them. (pool.py asks only where the filter, loaded
-            # now, answers the calls this makes with an errno at worst.)
-            if spec.get("prefault"):
-                memory.populate(spec["prefault"])
-            if spec.get("report_pages"):
-                _report_to(go)
-            with fdpass.borrow(go) as channel:  # made ahead: its system calls are not the container's wait
-                spec = {**_wait_for_process(channel, spec), "seccomp_bpf": None, "oom_score_adj": None}
-            executable, user, env = resolve(spec, known, program)
-        elif spec.get("await_go", True) and os.read(go, 1) != GO:
-            os._exit(1)  # (with nothing for the driver to do first, it sends no go: on at once)
-        become(spec, executable, user, env)
+        become(spec.process, spec.security, *wait(spec, mode, go, ready))
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         fail(status, err, "container init")
+
+
+def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, int, int],
+            trees: list[int] | None, staged: str) -> Resolved:
+    """Up to ready: namespaces, rootfs, cgroup, bounding set; the program found (not for a warm sandbox)."""
+    go, _ = sync
+    namespaces, fs = spec.namespaces, spec.filesystem
+    detached = trees is not None
+    if namespaces.uid_mappings:
+        # Before detach makes us non-dumpable: our uid_map would then be
+        # root's, which a runtime without privileges could not write.
+        if spec.pdeathsig:
+            syscalls.set_pdeathsig(signals.SIGKILL)
+        trees = _wait_for_users(go)
+    if not detached:
+        detach(namespaces.clone_flags, spec.pdeathsig)
+    # Directories of the host's cgroup hierarchies, opened before the pivot
+    # (or a joined mount namespace) hides them; closed before exec.
+    hierarchies = [os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for mount, _ in spec.cgroup.join]
+    if mode.exec_fifo:  # its directory is out of sight after the pivot
+        mode.fifo = os.open(mode.exec_fifo, os.O_PATH | os.O_CLOEXEC)
+    # Every path opened first: a joined mount namespace changes what they name.
+    # (The clone put us in a joined pid namespace already: spawn.py.)
+    joins = [(os.open(path, os.O_RDONLY | os.O_CLOEXEC), nstype)
+             for path, nstype in namespaces.join if nstype != syscalls.CLONE_NEWPID]
+    for namespace, nstype in joins:
+        syscalls.setns(namespace, nstype)
+        os.close(namespace)
+    if namespaces.has(syscalls.CLONE_NEWNS) and not detached:
+        # Nothing mounted from here on may propagate back to the host.
+        # (A joined mount namespace is the container's: it gets the rootfs.)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    root_attached = False
+    if namespaces.uid_mappings:
+        try:
+            _become_namespace_root(fs, trees or [])
+        except OSError as err:
+            raise InitError(f"rootfs: {err}") from None
+        root_attached = True
+    take_stdio(stdio, spec.process.preserve_fds)
+    joined: list[bool] = []
+
+    def join_cgroup() -> None:
+        """Wait until the runtime has made the cgroup, and join it: as late as can be.
+
+        While the runtime makes it, the rootfs is built; a cgroup mount,
+        which shows the cgroup, waits for it (rootfs.setup calls this
+        there); without one, the init joins once its rootfs is done.
+        """
+        if os.read(go, 1) != CGROUP:
+            os._exit(1)
+        try:
+            _join_cgroup(hierarchies, spec.cgroup.join)
+            if namespaces.clone_flags & syscalls.CLONE_NEWCGROUP:
+                # Made now, not at the clone: a cgroup namespace is rooted
+                # where its maker is, and the container must see its own
+                # cgroup as / (0::/), as with runc and crun.
+                syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+        except OSError as err:
+            raise InitError(f"cgroup: {err.strerror or err}") from None
+        joined.append(True)
+
+    terminal = spec.process.terminal
+    if terminal:
+        from execdriver.linux import terminal as pty  # now: after the pivot the package is out of sight
+    if mode.warm:
+        import marshal  # noqa: F401 - likewise, for wait()
+
+        from execdriver.linux import fdpass, memory  # noqa: F401
+    use_staged = staged if staged and rootfs.can_use_staged(
+        fs, namespaces.joins(syscalls.CLONE_NEWNET) or namespaces.joins(syscalls.CLONE_NEWIPC)) else ""
+    try:
+        rootfs.setup(fs, trees, use_staged, join_cgroup, root_attached)
+    except (OSError, rootfs.RootfsError) as err:
+        raise InitError(f"rootfs: {err}") from None
+    if namespaces.domainname:
+        syscalls.setdomainname(namespaces.domainname)
+    resolved: Resolved = ("", users.User(0, 0, [0], "/"), {})  # a warm sandbox learns its process later
+    if not mode.warm:
+        if namespaces.hostname:
+            syscalls.sethostname(namespaces.hostname)
+        resolved = resolve(spec.process)
+    if terminal:  # in the container's devpts, now that it is mounted
+        pty.attach(spec.process.console_socket, spec.process.console_size)
+    # Out of the bounding set now, while the runtime still works on the
+    # cgroup (a blank init did it ahead): what stays effective is all the
+    # init needs until exec.
+    if not detached:
+        capabilities.drop_bounding(spec.security.capabilities, spec.security.last_cap)
+    if not joined:
+        join_cgroup()
+    return resolved
+
+
+def wait(spec: LaunchSpec, mode: Mode, go: int, resolved: Resolved) -> Resolved:
+    """From ready to the exec, as the launcher's ``mode`` says: at once, a go, an OCI start, a warm hand-over."""
+    if mode.exec_fifo:
+        _wait_for_start(mode.fifo)
+    elif mode.warm:
+        return _wait_warm(spec, mode, go)
+    elif mode.await_go and os.read(go, 1) != GO:
+        os._exit(1)  # (with nothing for the runtime to do first, it sends no go: on at once)
+    return resolved
+
+
+def _wait_warm(spec: LaunchSpec, mode: Mode, go: int) -> Resolved:
+    """A warm sandbox (pool.py): ready but for its process, which comes with the go, and its stdio."""
+    from execdriver.linux import fdpass, memory
+
+    security, process = spec.security, spec.process
+    # The filter's load is the slowest step left (the kernel runs it for
+    # every system call to cache the verdicts, ~1.5 ms): done ahead, as is
+    # no_new_privileges. What follows until exec is all allowed by any
+    # profile that lets a container start.
+    if security.no_new_privileges:
+        syscalls.set_no_new_privs()
+    if security.seccomp_bpf:
+        syscalls.seccomp_set_filter(security.seccomp_bpf)
+    try:  # the template's user and program, most likely the container's too
+        known: tuple[str, users.User] | None = (process.user, users.resolve(process.user))
+    except users.UserError:
+        known = None
+    try:
+        program: tuple[list[str], str] | None = (process.argv[:1] + process.env,
+                                                _find_executable(process.argv[0], process.env))
+    except InitError:
+        program = None
+    _set_oom_score_adj(security.oom_score_adj)  # part of the shape: the same for its container
+    # The pages the steps after the go will write, written now (linux/memory.py);
+    # or this sandbox reports them. (pool.py asks only where the filter, loaded
+    # now, answers the calls this makes with an errno at worst.)
+    if mode.prefault:
+        memory.populate(mode.prefault)
+    if mode.report_pages:
+        _report_to(go)
+    with fdpass.borrow(go) as channel:  # made ahead: its system calls are not the container's wait
+        _wait_for_process(channel, process)
+    security.seccomp_bpf, security.oom_score_adj = None, None  # (loaded, written: above)
+    return resolve(process, known, program)
 
 
 def _report_to(go: int) -> None:
@@ -438,24 +437,17 @@ def _report_to(go: int) -> None:
     report_pages = report
 
 
-def _wait_for_process(channel: Socket, spec: dict[str, Any]) -> dict[str, Any]:
-    """A warm sandbox (pool.py), ready but for its process: it comes with the go, and its stdio.
-
-    ``G`` + the process's fields in marshal's format (argv, env, user,
-    cwd) + three descriptors for stdin, stdout and stderr.
-    """
-    import marshal
-
+def _wait_for_process(channel: Socket, process: Process) -> None:
+    """The hand-over (protocol.Handover) into ``process``, and three descriptors for stdin, stdout and stderr."""
     from execdriver.linux import fdpass
 
     message, fds = fdpass.recv_fds(channel, 1 << 20, 3)
-    if not message.startswith(GO) or len(fds) != 3:
+    if len(fds) != 3 or not Handover.apply(message, process):
         os._exit(1)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    fields: dict[str, Any] = marshal.loads(message[1:])
-    return {**spec, **fields}  # (the driver set the hostname from outside: pool.Sandbox.hand_over)
+    # (the runtime set the hostname from outside: pool.Sandbox.hand_over)
 
 
 def _wait_for_users(go: int) -> list[int]:
@@ -472,15 +464,14 @@ def _wait_for_users(go: int) -> list[int]:
     return fds
 
 
-def _become_namespace_root(spec: dict[str, Any], trees: list[int]) -> None:
+def _become_namespace_root(fs: rootfs.Filesystem, trees: list[int]) -> None:
     """Our ids are still the host's, which the namespace does not map: become its root.
 
     The root is mounted first, while the host's ids still search the
     runtime's directories (rootfs.attach_root); every capability in the
     namespace stays.
     """
-    spec["mountpoint"] = rootfs.attach_root(spec, trees)
-    spec["root_attached"] = True
+    fs.mountpoint = rootfs.attach_root(fs, trees)
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
 

@@ -7,8 +7,8 @@ cgroup created with the template's limits and joined. It waits on its go
 socket. ``container.run`` hands one to a Command of the same shape (every
 launch spec field but the process's own and the names), which makes it a
 container in a few system calls: the id's state claimed, the cgroup
-renamed to the id's, then ``G`` with the process (argv, env, user, cwd,
-hostname) and its three stdio descriptors; the init execs.
+renamed to the id's, the hostname set, then the go (protocol.Handover:
+argv, env, user, cwd) with its three stdio descriptors; the init execs.
 
 A sandbox serves one container and is never reused: its init becomes the
 container's process. Idle, each costs one sleeping process (a fork of
@@ -20,7 +20,6 @@ and ``close()`` kill what is idle and remove its cgroups.
 
 from __future__ import annotations
 
-import marshal
 import os
 import threading
 
@@ -30,46 +29,39 @@ from execdriver.native.spawn import kill_and_reap
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
     from execdriver.linux.cgroups.base import Manager
     from execdriver.linux.fdpass import Socket
     from execdriver.native.spawn import Launch, Spawner
+    from execdriver.native.spec import LaunchSpec
 
-# The fields of a container's own launch spec that its sandbox gets at hand-over.
-PROCESS_FIELDS = ("argv", "env", "user", "cwd", "hostname")
-# The fields that differ between containers of one shape: names and the process.
-_NAMES = ("id", "state_dir", "mountpoint", "cgroup", "driver_fds", *PROCESS_FIELDS)
+    Template = Callable[[], LaunchSpec]  # a fresh template spec, with placeholder names
 
 
-def shape(launch_spec: dict[str, Any]) -> bytes | None:
-    """What a sandbox must have been made with to serve ``launch_spec``; None if none can.
+def shape(spec: LaunchSpec) -> bytes | None:
+    """What a sandbox must have been made with to serve ``spec``; None if none can.
 
     A sandbox serves plain containers: no network set-up, user namespace,
-    terminal, joined namespaces or OCI create.
+    terminal or joined namespaces.
     """
-    if any(launch_spec.get(key) for key in ("network", "uid_mappings", "terminal", "join_namespaces",
-                                             "exec_fifo", "exec_into")):
+    if (spec.network is not None or spec.namespaces.uid_mappings or spec.process.terminal or spec.namespaces.join
+            or spec.filesystem.root.kind not in ("dir", "host")):
         return None
-    if launch_spec["root"]["kind"] not in ("dir", "host"):
-        return None
-    cgroup = launch_spec["cgroup"]
-    fixed = {key: value for key, value in launch_spec.items() if key not in _NAMES}
-    # (Not its parent_levels: how many parents were missing changes once a sandbox made them.)
-    fixed["cgroup"] = (os.path.dirname(cgroup["path"]), sorted(cgroup["limits"].items()))
-    return marshal.dumps(sorted(fixed.items()))
+    import marshal
+
+    return marshal.dumps(spec.shape())
 
 
 class Sandbox:
     """An idle init, its sync descriptors and its cgroup (under its placeholder name)."""
 
     def __init__(self, launch: Launch, go: Socket, status: int, cgroup: Manager,
-                 launch_spec: dict[str, Any], learned: Callable[[bytes], None] | None = None) -> None:
+                 spec: LaunchSpec, learned: Callable[[bytes], None] | None = None) -> None:
         self.launch = launch
         self.go = go
         self.status = status
         self.cgroup = cgroup
-        self.launch_spec = launch_spec
+        self.spec = spec
         self.learned = learned  # takes the pages it reports, if it is to report them (memory.py)
         self.oom_watch = cgroup.oom_watch()  # opened ahead too; it follows the cgroup's rename
         self.pid_start = process.start_time(launch.pid) or 0  # for the state, read here rather than at hand-out
@@ -81,8 +73,7 @@ class Sandbox:
     @property
     def parent_levels(self) -> int:
         """The parents its cgroup's creation made: whoever holds the cgroup last may remove them."""
-        levels: int = self.launch_spec["cgroup"]["parent_levels"]
-        return levels
+        return self.spec.cgroup.parent_levels
 
     def exited(self) -> bool:
         import select
@@ -91,16 +82,17 @@ class Sandbox:
         poller.register(self.launch.fileno(), select.POLLIN)
         return bool(poller.poll(0))
 
-    def hand_over(self, launch_spec: dict[str, Any], stdio: tuple[int, int, int]) -> None:
+    def hand_over(self, spec: LaunchSpec, stdio: tuple[int, int, int]) -> None:
         """Go: the container's process and its stdio; its hostname first.
 
         The sandbox's seccomp filter is loaded already and may deny
         sethostname: this thread sets it, in the sandbox's UTS namespace.
         """
-        if launch_spec["hostname"]:
-            _set_hostname(self.pid, launch_spec["hostname"])
-        fields = {key: launch_spec[key] for key in PROCESS_FIELDS if key != "hostname"}
-        fdpass.send_fds(self.go, b"G" + marshal.dumps(fields), list(stdio))
+        from execdriver.native.protocol import Handover
+
+        if spec.namespaces.hostname:
+            _set_hostname(self.pid, spec.namespaces.hostname)
+        fdpass.send_fds(self.go, Handover(spec.process).encode(), list(stdio))
 
     def collect_report(self) -> None:
         """Once its process exec'd: the pages it wrote after the go, for the next sandboxes to write ahead."""
@@ -128,7 +120,7 @@ class Sandbox:
             self.cgroup.destroy(self.parent_levels)
         except cgroups.CgroupError:
             pass
-        remove_tree(self.launch_spec["state_dir"])
+        remove_tree(self.spec.state_dir)
 
     def close(self) -> None:
         self.launch.close()
@@ -144,49 +136,48 @@ def _set_hostname(pid: int, hostname: str) -> None:
     syscalls.in_namespace_of(pid, "uts", syscalls.CLONE_NEWUTS, lambda: syscalls.sethostname(hostname))
 
 
-def prepare(spawner: Spawner, launch_spec: dict[str, Any], pages: bytes | None = None,
+def prepare(spawner: Spawner, spec: LaunchSpec, pages: bytes | None = None,
             learned: Callable[[bytes], None] | None = None) -> Sandbox:
-    """Clone an init from ``launch_spec`` (a template's, with placeholder names) and take it to ready.
+    """Clone an init from ``spec`` (a template's, with placeholder names) and take it to ready.
 
     ``pages``: what its last steps will write, for it to write ahead; else,
     with ``learned``, it reports them. Neither where its seccomp filter,
     loaded ahead, might kill the calls this takes (a profile other than the
-    default: see spec.process_security).
+    default: see command.process_security).
     """
-    if launch_spec.get("seccomp_bpf") and not launch_spec.get("seccomp_lenient"):
+    if spec.security.seccomp_bpf and not spec.security.seccomp_lenient:
         pages = learned = None
-    extra = {"prefault": pages} if pages else {"report_pages": True} if learned is not None else {}
-    from execdriver.native import container, init
+    from execdriver.native import container
+    from execdriver.native.protocol import CGROUP, READY, Mode, Request
 
-    cgroup_spec = launch_spec["cgroup"]
-    cgroup = cgroups.manager(cgroup_spec["path"])
-    os.makedirs(launch_spec["state_dir"], mode=0o700, exist_ok=True)  # the root's mount point
+    mode = Mode(warm=True, prefault=pages or b"", report_pages=not pages and learned is not None)
+    cgroup = cgroups.manager(spec.cgroup.path)
+    os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)  # the root's mount point
     ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
     status, status_write = os.pipe2(os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    spec = {**launch_spec, **extra, "pool": True, "driver_fds": [ours.fileno(), status]}
-    limits = cgroups.Limits(**cgroup_spec["limits"])
+    limits = spec.cgroup.limits
     launch = None
     try:
-        launch = spawner.spawn(spec, (theirs.fileno(), status_write), (null, null, null),
-                               meanwhile=lambda: cgroup.create(limits))
-        if not cgroup_spec["join"]:
+        launch = spawner.spawn(Request(spec, mode), (theirs.fileno(), status_write), (null, null, null),
+                               meanwhile=lambda: cgroup.create(limits), ours=(ours.fileno(), status))
+        if not spec.cgroup.join:
             cgroup.add(launch.pid)
-        os.write(ours.fileno(), init.CGROUP)
-        container.expect(status, init.READY, launch_spec["id"])
+        os.write(ours.fileno(), CGROUP)
+        container.expect(status, READY, spec.id)
     except BaseException:
         if launch is not None:
             kill_and_reap(launch)
             launch.close()
         ours.close()
         os.close(status)
-        cgroup.destroy(cgroup_spec["parent_levels"])
+        cgroup.destroy(spec.cgroup.parent_levels)
         raise
     finally:
         theirs.close()
         os.close(status_write)
         os.close(null)
-    return Sandbox(launch, ours, status, cgroup, launch_spec, learned if not pages else None)
+    return Sandbox(launch, ours, status, cgroup, spec, learned if not pages else None)
 
 
 class WarmPool:
@@ -196,7 +187,7 @@ class WarmPool:
         self._spawner = spawner
         self._lock = threading.Lock()
         self._idle: dict[bytes, list[Sandbox]] = {}
-        self._wanted: dict[bytes, tuple[int, Any]] = {}  # shape: (size, a function making a template spec)
+        self._wanted: dict[bytes, tuple[int, Template]] = {}  # shape: (size, what makes a template spec)
         self._wake = threading.Condition(self._lock)
         self._filler: threading.Thread | None = None
         self._closed = False
@@ -204,7 +195,7 @@ class WarmPool:
         self._pages: dict[bytes, bytes] = {}  # shape: the pages its sandboxes write after the go (memory.py)
         self._preparing: bytes | None = None  # the shape the filler is making a sandbox of
 
-    def warm(self, key: bytes, size: int, template: Any) -> None:
+    def warm(self, key: bytes, size: int, template: Template) -> None:
         """Keep ``size`` sandboxes of shape ``key``; ``template()`` gives a fresh template spec. Fills now."""
         with self._lock:
             if size:
@@ -278,7 +269,7 @@ class WarmPool:
                     self._preparing = None
                     self._wake.notify_all()  # warm() may wait for this shape
 
-    def _prepare(self, key: bytes, template: Any) -> Sandbox:
+    def _prepare(self, key: bytes, template: Template) -> Sandbox:
         def learned(pages: bytes) -> None:
             with self._lock:
                 self._pages[key] = pages

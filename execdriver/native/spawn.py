@@ -23,14 +23,16 @@ import sys
 
 from execdriver.errors import ContainerError
 from execdriver.linux import signals, syscalls
+from execdriver.native.spec import ExecSpec
 
 TYPE_CHECKING = False  # typing, subprocess, threading: not on the CLI's start path
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Callable
-    from typing import Any, Protocol
+    from typing import Protocol
 
     from execdriver.linux.fdpass import Socket
+    from execdriver.native.protocol import Request
 else:
     Protocol = object
 
@@ -60,26 +62,27 @@ def kill_and_reap(launch: Launch) -> None:
 
 
 class Spawner(Protocol):
-    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
-              meanwhile: Callable[[], None] | None = None) -> Launch:
-        """Start the init; ``meanwhile`` runs while the clone is under way."""
+    def spawn(self, request: Request, sync: tuple[int, int], stdio: tuple[int, int, int],
+              meanwhile: Callable[[], None] | None = None, ours: tuple[int, ...] = ()) -> Launch:
+        """Start the init; ``meanwhile`` runs while the clone is under way; ``ours``: descriptors it must not keep."""
 
 
     def close(self) -> None: ...
 
 
-def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
+def clone_init(request: Request, sync: tuple[int, int], stdio: tuple[int, int, int],
                close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
     """Clone the init into new namespaces; returns (pid, pidfd) in the parent.
 
-    A spec with ``exec_into`` is an exec'd process's: see :func:`clone_exec`.
+    An exec'd process's request: see :func:`clone_exec`.
     """
-    if spec.get("exec_into"):
+    spec = request.spec
+    if isinstance(spec, ExecSpec):
         return clone_exec(spec, sync[1], stdio, close_in_child)
-    joined_pid = [path for path, nstype in spec.get("join_namespaces", ()) if nstype == syscalls.CLONE_NEWPID]
+    joined_pid = [path for path, nstype in spec.namespaces.join if nstype == syscalls.CLONE_NEWPID]
     pid_namespace = os.open(joined_pid[0], os.O_RDONLY | os.O_CLOEXEC) if joined_pid else -1
     try:
-        pid, pidfd = _clone_in(pid_namespace, spec["clone_flags"] & ~syscalls.CLONE_NEWCGROUP)  # (init.run)
+        pid, pidfd = _clone_in(pid_namespace, spec.namespaces.clone_flags & ~syscalls.CLONE_NEWCGROUP)  # (init.run)
     finally:
         if pid_namespace >= 0:
             os.close(pid_namespace)
@@ -87,7 +90,7 @@ def clone_init(spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, in
         _enter_child(close_in_child)
         from execdriver.native import init
 
-        init.run(spec, sync, stdio)
+        init.run(spec, request.mode, sync, stdio)
     return pid, pidfd
 
 
@@ -100,9 +103,9 @@ _EXEC_NAMESPACES = (("user", syscalls.CLONE_NEWUSER), ("cgroup", syscalls.CLONE_
                     ("mnt", syscalls.CLONE_NEWNS))
 
 
-def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
+def clone_exec(spec: ExecSpec, status: int, stdio: tuple[int, int, int],
                close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
-    """Fork a process into the container of ``spec["exec_into"]``, the init's (pid, start time).
+    """Fork a process into the container of ``spec.init``, the init's (pid, start time).
 
     The child starts inside the container's pid namespace; it joins the
     rest itself (enter.py). Returns (pid, pidfd) in the parent.
@@ -111,7 +114,7 @@ def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
     from execdriver.linux import process
     from execdriver.native import enter  # here, not in the child: there an import copies every page it touches
 
-    init_pid, init_start = spec["exec_into"]
+    init_pid, init_start = spec.init
     opened: list[int] = []
     try:
         namespaces = []
@@ -125,7 +128,7 @@ def clone_exec(spec: dict[str, Any], status: int, stdio: tuple[int, int, int],
             pid_namespace = os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             opened.append(pid_namespace)
         if process.start_time(init_pid) != init_start:  # the files were the init's, not a reused pid's
-            raise NotRunningError(f"Container is not running: {spec.get('id', init_pid)}")
+            raise NotRunningError(f"Container is not running: {spec.id or init_pid}")
         pid, pidfd = _clone_in(pid_namespace, 0)
         if pid == 0:
             _enter_child(close_in_child)
@@ -172,7 +175,7 @@ def _enter_child(close_in_child: tuple[int, ...]) -> None:
             pass
 
 
-def profile(spec: dict[str, Any]) -> bytes:
+def profile(request: Request) -> bytes:
     """What an init can do before its spec comes: clone flags and capabilities.
 
     ``flags:capability mask:last capability``, in decimal; empty for a spec
@@ -181,26 +184,30 @@ def profile(spec: dict[str, Any]) -> bytes:
     itself, and had it taken the blank, the server would make the next
     blank just when a container is likely to take the sandbox.
     """
-    if spec.get("exec_into") or spec.get("pool") or any(
-            nstype == syscalls.CLONE_NEWPID for _, nstype in spec.get("join_namespaces", ())):
+    spec = request.spec
+    if isinstance(spec, ExecSpec) or request.mode.warm or spec.namespaces.joins(syscalls.CLONE_NEWPID):
         return b""
-    if spec["clone_flags"] & syscalls.CLONE_NEWUSER:
+    flags = spec.namespaces.clone_flags
+    if flags & syscalls.CLONE_NEWUSER:
         return b""  # its mappings are its own: no blank made ahead could have them
-    mask = sum(1 << cap for cap in spec["capabilities"])
+    mask = sum(1 << cap for cap in spec.security.capabilities)
     # No cgroup namespace at the clone: the init makes its own once in its cgroup (init.run).
-    return b"%d:%d:%d" % (spec["clone_flags"] & ~syscalls.CLONE_NEWCGROUP, mask, spec["last_cap"])
+    return b"%d:%d:%d" % (flags & ~syscalls.CLONE_NEWCGROUP, mask, spec.security.last_cap)
 
 
-def tree_sources(spec: dict[str, Any]) -> list[str] | None:
+def tree_sources(request: Request) -> list[str] | None:
     """What a blank init needs detached copies of: the rootfs and the bind sources (None: it cannot serve).
 
     Sent beside the spec, so that the fork server takes the copies without
     decoding the spec, which it passes on (0.1 ms off every start).
     """
-    root = spec.get("root")
-    if not root or root["kind"] != "dir" or not spec["clone_flags"] & syscalls.CLONE_NEWNS:
+    spec = request.spec
+    if isinstance(spec, ExecSpec):
         return None
-    return [root["path"], *(entry[1] for entry in spec["mounts"] if entry[3] & syscalls.MS_BIND)]
+    fs = spec.filesystem
+    if fs.root.kind != "dir" or not spec.namespaces.clone_flags & syscalls.CLONE_NEWNS:
+        return None
+    return [fs.root.path, *fs.bind_sources()]
 
 
 def _attempt(action: Callable[[], None] | None) -> BaseException | None:
@@ -255,13 +262,13 @@ def _kill_pidfd(pidfd: int) -> None:
 class DirectSpawner:
     """Clone from this process: only for single-threaded callers."""
 
-    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
-              meanwhile: Callable[[], None] | None = None) -> Launch:
+    def spawn(self, request: Request, sync: tuple[int, int], stdio: tuple[int, int, int],
+              meanwhile: Callable[[], None] | None = None, ours: tuple[int, ...] = ()) -> Launch:
         threading = sys.modules.get("threading")  # not imported: surely one thread
         if threading is not None and threading.active_count() > 1:
             raise ContainerError("DirectSpawner needs a single-threaded process; use the fork server")
-        # The init must not hold the driver's ends of its sync pipes.
-        pid, pidfd = clone_init(spec, sync, stdio, tuple(spec.get("driver_fds", ())))
+        # The init must not hold the runtime's ends of its sync pipes.
+        pid, pidfd = clone_init(request, sync, stdio, ours)
         return _finish(_DirectLaunch(pid, pidfd), meanwhile)
 
     def close(self) -> None:
@@ -335,21 +342,18 @@ class ForkServerSpawner:
                 self._control = ours
             return self._control
 
-    def spawn(self, spec: dict[str, Any], sync: tuple[int, int], stdio: tuple[int, int, int],
-              meanwhile: Callable[[], None] | None = None) -> Launch:
-        import marshal
-
+    def spawn(self, request: Request, sync: tuple[int, int], stdio: tuple[int, int, int],
+              meanwhile: Callable[[], None] | None = None, ours: tuple[int, ...] = ()) -> Launch:
         from execdriver.linux import fdpass
+        from execdriver.native import protocol
 
         control = self._start()
         reply, server_end = fdpass.pair()
         try:
             # The profile leads, so that the server can hand a blank init
-            # the spec without parsing it. marshal, not JSON: both ends are
-            # this interpreter, and it decodes several times faster.
-            shape = profile(spec)
-            sources = marshal.dumps(tree_sources(spec) if shape else None)
-            payload = b"%s %d %s%s" % (shape, len(sources), sources, marshal.dumps(spec))
+            # the request without decoding it.
+            shape = profile(request)
+            payload = protocol.frame(shape, tree_sources(request) if shape else None, request.encode())
             try:
                 fdpass.send_fds(control, payload, [server_end.fileno(), *sync, *stdio])
             finally:

@@ -1,8 +1,11 @@
-"""An OCI bundle's config.json, read into the launch spec that the init carries out.
+"""An OCI bundle's config.json, read into the launch spec: the OCI front end's converter.
 
 Every field of the runtime spec (1.x) that Linux gives is either carried
 out or refused with a ConfigError that names it: nothing is dropped in
-silence. Mount options are read as runc reads them.
+silence. Mount options are read as runc reads them. The launch spec is
+built here from the config alone (the API's converter is command.py), then
+checked by spec.validate, as runc's specconv fills a configs.Config
+before its validator runs.
 """
 
 from __future__ import annotations
@@ -12,8 +15,30 @@ import posixpath
 
 from execdriver.errors import ConfigError
 from execdriver.gojson import loads
-from execdriver.linux import capabilities, cgroups, syscalls
-from execdriver.linux.rootfs import DEFAULT_DEVICES, Mount
+from execdriver.linux import RLIMITS, capabilities, cgroups, syscalls
+from execdriver.linux.devices import DEFAULT_DEVICES, Device, device_rules
+from execdriver.linux.rootfs import Filesystem, Mount
+from execdriver.linux.syscalls import (
+    MS_BIND,
+    MS_DIRSYNC,
+    MS_MANDLOCK,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    MS_STRICTATIME,
+    MS_SYNCHRONOUS,
+    MS_UNBINDABLE,
+)
+from execdriver.native.spec import CapabilitySets, ExecSpec, LaunchSpec, Process, Security
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,30 +46,20 @@ if TYPE_CHECKING:
 
 # mount(8) options: name -> (flags to set, flags to clear)
 MOUNT_FLAGS = {
-    "async": (0, 0x10), "atime": (0, 0x400), "bind": (syscalls.MS_BIND, 0), "defaults": (0, 0),
-    "dev": (0, syscalls.MS_NODEV), "diratime": (0, 0x800), "dirsync": (0x80, 0), "exec": (0, syscalls.MS_NOEXEC),
-    "mand": (0x40, 0), "noatime": (0x400, 0), "nodev": (syscalls.MS_NODEV, 0), "nodiratime": (0x800, 0),
-    "noexec": (syscalls.MS_NOEXEC, 0), "nomand": (0, 0x40), "norelatime": (0, 0x200000),
-    "nostrictatime": (0, 0x1000000), "nosuid": (syscalls.MS_NOSUID, 0),
-    "rbind": (syscalls.MS_BIND | syscalls.MS_REC, 0), "relatime": (0x200000, 0), "remount": (syscalls.MS_REMOUNT, 0),
-    "ro": (syscalls.MS_RDONLY, 0), "rw": (0, syscalls.MS_RDONLY), "strictatime": (0x1000000, 0),
-    "suid": (0, syscalls.MS_NOSUID), "sync": (0x10, 0),
+    "async": (0, MS_SYNCHRONOUS), "atime": (0, MS_NOATIME), "bind": (MS_BIND, 0), "defaults": (0, 0),
+    "dev": (0, MS_NODEV), "diratime": (0, MS_NODIRATIME), "dirsync": (MS_DIRSYNC, 0), "exec": (0, MS_NOEXEC),
+    "mand": (MS_MANDLOCK, 0), "noatime": (MS_NOATIME, 0), "nodev": (MS_NODEV, 0), "nodiratime": (MS_NODIRATIME, 0),
+    "noexec": (MS_NOEXEC, 0), "nomand": (0, MS_MANDLOCK), "norelatime": (0, MS_RELATIME),
+    "nostrictatime": (0, MS_STRICTATIME), "nosuid": (MS_NOSUID, 0), "rbind": (MS_BIND | MS_REC, 0),
+    "relatime": (MS_RELATIME, 0), "remount": (MS_REMOUNT, 0), "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY),
+    "strictatime": (MS_STRICTATIME, 0), "suid": (0, MS_NOSUID), "sync": (MS_SYNCHRONOUS, 0),
 }
-_MS_SHARED, _MS_UNBINDABLE = 0x100000, 0x20000
-PROPAGATION = {
-    "private": syscalls.MS_PRIVATE, "shared": _MS_SHARED, "slave": syscalls.MS_SLAVE,
-    "unbindable": _MS_UNBINDABLE,
-}
-PROPAGATION.update({"r" + name: value | syscalls.MS_REC for name, value in list(PROPAGATION.items())})
+PROPAGATION = {"private": MS_PRIVATE, "shared": MS_SHARED, "slave": MS_SLAVE, "unbindable": MS_UNBINDABLE}
+PROPAGATION.update({"r" + name: value | MS_REC for name, value in list(PROPAGATION.items())})
 _NAMESPACES = {
     "pid": syscalls.CLONE_NEWPID, "network": syscalls.CLONE_NEWNET, "mount": syscalls.CLONE_NEWNS,
     "ipc": syscalls.CLONE_NEWIPC, "uts": syscalls.CLONE_NEWUTS, "cgroup": syscalls.CLONE_NEWCGROUP,
     "user": syscalls.CLONE_NEWUSER, "time": 0x80,
-}
-_RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
-    "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 
 
@@ -108,34 +123,34 @@ def _mount(entry: Any, index: int, bundle: str) -> Mount:
         elif option in PROPAGATION:
             propagation = PROPAGATION[option]
         elif option == "rro":
-            flags, recursive_ro = flags | syscalls.MS_RDONLY, True
+            flags, recursive_ro = flags | MS_RDONLY, True
         elif option in ("tmpcopyup", "idmap", "ridmap") or option.startswith(("rro", "rrw", "rnosuid")):
             raise ConfigError(f"{where}.options: {option!r} is not supported")
         else:
             data.append(option)
     destination = posixpath.normpath(destination)
-    if fstype == "bind" or flags & syscalls.MS_BIND:
+    if fstype == "bind" or flags & MS_BIND:
         if not os.path.isabs(source):
             source = os.path.join(bundle, source)
         if not os.path.exists(source):
             raise ConfigError(f"{where}.source: {source} does not exist")
         real = os.path.realpath(source)
-        bind_flags = syscalls.MS_BIND | (flags & syscalls.MS_REC)
-        remount = flags & ~(syscalls.MS_BIND | syscalls.MS_REC | syscalls.MS_REMOUNT)
+        bind_flags = MS_BIND | (flags & MS_REC)
+        remount = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
         if recursive_ro:
-            bind_flags |= syscalls.MS_REC
-        return (destination, real, "", bind_flags, ",".join(data), propagation, remount, os.path.isdir(real))
+            bind_flags |= MS_REC
+        return Mount(destination, real, "", bind_flags, ",".join(data), propagation, remount, os.path.isdir(real))
     if fstype == "cgroup":
-        return (destination, "cgroup", "cgroup", flags, "", propagation, 0, True)
+        return Mount(destination, "cgroup", "cgroup", flags, "", propagation)
     if not fstype:
         raise ConfigError(f"{where}.type: a mount that is not a bind needs a type")
-    return (destination, source or fstype, fstype, flags, ",".join(data), propagation, 0, True)
+    return Mount(destination, source or fstype, fstype, flags, ",".join(data), propagation)
 
 
-def _capabilities(process: dict[str, Any]) -> dict[str, list[int]]:
+def _capabilities(process: dict[str, Any]) -> CapabilitySets:
     sets = _get(process, "capabilities", dict, "process", {})
-    result = {}
-    for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+    result = []
+    for name in CapabilitySets.__slots__:
         numbers = []
         for cap in _get(sets, name, list, "process.capabilities", []):
             number = capabilities.NUMBERS.get(cap) if isinstance(cap, str) else None
@@ -143,8 +158,8 @@ def _capabilities(process: dict[str, Any]) -> dict[str, list[int]]:
                 raise ConfigError(f"process.capabilities.{name}: unknown capability {cap!r}")
             if number <= capabilities.last_cap():
                 numbers.append(number)
-        result[name] = numbers
-    return result
+        result.append(numbers)
+    return CapabilitySets(*result)
 
 
 def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
@@ -186,11 +201,11 @@ def _mappings(linux: dict[str, Any], key: str) -> list[tuple[int, int, int]]:
     return result
 
 
-def _limits(linux: dict[str, Any]) -> dict[str, Any]:
+def _limits(linux: dict[str, Any]) -> cgroups.Limits:
     resources = _get(linux, "resources", dict, "linux", {})
     limits = resource_limits(resources)
-    limits["device_rules"] = cgroups.device_rules(_device_rules(resources, "linux.resources"))
-    return limits
+    limits["device_rules"] = device_rules(_device_rules(resources, "linux.resources"))
+    return cgroups.Limits(**limits)
 
 
 def _selinux_enabled() -> bool:
@@ -310,7 +325,7 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
     return limits
 
 
-def _devices(linux: dict[str, Any]) -> list[tuple[str, str, int, int, int, int, int]]:
+def _devices(linux: dict[str, Any]) -> list[Device]:
     devices = list(DEFAULT_DEVICES)
     for index, entry in enumerate(_get(linux, "devices", list, "linux", [])):
         where = f"linux.devices[{index}]"
@@ -320,9 +335,9 @@ def _devices(linux: dict[str, Any]) -> list[tuple[str, str, int, int, int, int, 
         kind = _get(entry, "type", str, where, "")
         if not path.startswith("/dev/") or kind not in ("c", "b", "u", "p"):
             raise ConfigError(f"{where}: needs a path under /dev and a type c, b, u or p")
-        devices.append((path, kind, _get(entry, "major", int, where, 0), _get(entry, "minor", int, where, 0),
-                        _get(entry, "fileMode", int, where, 0o666), _get(entry, "uid", int, where, 0),
-                        _get(entry, "gid", int, where, 0)))
+        devices.append(Device(path, kind, _get(entry, "major", int, where, 0), _get(entry, "minor", int, where, 0),
+                              _get(entry, "fileMode", int, where, 0o666), _get(entry, "uid", int, where, 0),
+                              _get(entry, "gid", int, where, 0)))
     return devices
 
 
@@ -356,21 +371,23 @@ def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
     for index, entry in enumerate(_get(process, "rlimits", list, "process", [])):
         where = f"process.rlimits[{index}]"
         kind = entry.get("type") if isinstance(entry, dict) else None
-        if not isinstance(kind, str) or kind not in _RLIMITS:
+        name = kind[7:].lower() if isinstance(kind, str) and kind.startswith("RLIMIT_") and kind.isupper() else ""
+        if name not in RLIMITS:
             raise ConfigError(f"{where}.type: unknown rlimit {kind!r}")
-        result.append((_RLIMITS[kind], _get(entry, "soft", int, where, 0), _get(entry, "hard", int, where, 0)))
+        result.append((RLIMITS[name], _get(entry, "soft", int, where, 0), _get(entry, "hard", int, where, 0)))
     return result
 
 
 def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_dir: str,
-                systemd_cgroup: bool = False) -> dict[str, Any]:
+                systemd_cgroup: bool = False) -> LaunchSpec:
     """The launch spec of ``config``; refuses what it cannot carry out, naming the field."""
-    from execdriver.native import spec as native  # create and run only: exec needs none of it
+    from execdriver.native import parts
+    from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Cgroup, Namespaces, validate
 
     process = _get(config, "process", dict, "config", None)
     if process is None:
         raise ConfigError("process: missing (the container needs a process to run)")
-    fields = process_fields(process)
+    proc, security = process_fields(process)
     root = _get(config, "root", dict, "config", None)
     if root is None or not _get(root, "path", str, "root", ""):
         raise ConfigError("root.path: missing")
@@ -384,6 +401,9 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     uid_maps, gid_maps = _mappings(linux, "uidMappings"), _mappings(linux, "gidMappings")
     if bool(flags & syscalls.CLONE_NEWUSER) != bool(uid_maps or gid_maps):
         raise ConfigError("linux.uidMappings: id mappings and a user namespace go together: give both or neither")
+    if os.geteuid() != 0 and not flags & syscalls.CLONE_NEWUSER:
+        raise ConfigError("linux.namespaces: rootless container requires user namespaces "
+                          "(a user without privileges is root only in a user namespace of its own)")
     hostname = _get(config, "hostname", str, "config", "")
     if hostname and not (flags & syscalls.CLONE_NEWUTS or any(t == syscalls.CLONE_NEWUTS for _, t in join)):
         # A joined one is the container's own as well (a pod's): runc sets the name there too.
@@ -391,7 +411,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     cgroup_path = _get(linux, "cgroupsPath", str, "linux", "")
     if systemd_cgroup:  # (--systemd-cgroup) a scope made by systemd, runc's slice:prefix:name
         if not cgroup_path:
-            cgroup_path = f":{native.DEFAULT_CGROUP_PARENT}:{container_id}"
+            cgroup_path = f":{DEFAULT_CGROUP_PARENT}:{container_id}"
         elif cgroup_path.count(":") != 2:
             raise ConfigError(f'linux.cgroupsPath: expected cgroupsPath to be of format "slice:prefix:name" '
                               f"for systemd cgroups, got {cgroup_path!r} instead")
@@ -399,34 +419,38 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd path (slice:prefix:name): "
                           "it needs --systemd-cgroup")
     limits = _limits(linux)
-    cgroups.Limits(**limits).check()
+    limits.check()
     mounts = [_mount(entry, index, bundle) for index, entry in enumerate(_get(config, "mounts", list, "config", []))]
-    base = native.launch_spec(container_id=container_id, state_dir=state_dir, argv=fields["argv"], rootfs=root_path,
-                              readonly=_get(root, "readonly", bool, "root", False), hostname=hostname,
-                              working_dir=fields["cwd"], env=fields["env"], user=fields["user"], limits=limits,
-                              cgroup_path=cgroup_path, uid_mappings=uid_maps, gid_mappings=gid_maps,
-                              # The config's own seccomp and capabilities follow: no default profile here.
-                              security={"seccomp_profile": "unconfined"})
-    base.update({
-        "clone_flags": flags,
-        "join_namespaces": join,
-        "mounts": mounts,
-        "devices": _devices(linux),
-        "masked_paths": [p for p in _get(linux, "maskedPaths", list, "linux", []) if isinstance(p, str)],
-        "readonly_paths": [p for p in _get(linux, "readonlyPaths", list, "linux", []) if isinstance(p, str)],
-        "domainname": _get(config, "domainname", str, "config", ""),
-        "sysctl": _sysctl(linux, flags),
-        **fields,
-        "propagation": PROPAGATION.get(_get(linux, "rootfsPropagation", str, "linux", ""), 0),
+    rootfs = parts.root_of(root_path)
+    uids, gids, idmap = parts.user_namespace(uid_maps, gid_maps, rootfs)
+    cgroup: Cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids)
+    security.seccomp_bpf = _seccomp(linux)
+    spec = LaunchSpec(
+        id=container_id,
+        state_dir=state_dir,
+        rootfs=root_path,
+        process=proc,
+        security=security,
+        namespaces=Namespaces(flags, join=join, uid_mappings=uids, gid_mappings=gids, idmap_root=idmap,
+                              hostname=hostname, domainname=_get(config, "domainname", str, "config", "")),
+        filesystem=Filesystem(
+            rootfs, state_dir, readonly=_get(root, "readonly", bool, "root", False), mounts=mounts,
+            devices=_devices(linux),
+            masked_paths=[p for p in _get(linux, "maskedPaths", list, "linux", []) if isinstance(p, str)],
+            readonly_paths=[p for p in _get(linux, "readonlyPaths", list, "linux", []) if isinstance(p, str)],
+            sysctl=_sysctl(linux, flags),
+            propagation=PROPAGATION.get(_get(linux, "rootfsPropagation", str, "linux", ""), 0),
+            cgroup_directory=cgroup.directory, cgroup_hierarchies=cgroup.hierarchies),
+        cgroup=cgroup,
         # An OCI container outlives the command that created it.
-        "pdeathsig": False,
-        "seccomp_bpf": _seccomp(linux),
-    })
-    return base
+        pdeathsig=False,
+    )
+    validate(spec)
+    return spec
 
 
-def process_fields(process: dict[str, Any], where: str = "process") -> dict[str, Any]:
-    """A spec Process object as launch spec fields: the container's, or an exec'd one's."""
+def process_fields(process: dict[str, Any], where: str = "process") -> tuple[Process, Security]:
+    """A spec Process object: the container's, or an exec'd one's (its seccomp program comes from linux)."""
     terminal = _get(process, "terminal", bool, where, False)
     size = _get(process, "consoleSize", dict, where, {})
     console_size = (_get(size, "height", int, f"{where}.consoleSize", 0),
@@ -454,37 +478,32 @@ def process_fields(process: dict[str, Any], where: str = "process") -> dict[str,
     env = _get(process, "env", list, where, [])
     if not all(isinstance(e, str) for e in env):
         raise ConfigError(f"{where}.env: expected strings of the form KEY=VALUE")
-    caps = _capabilities(process)
-    return {
-        "argv": list(args),
-        "cwd": posixpath.normpath(cwd),
-        "env": list(env),
-        "user": f"{uid}:{gid}",
-        "rlimits": _rlimits(process),
-        "no_new_privileges": _get(process, "noNewPrivileges", bool, where, False),
-        "oom_score_adj": _get(process, "oomScoreAdj", int, where, None),
-        "umask": _get(user, "umask", int, f"{where}.user", None),
-        "additional_gids": [g for g in extra_gids if isinstance(g, int)],
-        "capabilities": caps["permitted"],
-        "capability_sets": caps,
-        "terminal": terminal,
-        "console_size": console_size,
-        "apparmor_profile": apparmor,  # (the init asks for it on exec: /proc/self/attr/apparmor/exec)
-    }
+    sets = _capabilities(process)
+    umask = _get(user, "umask", int, f"{where}.user", None)
+    return (
+        Process(list(args), list(env), f"{uid}:{gid}", posixpath.normpath(cwd),
+                additional_gids=[g for g in extra_gids if isinstance(g, int)], terminal=terminal,
+                console_size=console_size),
+        Security(sets.permitted, capabilities.last_cap(), capability_sets=sets,
+                 no_new_privileges=_get(process, "noNewPrivileges", bool, where, False),
+                 rlimits=_rlimits(process), oom_score_adj=_get(process, "oomScoreAdj", int, where, None),
+                 umask=0o022 if umask is None else umask,
+                 apparmor_profile=apparmor),  # (the init asks for it on exec: /proc/self/attr/apparmor/exec)
+    )
 
 
-def exec_spec(process: dict[str, Any], config: dict[str, Any], program: bytes | None = None) -> dict[str, Any]:
-    """An exec'd process's launch spec fields: its own Process, the container's seccomp.
+def exec_spec(container_id: str, process: dict[str, Any], config: dict[str, Any],
+              program: bytes | None = None) -> ExecSpec:
+    """An exec'd process: its own Process, the container's seccomp.
 
     ``program``: the container's compiled seccomp program as create kept it
     (b"": none); None compiles the config's profile again.
     """
-    fields = process_fields(process)
+    proc, security = process_fields(process)
     if program is None:
         program = _seccomp(_get(config, "linux", dict, "config", {}))
-    fields["seccomp_bpf"] = program or None
-    fields["last_cap"] = capabilities.last_cap()
-    return fields
+    security.seccomp_bpf = program or None
+    return ExecSpec(container_id, proc, security)
 
 
 def _seccomp(linux: dict[str, Any]) -> bytes | None:

@@ -8,6 +8,7 @@ from execdriver.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from execdriver.native.spec import Process
     from execdriver.native.state import StateStore
 
 
@@ -61,11 +62,11 @@ def state_json(store: StateStore, container_id: str) -> dict[str, object]:
     }
 
 
-def console_socket(launch_spec: dict[str, object], path: str, verb: str) -> int:
+def console_socket(process: Process, path: str, verb: str) -> int:
     """Connect the engine's console socket for a terminal process (shared with exec): -1 without one."""
     from execdriver.cli.flags import UsageError
 
-    if not launch_spec.get("terminal"):
+    if not process.terminal:
         if path:
             raise UsageError(f"{verb}: --console-socket is for a process with a terminal (process.terminal)")
         return -1
@@ -78,5 +79,5 @@ def console_socket(launch_spec: dict[str, object], path: str, verb: str) -> int:
         fd = terminal.connect(path)
     except OSError as err:
         raise ConfigError(f"--console-socket {path}: {err.strerror}") from None
-    launch_spec["console_socket"] = fd
+    process.console_socket = fd
     return fd

@@ -40,9 +40,9 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
     bundle = os.path.abspath(str(options["bundle"]))
     states = store(global_options)
     settings = config.load(bundle)
-    launch_spec = config.launch_spec(settings, bundle, container_id, states.path(container_id),
-                                     systemd_cgroup=bool(global_options["systemd_cgroup"]))
-    launch_spec["preserve_fds"] = preserve
+    spec = config.launch_spec(settings, bundle, container_id, states.path(container_id),
+                              systemd_cgroup=bool(global_options["systemd_cgroup"]))
+    spec.process.preserve_fds = preserve
     phase_hooks = hooks.parse(settings)
     # The process too: exec starts from it, as runc does from its saved config, even
     # once the bundle is gone or its config.json changed.
@@ -56,9 +56,9 @@ def create(global_options: dict[str, object], options: dict[str, object], contai
             hooks.run(phase, phase_hooks, state)
         hooks.run("createContainer", phase_hooks, state, pid)
 
-    console = console_socket(launch_spec, str(options["console_socket"]), "create")
+    console = console_socket(spec.process, str(options["console_socket"]), "create")
     try:
-        state = container.create(states, DirectSpawner(), launch_spec, (0, 1, 2), oci, on_created=[creation_hooks])
+        state = container.create(states, DirectSpawner(), spec, (0, 1, 2), oci, on_created=[creation_hooks])
     finally:
         if console >= 0:
             os.close(console)

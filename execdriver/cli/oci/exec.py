@@ -12,7 +12,11 @@ from execdriver.cli.flags import Flag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    from execdriver.native.spec import ExecSpec
+    from execdriver.native.state import StateStore
 
 SYNOPSIS = "execdriver exec [flags] ID [COMMAND...]"
 DESCRIPTION = "Run a new process inside a running container."
@@ -72,8 +76,8 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         if not command:
             raise UsageError("exec: no command to run: give it after the ID, or --process FILE")
         process = _from_flags(config.get("process") or {}, command, options)
-    spec = oci_config.exec_spec(process, config, program)
-    spec["preserve_fds"] = int(preserve)
+    spec = oci_config.exec_spec(container_id, process, config, program)
+    spec.process.preserve_fds = int(preserve)
     pid_file = str(options["pid_file"])
     detach = bool(options["detach"])
 
@@ -86,9 +90,9 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             for signum in signals.FORWARDED_SIGNALS:
                 signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
 
-    if spec.get("terminal") and not options["console_socket"]:
+    if spec.process.terminal and not options["console_socket"]:
         return _interactive(states, container_id, spec, detach, started)
-    console = console_socket(spec, str(options["console_socket"]), "exec")
+    console = console_socket(spec.process, str(options["console_socket"]), "exec")
     try:
         return container.exec_process(states, DirectSpawner(), container_id, spec, (0, 1, 2), detach=detach,
                                       start=started)
@@ -97,8 +101,8 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
             os.close(console)
 
 
-def _interactive(states: Any, container_id: str, spec: dict[str, Any], detach: bool,
-                 started: Any) -> int:
+def _interactive(states: StateStore, container_id: str, spec: ExecSpec, detach: bool,
+                 started: Callable[[int], None]) -> int:
     """exec -t on our own terminal, as runc does without --console-socket."""
     from execdriver.cli.flags import UsageError
     from execdriver.cli.terminal import Interactive
@@ -108,7 +112,7 @@ def _interactive(states: Any, container_id: str, spec: dict[str, Any], detach: b
     if detach:
         raise UsageError("exec: -t with -d needs --console-socket: there is no terminal of ours to serve")
     with Interactive() as interactive:
-        spec.update(interactive.spec())
+        interactive.attach(spec.process)
         return container.exec_process(states, DirectSpawner(), container_id, spec, interactive.console.stdio,
                                       start=started, serve=interactive.console.transfer)
 

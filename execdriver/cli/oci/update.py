@@ -69,5 +69,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     for name in ("cpuset_cpus", "cpuset_mems"):
         if options[name]:
             limits[name] = str(options[name])
-    container.update(store(global_options), container_id, limits)
+    from execdriver.linux.cgroups import Limits
+
+    container.update(store(global_options), container_id, Limits(**limits))
     return 0

@@ -43,6 +43,7 @@ class Limits:
         "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "memory_swappiness",
         "kernel_tcp", "device_rules", "blkio_throttle", "cpu_idle", "hugepage_limits", "unified",
     )
+    __slots__ = FIELDS
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.FIELDS)
@@ -72,6 +73,15 @@ class Limits:
         self.hugepage_limits: list[tuple[str, int]] = [tuple(h) for h in values.get("hugepage_limits", ())]
         # cgroup v2 files written as given (OCI linux.resources.unified), after everything else
         self.unified: list[tuple[str, str]] = [tuple(u) for u in values.get("unified", ())]
+
+    def wire(self) -> dict[str, Any]:
+        """The fields that are set, as marshal carries them (``Limits(**wire)`` makes them again)."""
+        unset = _UNSET
+        return {name: getattr(self, name) for name in self.FIELDS if getattr(self, name) != unset[name]}
+
+    def asked(self) -> list[str]:
+        """The limits set, but for the device rules (which every cgroup has)."""
+        return [name for name in self.wire() if name != "device_rules"]
 
     def check(self) -> None:
         """Values no kernel accepts: refused before anything is created."""
@@ -111,6 +121,9 @@ class Limits:
                 raise ConfigError(f"resources.{name}: {value!r} is not a list like '0-2,4'")
 
 
+_UNSET: dict[str, Any] = {name: ([] if name in ("device_rules", "blkio_throttle", "hugepage_limits", "unified") else
+                 "" if name in ("cpuset_cpus", "cpuset_mems") else -1 if name == "memory_swappiness" else
+                 False if name == "oom_kill_disable" else 0) for name in Limits.FIELDS}
 _version: list[int] = []
 
 
@@ -263,19 +276,3 @@ def interface_stats(pid: int) -> list[dict[str, Any]]:
             "tx_bytes": values[8], "tx_packets": values[9], "tx_errors": values[10], "tx_dropped": values[11],
         })
     return result
-
-
-# What every unprivileged container may use, as runc allows it: mknod of any
-# node (opening is what counts), the standard /dev nodes, ptys and tun.
-DEFAULT_DEVICE_RULES = (
-    ("allow", "c *:* m"), ("allow", "b *:* m"),
-    ("allow", "c 1:3 rwm"), ("allow", "c 1:5 rwm"), ("allow", "c 1:7 rwm"), ("allow", "c 1:8 rwm"),
-    ("allow", "c 1:9 rwm"), ("allow", "c 5:0 rwm"), ("allow", "c 5:1 rwm"), ("allow", "c 5:2 rwm"),
-    ("allow", "c 136:* rwm"), ("allow", "c 10:200 rwm"),
-)
-ALLOW_ALL_DEVICES = (("allow", "a"),)
-
-
-def device_rules(rules: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A container's rules: its own in order, then the defaults, which win (runc's order)."""
-    return [*rules, *DEFAULT_DEVICE_RULES]

@@ -37,6 +37,50 @@ if TYPE_CHECKING:
     from execdriver.linux.rootfs import Mount
 
 
+class Network:
+    """A container's network: what the front end asked, and what the runtime adds before the clone.
+
+    The runtime adds: for ``container``, the joined init (``target``: pid,
+    start time) and its /etc files' directory (``files``); for ``bridge``,
+    the subnet ``pool`` and, once reserved, the lease's ``token`` (which the
+    fork server releases if the program that ran the container dies).
+    """
+
+    __slots__ = ("bridge", "container", "files", "ip", "mac", "mode", "mtu", "pool", "ports", "target", "token")
+
+    def __init__(self, mode: str, *, bridge: str = "", ip: str = "", mac: str = "", mtu: int = 0,
+                 ports: list[list[Any]] | None = None, container: str = "", target: tuple[int, int] | None = None,
+                 files: str = "", pool: tuple[str, int] | None = None, token: str = "") -> None:
+        self.mode = mode
+        self.bridge = bridge
+        self.ip = ip
+        self.mac = mac
+        self.mtu = mtu
+        self.ports = ports or []
+        self.container = container
+        self.target = target
+        self.files = files
+        self.pool = pool
+        self.token = token
+
+    def wire(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...] | None) -> Network | None:
+        if wire is None:
+            return None
+        network = cls.__new__(cls)
+        for name, value in zip(cls.__slots__, wire, strict=True):
+            setattr(network, name, value)
+        return network
+
+    @property
+    def unshares(self) -> bool:
+        """Whether the container gets a network namespace of its own (host and container modes share one)."""
+        return self.mode not in ("host", "container")
+
+
 class Attachment:
     """One container's lease: its address, its held host ports, its files."""
 
@@ -81,12 +125,12 @@ class Attachment:
         release(self.token)
 
 
-def reserve(container_id: str, root: str, network: dict[str, Any], hostname: str) -> Attachment:
+def reserve(container_id: str, root: str, network: Network, hostname: str) -> Attachment:
     """Everything of a bridged interface that does not need the init yet (see the docstring)."""
     from execdriver.linux.network import etc, ipam, ports
 
     token = os.urandom(8).hex()
-    lease: dict[str, Any] = {"id": container_id, "root": root, "bridge": network["bridge"], "ip": "", "mac": "",
+    lease: dict[str, Any] = {"id": container_id, "root": root, "bridge": network.bridge, "ip": "", "mac": "",
                              "veth": ipam.veth(token), "ports": [], "files": "", "holder": ipam.me(),
                              "init": None}
     held: list[socket.socket] = []
@@ -99,9 +143,9 @@ def reserve(container_id: str, root: str, network: dict[str, Any], hostname: str
             lease["ip"] = ipam.allocate(_network(bridge), bridge["gateway"],
                                         (other["ip"] for other in store.leases.values()
                                          if other is not lease and other["bridge"] == lease["bridge"]),
-                                        network["ip"])
-            lease["mac"] = network["mac"] or ipam.mac_of(lease["ip"])
-            bindings, held = ports.reserve(network["ports"])
+                                        network.ip)
+            lease["mac"] = network.mac or ipam.mac_of(lease["ip"])
+            bindings, held = ports.reserve(network.ports)
             ports.publish(lease["ip"], bindings)
             lease["ports"] = bindings
             lease["files"] = os.path.join(store.directory, "files", token)
@@ -122,19 +166,19 @@ def _network(bridge: dict[str, Any]) -> Any:
     return ipaddress.IPv4Network(bridge["subnet"])
 
 
-def _bridge(store: Store, network: dict[str, Any]) -> dict[str, Any]:
+def _bridge(store: Store, network: Network) -> dict[str, Any]:
     """The bridge's record: found on the host, or created with a subnet from the pool."""
     import ipaddress
 
     from execdriver.linux.network import ipam, links, ports
 
-    name = network["bridge"]
+    name = network.bridge
     record = store.bridges.get(name)
     if record is not None and links.is_bridge(name):
         return record  # as we left it (a bridge that went away is made again below)
     exists, address = links.bridge_address(name)
     if not exists:
-        candidates, prefix = ipam.pool(network.get("pool"))
+        candidates, prefix = ipam.pool(network.pool)
         in_use = [*links.routed(), *(ipaddress.IPv4Network(b["subnet"]) for b in store.bridges.values())]
         subnet = ipam.choose_subnet(candidates, prefix, in_use)
         address = ipaddress.IPv4Interface(f"{next(subnet.hosts())}/{prefix}")

@@ -1,11 +1,10 @@
 """A container's network settings, checked before anything is created.
 
-The result is plain data that crosses to the fork server in the launch
-spec: ``{"mode": "bridge", "bridge": ..., "ip": ..., "mac": ..., "mtu": ...,
-"ports": [[protocol, host_ip, host_port, container_port], ...]}``, or
-``{"mode": "host"}`` or ``{"mode": "container", "container": id}``; no
-network at all (loopback alone) has no entry. A host port of 0 is
-allocated when the container starts.
+The result is a :class:`Network`: mode ``bridge`` (bridge, ip, mac, mtu,
+ports as [protocol, host_ip, host_port, container_port]), ``host``, or
+``container`` (the container whose namespace it joins); no network at all
+(loopback alone) is None. A host port of 0 is allocated when the container
+starts.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import ipaddress
 import re
 
 from execdriver.errors import ConfigError
+from execdriver.linux.network import Network
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ def ports(port_map: dict[str, list[dict[str, str]] | None] | None) -> list[list[
 
 def parse(*, host: bool = False, container_id: str = "", bridge: str | None = None, ip: str = "",
           mac: str = "", mtu: int = 0, port_map: dict[str, list[dict[str, str]] | None] | None = None,
-          ) -> dict[str, Any] | None:
-    """The network entry of a launch spec; ``bridge`` None means no bridged interface."""
+          ) -> Network | None:
+    """A container's network; ``bridge`` None means no bridged interface (None: loopback alone)."""
     chosen = [name for name, wanted in (("host_networking", host), ("container_id", bool(container_id)),
                                         ("interface", bridge is not None)) if wanted]
     if len(chosen) > 1:
@@ -74,9 +74,9 @@ def parse(*, host: bool = False, container_id: str = "", bridge: str | None = No
     if mtu and not 68 <= mtu <= 65535:
         raise ConfigError(f"network.mtu: {mtu} is not between 68 and 65535")
     if host:
-        return {"mode": "host"}
+        return Network("host")
     if container_id:
-        return {"mode": "container", "container": container_id}
+        return Network("container", container=container_id)
     if bridge is None:
         return None
     bridge = bridge or DEFAULT_BRIDGE
@@ -90,4 +90,4 @@ def parse(*, host: bool = False, container_id: str = "", bridge: str | None = No
         if int(mac[:2], 16) & 1:
             raise ConfigError(f"network.interface.mac: {mac} is a multicast address")
         mac = mac.lower()
-    return {"mode": "bridge", "bridge": bridge, "ip": ip, "mac": mac, "mtu": mtu, "ports": ports(port_map)}
+    return Network("bridge", bridge=bridge, ip=ip, mac=mac, mtu=mtu, ports=ports(port_map))
