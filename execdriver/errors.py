@@ -53,6 +53,10 @@ class ConfigError(ExecDriverError, ValueError):
     """
 
 
+class UsageError(ConfigError):
+    """The command line contradicts itself or the config (a flag missing, a descriptor not open): exit 2."""
+
+
 class ContainerError(ExecDriverError):
     """The container could not be created or started; nothing was left behind."""
 

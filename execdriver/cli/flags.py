@@ -8,13 +8,14 @@ flags, options before the positional arguments, and ``--`` to end them.
 
 from __future__ import annotations
 
+# Bad command-line usage, exit 2: an error of the library too (oci/runtime.py raises it).
+from execdriver.errors import UsageError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-
-class UsageError(Exception):
-    """Bad command-line usage; the CLI prints it with the verb's usage, exit 2."""
+__all__ = ["Flag", "UsageError", "parse", "usage"]
 
 
 class Flag:

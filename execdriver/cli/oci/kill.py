@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from execdriver.cli.flags import Flag, UsageError
-from execdriver.cli.oci.common import store
+from execdriver.cli.oci.common import runtime
 
 SYNOPSIS = "execdriver kill [--all] ID [SIGNAL]"
 DESCRIPTION = "Send SIGNAL (a number or a name; default SIGTERM) to the container."
@@ -33,23 +31,8 @@ def signal_number(text: str) -> int:
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    from execdriver.errors import NotRunningError
-    from execdriver.linux import cgroups
-    from execdriver.native import container
-
     if len(args) not in (1, 2):
         raise UsageError("kill: expects ID [SIGNAL]")
     signum = signal_number(args[1]) if len(args) == 2 else 15
-    states = store(global_options)
-    if not options["all"]:
-        container.kill(states, args[0], signum)
-        return 0
-    state = states.load(args[0])
-    if state is None or not state.cgroup:
-        raise NotRunningError(f"container {args[0]} does not exist")
-    for pid in cgroups.manager(state.cgroup).pids():
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+    runtime(global_options).kill(args[0], signum, all_processes=bool(options["all"]))
     return 0

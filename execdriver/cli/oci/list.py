@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from execdriver.cli.flags import Flag, UsageError
-from execdriver.cli.oci.common import state_json, store
+from execdriver.cli.oci.common import runtime
 
 SYNOPSIS = "execdriver list [-q] [--format table|json]"
 DESCRIPTION = "List the containers."
@@ -15,19 +15,11 @@ FLAGS = (
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    from execdriver.errors import NotRunningError
-
     if args:
         raise UsageError("list: takes no arguments")
     if options["format"] not in ("table", "json"):
         raise UsageError(f"list: --format {options['format']}: table or json")
-    states = store(global_options)
-    entries = []
-    for container_id in states.ids():
-        try:
-            entries.append(state_json(states, container_id))
-        except NotRunningError:
-            continue  # removed meanwhile
+    entries = runtime(global_options).states()
     if options["quiet"]:
         print("\n".join(str(e["id"]) for e in entries))
     elif options["format"] == "json":

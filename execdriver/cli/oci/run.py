@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from execdriver.cli.flags import Flag
-from execdriver.cli.oci import create, delete, start
-from execdriver.cli.oci.common import one_id, store
+from execdriver.cli.flags import Flag, UsageError
+from execdriver.cli.oci import create
+from execdriver.cli.oci.common import one_id, preserve_fds, runtime
 
 SYNOPSIS = "execdriver run [flags] ID"
 DESCRIPTION = "Create and start a container; without --detach, wait for it, delete it, exit with its status."
@@ -17,38 +17,8 @@ FLAGS = (
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    import os
-
-    from execdriver.linux import signals
-    from execdriver.native import container
-    from execdriver.native.container import exit_code
-
-    container_id = one_id(args, "run")
-    pid = create.create(global_options, options, container_id)
-    try:
-        start.start(global_options, container_id)
-    except BaseException:
-        delete.delete(global_options, container_id, force=True)
-        raise
-    if options["detach"]:
-        return 0
-    states = store(global_options)
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            container.kill(states, container_id, signum)
-        except Exception:  # noqa: BLE001 - it may be gone
-            pass
-
-    for signum in signals.FORWARDED_SIGNALS:
-        signals.signal_handle(signum, forward)
-    # This process created the init, so it is its parent and reaps it.
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if not options["keep"]:
-        delete.delete(global_options, container_id, force=True)
-    return exit_code(status)
+    if options["no_pivot"]:
+        raise UsageError("run: --no-pivot is not supported: this runtime always uses pivot_root")
+    return runtime(global_options).run(one_id(args, "run"), str(options["bundle"]), detach=bool(options["detach"]),
+                                       keep=bool(options["keep"]), console_socket=str(options["console_socket"]),
+                                       pid_file=str(options["pid_file"]), preserve_fds=preserve_fds(options, "run"))

@@ -1,0 +1,351 @@
+"""The OCI lifecycle, as runc's command line drives it: create, start, exec, kill, delete, state.
+
+Each ``cli/oci/*.py`` verb parses its flags and calls one method here; an
+engine's runtime (containerd's shim, conmon) sees runc's behaviour. The
+hooks, the pid file and the state document live here, on top of the
+engine in native/container.py (which knows no OCI config):
+
+    create   config.json -> launch spec (config.py); the container made,
+             its init waiting on the exec FIFO; prestart, createRuntime and
+             createContainer hooks; the state with the bundle, annotations,
+             hooks and the config's process (exec starts from it)
+    start    startContainer hooks, the FIFO read (the init execs),
+             poststart hooks
+    exec     a process from --process or from the kept one with the
+             command line's changes, with the container's kept seccomp program
+    kill     the init, or (--all) every process of its cgroup
+    delete   the cgroup and state; poststop hooks (a failure warns, as runc)
+    state    the runtime spec's state document, with runc's extra fields
+
+Imports are per method: ``state`` and ``kill`` load no config reader.
+"""
+
+from __future__ import annotations
+
+import os
+
+from execdriver.errors import ConfigError, NotRunningError, UsageError
+from execdriver.native import container
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from execdriver.native.spec import ExecSpec
+    from execdriver.native.state import State, StateStore
+
+OCI_VERSION = "1.0.2"
+
+
+class ExecOptions:
+    """What runc exec's command line changes in the container's process (``args`` given)."""
+
+    __slots__ = ("args", "cap", "cwd", "env", "no_new_privs", "tty", "user")
+
+    def __init__(self, args: list[str], *, env: list[str] | None = None, user: str = "", cwd: str = "",
+                 cap: list[str] | None = None, no_new_privs: bool = False, tty: bool = False) -> None:
+        self.args = args
+        self.env = env or []
+        self.user = user
+        self.cwd = cwd
+        self.cap = cap or []
+        self.no_new_privs = no_new_privs
+        self.tty = tty
+
+
+class OciRuntime:
+    """The containers under one state root (runc's ``--root``)."""
+
+    def __init__(self, root: str, systemd_cgroup: bool = False) -> None:
+        from execdriver.native.state import StateStore
+
+        self.store: StateStore = StateStore(root)
+        self.systemd_cgroup = systemd_cgroup
+
+    # -- the state document ------------------------------------------------------
+
+    def _loaded(self, container_id: str) -> State:
+        state = self.store.load(container_id)
+        if state is None:
+            raise NotRunningError(f"container {container_id} does not exist")
+        return state
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        """The runtime spec's state of the container, with runc's fields (rootfs, created, owner)."""
+        state = self._loaded(container_id)
+        current = container.status(self.store, state)
+        return document(state, current, state.pid if current != "stopped" else 0, full=True)
+
+    def states(self) -> list[dict[str, Any]]:
+        """The state of every container, skipping any removed meanwhile."""
+        entries = []
+        for container_id in self.store.ids():
+            try:
+                entries.append(self.state(container_id))
+            except NotRunningError:
+                continue
+        return entries
+
+    # -- create and start --------------------------------------------------------
+
+    def create(self, container_id: str, bundle: str, *, console_socket: str = "", pid_file: str = "",
+               preserve_fds: int = 0) -> int:
+        """Create the container from ``bundle``, run the creation hooks, write the pid file: its init's pid."""
+        from execdriver.native.spawn import DirectSpawner
+        from execdriver.oci import config, hooks
+
+        for fd in range(3, 3 + preserve_fds):
+            try:
+                os.fstat(fd)
+            except OSError:
+                raise UsageError(f"create: --preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
+        bundle = os.path.abspath(bundle)
+        settings = config.load(bundle)
+        spec = config.launch_spec(settings, bundle, container_id, self.store.path(container_id),
+                                  systemd_cgroup=self.systemd_cgroup)
+        spec.process.preserve_fds = preserve_fds
+        phase_hooks = hooks.parse(settings)
+        # The process too: exec starts from it, as runc does from its saved config, even
+        # once the bundle is gone or its config.json changed.
+        annotations: dict[str, str] = settings.get("annotations") or {}
+        oci = {"bundle": bundle, "annotations": annotations, "hooks": phase_hooks,
+               "process": settings.get("process") or {}}
+
+        def creation_hooks(pid: int) -> None:
+            state = _document(container_id, "created", pid, bundle, annotations)
+            for phase in ("prestart", "createRuntime"):
+                hooks.run(phase, phase_hooks, state)
+            hooks.run("createContainer", phase_hooks, state, pid)
+
+        console = _console_socket(spec.process, console_socket, "create")
+        try:
+            state = container.create(self.store, DirectSpawner(), spec, (0, 1, 2), oci,
+                                     on_created=[creation_hooks])
+        finally:
+            if console >= 0:
+                os.close(console)
+        if pid_file:
+            write_pid_file(pid_file, state.pid)
+        return state.pid
+
+    def start(self, container_id: str) -> int:
+        """The startContainer and poststart hooks around the start: the init's pid."""
+        from execdriver.oci import hooks
+
+        state = self.store.load(container_id)
+        phase_hooks = (state.oci or {}).get("hooks") or {} if state is not None else {}
+        if state is not None and phase_hooks.get("startContainer"):
+            hooks.run("startContainer", phase_hooks, self.state(container_id), state.pid)
+        state = container.start(self.store, container_id)
+        if phase_hooks.get("poststart"):
+            hooks.run("poststart", phase_hooks, self.state(container_id))
+        return state.pid
+
+    def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
+            console_socket: str = "", pid_file: str = "", preserve_fds: int = 0) -> int:
+        """create and start; in the foreground, wait (forwarding signals), delete: the exit code."""
+        from execdriver.linux import signals
+
+        pid = self.create(container_id, bundle, console_socket=console_socket, pid_file=pid_file,
+                          preserve_fds=preserve_fds)
+        try:
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+        if detach:
+            return 0
+
+        def forward(signum: int, _frame: object) -> None:
+            try:
+                container.kill(self.store, container_id, signum)
+            except Exception:  # noqa: BLE001 - it may be gone
+                pass
+
+        for signum in signals.FORWARDED_SIGNALS:
+            signals.signal_handle(signum, forward)
+        # This process created the init, so it is its parent and reaps it.
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        if not keep:
+            self.delete(container_id, force=True)
+        return container.exit_code(status)
+
+    # -- exec ----------------------------------------------------------------------
+
+    def exec_spec(self, container_id: str, process: dict[str, Any] | None, options: ExecOptions | None,
+                  preserve_fds: int = 0) -> ExecSpec:
+        """The exec'd process: ``process`` (--process) or the container's with ``options``' changes.
+
+        The container's seccomp program is the one create compiled and kept;
+        a container created by an older execdriver, which kept none, has its
+        bundle's profile compiled again.
+        """
+        from execdriver.oci import config as oci_config
+
+        state = self._loaded(container_id)
+        try:
+            with open(os.path.join(self.store.path(container_id), container.SECCOMP_PROGRAM), "rb") as handle:
+                program: bytes | None = handle.read()
+        except FileNotFoundError:
+            program = None
+        oci = state.oci or {}
+        if "process" in oci and program is not None:
+            # As create kept them: the bundle may be gone, or its config.json changed, since.
+            settings: dict[str, Any] = {"process": oci["process"]}
+        else:
+            bundle = str(oci.get("bundle", ""))
+            settings = oci_config.load(bundle) if bundle else {}
+        if process is None:
+            assert options is not None
+            process = process_with(settings.get("process") or {}, options)
+        spec = oci_config.exec_spec(container_id, process, settings, program)
+        spec.process.preserve_fds = preserve_fds
+        return spec
+
+    def exec(self, container_id: str, spec: ExecSpec, *, detach: bool = False, pid_file: str = "",
+             console_socket: str = "", stdio: tuple[int, int, int] = (0, 1, 2),
+             serve: Callable[[int, Any], None] | None = None) -> int:
+        """Run ``spec`` in the container: its exit code (0 at once with ``detach``)."""
+        from execdriver.native.spawn import DirectSpawner
+
+        def started(pid: int) -> None:
+            if pid_file:
+                write_pid_file(pid_file, pid)
+            if not detach:  # our child until we reap it: its pid cannot be reused meanwhile
+                from execdriver.linux import signals
+
+                for signum in signals.FORWARDED_SIGNALS:
+                    signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
+
+        console = -1 if serve is not None else _console_socket(spec.process, console_socket, "exec")
+        try:
+            return container.exec_process(self.store, DirectSpawner(), container_id, spec, stdio, detach=detach,
+                                          start=started, serve=serve)
+        finally:
+            if console >= 0:
+                os.close(console)
+
+    # -- kill and delete -------------------------------------------------------------
+
+    def kill(self, container_id: str, signum: int, all_processes: bool = False) -> None:
+        """Signal the init, or every process of the container's cgroup."""
+        if not all_processes:
+            container.kill(self.store, container_id, signum)
+            return
+        from execdriver.linux import cgroups
+
+        state = self.store.load(container_id)
+        if state is None or not state.cgroup:
+            raise NotRunningError(f"container {container_id} does not exist")
+        for pid in cgroups.manager(state.cgroup).pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def delete(self, container_id: str, force: bool = False) -> list[str]:
+        """Remove the container (``force``: whatever its status); its poststop hooks: the warnings they gave."""
+        from execdriver.errors import ExecDriverError
+
+        state = container.delete(self.store, container_id, force)
+        if state is None:
+            if force:
+                return []
+            raise NotRunningError(f"container {container_id} does not exist")
+        oci = state.oci or {}
+        if not (oci.get("hooks") or {}).get("poststop"):
+            return []
+        from execdriver.oci import hooks
+
+        try:
+            hooks.run("poststop", oci["hooks"], document(state, "stopped", 0))
+        except ExecDriverError as err:  # the container is gone: warn, as runc does
+            return [str(err)]
+        return []
+
+
+def document(state: State, status: str, pid: int, full: bool = False) -> dict[str, Any]:
+    """The runtime spec's state of ``state``'s container; ``full`` adds runc's fields (``state``, ``list``)."""
+    oci = state.oci or {}
+    result = _document(state.id, status, pid, str(oci.get("bundle", "")), oci.get("annotations") or {})
+    if full:
+        from execdriver.gojson import rfc3339nano_from
+
+        result.update(rootfs=state.rootfs, created=rfc3339nano_from(state.created), owner="")
+    return result
+
+
+def _document(container_id: str, status: str, pid: int, bundle: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return {"ociVersion": OCI_VERSION, "id": container_id, "status": status, "pid": pid, "bundle": bundle,
+            "annotations": annotations}
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """The pid, without a newline, as runc writes it (atomically)."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(str(pid))
+        os.rename(temporary, path)
+    except OSError as err:
+        raise ConfigError(f"--pid-file {path}: {err.strerror}") from None
+
+
+def _console_socket(process: Any, path: str, verb: str) -> int:
+    """Connect the engine's console socket for a terminal process: -1 without one."""
+    if not process.terminal:
+        if path:
+            raise UsageError(f"{verb}: --console-socket is for a process with a terminal (process.terminal)")
+        return -1
+    if not path:
+        raise UsageError(f"{verb}: a process with a terminal needs --console-socket, where its pty master goes")
+    from execdriver.linux import terminal
+
+    try:
+        fd = terminal.connect(path)
+    except OSError as err:
+        raise ConfigError(f"--console-socket {path}: {err.strerror}") from None
+    process.console_socket = fd
+    return fd
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def process_with(base: dict[str, Any], options: ExecOptions) -> dict[str, Any]:
+    """The container's process with the command line's changes, as runc exec makes it."""
+    # A copy deep enough for what changes below (copy.deepcopy costs a millisecond of imports).
+    process = dict(base)
+    process["capabilities"] = {name: list(caps) for name, caps in (base.get("capabilities") or {}).items()}
+    process["args"] = options.args
+    process["terminal"] = options.tty
+    env = list(process.get("env") or [])
+    for entry in options.env:
+        key = entry.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key] + [entry]
+    process["env"] = env
+    if options.cwd:
+        process["cwd"] = options.cwd
+    process.setdefault("cwd", "/")
+    if options.user:
+        uid, _, gid = options.user.partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise UsageError(f"exec: --user {options.user!r} must be UID[:GID], numbers")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    caps = process.setdefault("capabilities", {})
+    for cap in options.cap:
+        for name in ("bounding", "effective", "permitted"):
+            caps.setdefault(name, []).append(cap)
+    if options.no_new_privs:
+        process["noNewPrivileges"] = True
+    return process
