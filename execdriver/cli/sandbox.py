@@ -18,7 +18,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from execdriver.linux.network import Network
     from execdriver.native.spec import Security
-    from execdriver.native.state import StateStore
 
 SYNOPSIS = "execdriver sandbox [flags] [--] CMD [ARG...]"
 ERROR_EXIT = 125  # the runtime's own errors, as docker run reports them
@@ -141,42 +140,6 @@ def _pool(text: str) -> tuple[str, int] | None:
     return network, int(prefix)
 
 
-def _guard(store: StateStore, container_id: str) -> None:
-    """Fork a child that cleans up after this process if it is killed.
-
-    A bridged container holds things on the host (a lease, rules, maybe a
-    bridge) that nothing else would release before the next start if this
-    process died by SIGKILL. The child waits for our end; if the state
-    still names us as its owner, the container was not cleaned up, and the
-    child does it. Otherwise it just exits.
-    """
-    from execdriver.linux import process
-
-    parent = os.getpid()
-    parent_start = process.start_time(parent)
-    pidfd = os.pidfd_open(parent)
-    if os.fork():
-        os.close(pidfd)
-        return
-    try:
-        os.setsid()  # out of our process group: a signal to the group must not take it too
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.closerange(3, pidfd)
-        os.closerange(max(pidfd, null) + 1, 1 << 16)
-        import select
-
-        select.select([pidfd], [], [])
-        from execdriver.native import container
-
-        state = store.load(container_id)
-        if state is not None and (state.owner, state.owner_start) == (parent, parent_start):
-            container.clean(store, container_id)
-    finally:
-        os._exit(0)
-
-
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
     # Straight to the launch spec: a Command would cost the import of
     # dataclasses, which takes longer than a whole container start.
@@ -219,7 +182,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     for signum in signals.FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
     if network is not None and network.mode == "bridge":
-        _guard(store, container_id)
+        container.guard(store, container_id)
     # This process runs one thread, so it clones the container itself, and
     # the container gets our own standard streams.
     sys.stdout.flush()

@@ -7,6 +7,8 @@ the init are protocol.py's.
 
     1. claim      the id's state directory (state.py); a live id is refused,
                   a stale one's leftovers (cgroups) removed
+  2-5 through a launcher (launchers.py): a cold init cloned, or a warm
+      sandbox adopted
     2. network    a bridged interface's address, host ports, rules and
                   /etc files reserved (linux/network)
     3. clone      the init, in new namespaces (spawn.py, init.py)
@@ -32,7 +34,6 @@ caller.
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import time
@@ -40,7 +41,7 @@ import time
 from execdriver import faults
 from execdriver.errors import ContainerError, NotRunningError
 from execdriver.linux import cgroups, process
-from execdriver.native.state import State, StateStore, remove_tree
+from execdriver.native.state import State, StateStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,11 +50,9 @@ if TYPE_CHECKING:
 
     from execdriver.linux.cgroups import Limits
     from execdriver.linux.cgroups.base import Manager
-    from execdriver.linux.network import Attachment, Network
     from execdriver.native.pool import Sandbox
-    from execdriver.native.protocol import Mode
-    from execdriver.native.spawn import Launch, Spawner
-    from execdriver.native.spec import ExecSpec, LaunchSpec, Mapping
+    from execdriver.native.spawn import Spawner
+    from execdriver.native.spec import ExecSpec, LaunchSpec
 
     PidCallback = Callable[[int], None]
     Watch = tuple[int, int, Callable[[], None]]  # descriptor, poll events, callback
@@ -65,195 +64,6 @@ def exit_code(status: int) -> int:
     """Docker's exit code: the process's own, or 128+signal."""
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def expect(status: int, expected: bytes, container_id: str) -> None:
-    from execdriver.native.protocol import ERROR, READY
-
-    message = os.read(status, 65536)
-    if message == expected:
-        return
-    if expected == READY and message.startswith(READY):
-        # An init that need not wait for the go went on at once, and failed.
-        message = message[len(READY):]
-    if message.startswith(ERROR):
-        raise ContainerError(f"container {container_id}: {message[1:].decode(errors='replace')}")
-    raise ContainerError(f"container {container_id}: init exited before the process started")
-
-
-class _Handles:
-    """What a start holds, for its finally: the init's launch, our descriptors."""
-
-    def __init__(self) -> None:
-        self.launch: Launch | None = None
-        self.network: Attachment | None = None
-        self.fds: list[int] = []
-        self.sockets: list[Any] = []
-        self.go = self.status = -1
-
-    def close(self) -> None:
-        if self.launch is not None:
-            self.launch.close()
-        for fd in self.fds:
-            os.close(fd)
-        for sock in self.sockets:
-            sock.close()
-
-    def release_network(self) -> None:
-        if self.network is not None:
-            self.network.release()
-            self.network = None
-
-    def kill(self) -> None:
-        """Kill and reap the init, if there is one."""
-        if self.launch is not None:
-            from execdriver.native.spawn import kill_and_reap  # loaded already: it made the launch
-
-            kill_and_reap(self.launch)
-
-
-def _adopt(sandbox: Sandbox, handles: _Handles) -> Launch:
-    """A warm sandbox becomes the container: its descriptors are the run's (its pid is in the state already)."""
-    handles.launch = sandbox.launch
-    handles.status = sandbox.status
-    handles.fds.append(sandbox.status)
-    handles.sockets.append(sandbox.go)
-    return sandbox.launch
-
-
-def _bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, stdio: tuple[int, int, int],
-              state: State, cgroup: Manager, handles: _Handles,
-              on_oom: Callable[[], None] | None = None) -> tuple[Launch, list[Watch]]:
-    """Steps 2 to 5: network, clone the init, give it its cgroup and network, wait until it is ready.
-
-    Also the OOM watch, on the new cgroup before the init may run anything.
-    """
-    from execdriver.native import protocol
-
-    network = spec.network
-    if network is not None and network.mode == "bridge":
-        from execdriver.linux import network as networking
-
-        handles.network = networking.reserve(spec.id, os.path.abspath(store.root), network,  # 2
-                                             spec.namespaces.hostname)
-        spec.filesystem.mounts = [*spec.filesystem.mounts, *handles.network.mounts()]
-        network.token = handles.network.token
-    users = spec.namespaces
-    if users.uid_mappings:
-        # A socket, not a pipe: the id-mapped rootfs crosses it (_map_users).
-        go_read, handles.go = _socketpair()
-        _give_pipes(users.uid_mappings, users.gid_mappings, stdio)
-    else:
-        go_read, handles.go = os.pipe2(os.O_CLOEXEC)
-    handles.status, status_write = os.pipe2(os.O_CLOEXEC)
-    handles.fds += (handles.go, handles.status)
-    limits = spec.cgroup.limits
-
-    def meanwhile() -> None:
-        # While the init is cloned and builds its rootfs: the claim's state
-        # (before the cgroup, which it names for whoever cleans up after a
-        # crash), then the cgroup, with the limits. On v1 the init joins by
-        # itself (init.py says why); on v2 we move it.
-        store.write_claim(state)
-        cgroup.create(limits)
-
-    try:
-        launch = handles.launch = spawner.spawn(protocol.Request(spec, mode), (go_read, status_write), stdio,  # 3
-                                                meanwhile=meanwhile, ours=tuple(handles.fds))  # 4
-    finally:
-        os.close(go_read)
-        os.close(status_write)
-    faults.point("cloned")
-    if users.uid_mappings:
-        _map_users(spec, launch.pid, handles.go)
-    watches: list[Watch] = []
-    try:
-        if not spec.cgroup.join:
-            cgroup.add(launch.pid)
-        # After the add, which is what makes a systemd scope, and before the init may run anything.
-        watches = _oom_watches(cgroup, on_oom, handles.fds)
-        os.write(handles.go, protocol.CGROUP)
-    except cgroups.CgroupError as err:
-        if err.errno != errno.ESRCH:
-            raise
-        # The init already failed; its own message follows on the pipe.
-    except BrokenPipeError:
-        pass  # likewise
-    state.pid, state.pid_start = launch.pid, process.start_time(launch.pid) or 0
-    store.save(state)
-    faults.point("saved")
-    if handles.network is not None:
-        handles.network.attach(launch.pid, network.mtu if network else 0)
-    if mode.says_ready():
-        expect(handles.status, protocol.READY, spec.id)  # 5
-    faults.point("ready")
-    if network is not None and network.mode == "container":
-        _joined(store, network, launch.pid)
-    return launch, watches
-
-
-def _await_go(spec: LaunchSpec, pre_start: Sequence[PidCallback]) -> bool:
-    """Whether the init must wait for the go: hooks to run, or a network to finish after it is ready.
-
-    The veth of a bridge goes into its namespace, and a joined network is
-    checked, after the init has its cgroup: its process must not run before.
-    """
-    network = spec.network
-    return bool(pre_start) or (network is not None and network.mode in ("bridge", "container"))
-
-
-def _socketpair() -> tuple[int, int]:
-    from execdriver.linux import fdpass
-
-    ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
-    return theirs.detach(), ours.detach()
-
-
-def _give_pipes(uid_mappings: list[Mapping], gid_mappings: list[Mapping], stdio: tuple[int, int, int]) -> None:
-    """Pipes for the container's stdio belong to its root, so that it can reopen them (/dev/stdout)."""
-    import stat
-
-    from execdriver.linux import userns
-
-    uid = userns.host_id(uid_mappings, 0)
-    gid = userns.host_id(gid_mappings, 0)
-    if os.geteuid() != 0 or uid is None or gid is None or uid == gid == 0:
-        return
-    for fd in stdio:
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            os.fchown(fd, uid, gid)
-
-
-def _map_users(spec: LaunchSpec, pid: int, go: int) -> None:
-    """The init waits in its user namespace: write its mappings, hand it its id-mapped rootfs."""
-    from execdriver.linux import fdpass, userns
-    from execdriver.native.protocol import USERS
-
-    userns.write(pid, spec.namespaces.uid_mappings, spec.namespaces.gid_mappings)
-    if spec.security.oom_score_adj is not None and os.geteuid() == 0:
-        # Its /proc/self files are the host root's while it is not dumpable: out of its reach.
-        with open(f"/proc/{pid}/oom_score_adj", "w", encoding="utf-8") as handle:
-            handle.write(str(spec.security.oom_score_adj))
-    trees = []
-    try:
-        if spec.namespaces.idmap_root:
-            trees.append(userns.idmapped_root(spec.filesystem.root.path, pid))
-        with fdpass.borrow(go) as channel:
-            fdpass.send_fds(channel, USERS, trees)
-    finally:
-        for tree in trees:
-            os.close(tree)
-
-
-def _joined(store: StateStore, network: Network, pid: int) -> None:
-    """The container whose network the init joined (by /proc path) was still that container: say so."""
-    from execdriver.linux import network as networking
-
-    assert network.target is not None  # (command.complete_network)
-    target, start = network.target
-    if process.start_time(target) != start:
-        raise ContainerError(f"network.container_id: container {network.container} exited while this one joined it")
-    networking.joined(os.path.abspath(store.root), network.container, pid)
 
 
 def run(
@@ -274,7 +84,7 @@ def run(
     """Run the container to completion: (exit code, whether OOM kills happened).
 
     With a warm ``sandbox`` of the spec's shape (pool.py), steps 2 to 5 are
-    done already: it is adopted instead (its cgroup renamed to the id's).
+    done already: it is adopted instead (launchers.Warm).
 
     ``serve(exit_fd, watches)`` moves the streams until ``exit_fd`` is
     readable, calling each watch's callback when its descriptor fires;
@@ -285,60 +95,37 @@ def run(
     init's pid once it is ready, without holding it back.
 
     Unless there are ``pre_start`` callbacks or a network to finish
-    (_await_go), the init does not wait for the go: it goes on to exec as
-    soon as it is ready, which saves a round trip between two processes.
+    (_await_go), a cold init does not wait for the go: it goes on to exec
+    as soon as it is ready, which saves a round trip between two processes.
     """
-    from execdriver.native.protocol import GO, Mode
+    from execdriver.native import launchers
 
-    container_id = spec.id
-    cgroup_path = spec.cgroup.path
-    # cgroup v2 renames no cgroup (EPERM): there a sandbox's container keeps the sandbox's.
-    renames = sandbox is not None and cgroups.version() == 1
-    if sandbox is not None and not renames:
-        cgroup_path = sandbox.spec.cgroup.path
+    launcher: launchers.Launcher = (launchers.Warm(sandbox) if sandbox is not None
+                                    else launchers.Cold(spawner, _await_go(spec, pre_start)))
+    cgroup_path = launcher.cgroup_path(spec)
     cgroup = cgroups.manager(cgroup_path)
+    pid, pid_start = launcher.claimed()
     try:
-        parent_levels = max(spec.cgroup.parent_levels, sandbox.parent_levels if sandbox is not None else 0)
-        state = store.create(container_id, spec.rootfs, cgroup_path,  # 1
-                             parent_levels, on_stale=lambda old: _remove_leftovers(store, old),
-                             pid=sandbox.pid if sandbox is not None else 0,
-                             pid_start=sandbox.pid_start if sandbox is not None else 0)
+        state = store.create(spec.id, spec.rootfs, cgroup_path, launcher.parent_levels(spec),  # 1
+                             on_stale=lambda old: _remove_leftovers(store, old), pid=pid, pid_start=pid_start)
     except BaseException:
-        if sandbox is not None:
-            sandbox.discard()
+        launcher.abandon()
         raise
-    handles = _Handles()
+    handles = launchers.Handles()
     reaped = False
-    named = False  # a sandbox's cgroup under the id's name
     faults.point("claimed")
     try:
-        await_go = sandbox is None and _await_go(spec, pre_start)
-        if sandbox is not None:
-            launch = _adopt(sandbox, handles)
-            prepared, sandbox.oom_watch = sandbox.oom_watch, None  # the run's descriptor now
-            watches = _oom_watches(sandbox.cgroup, on_oom, handles.fds, prepared)
-            # The id's name, which the state gives and the end removes: before the
-            # go, so that the container never sees its cgroup under another.
-            if renames:
-                cgroups.rename(sandbox.cgroup, spec.cgroup.path)
-            named = True
-        else:
-            launch, watches = _bring_up(store, spawner, spec, Mode(await_go=await_go),  # 2-5
-                                        stdio, state, cgroup, handles, on_oom)
+        launch, watches = launcher.bring_up(store, spec, stdio, state, cgroup, handles, on_oom)  # 2-5
         if ready is not None:
             ready(launch.pid)
         for callback in pre_start:  # 6
             callback(launch.pid)
         try:
-            if sandbox is not None:
-                sandbox.hand_over(spec, stdio)  # 7, with its process and stdio
-            elif await_go:
-                os.write(handles.go, GO)  # 7
+            launcher.go(spec, stdio, handles)  # 7
         except BrokenPipeError:
             pass  # the init is gone (killed meanwhile): expect says so
-        expect(handles.status, b"", container_id)
-        if sandbox is not None:
-            sandbox.collect_report()
+        launchers.expect(handles.status, b"", spec.id)
+        launcher.started()
         faults.point("started")
         if start is not None:  # 8
             start(launch.pid)
@@ -363,44 +150,21 @@ def run(
             handles.kill()
         handles.close()
         handles.release_network()  # 11
-        if sandbox is not None and not named:
-            sandbox.cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
+        levels = 0 if keep_parent else state.cgroup_parent_levels
+        launcher.finish(levels)
         # Should the cgroup resist, the state stays: clean(id) finds it there.
-        cgroup.destroy(0 if keep_parent else state.cgroup_parent_levels)
-        store.remove(container_id, spare=True)  # (it holds state.json alone)
-        if sandbox is not None:
-            remove_tree(sandbox.spec.state_dir)  # where its root was mounted
+        cgroup.destroy(levels)
+        store.remove(spec.id, spare=True)  # (it holds state.json alone)
 
 
-def _oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int],
-                 watch: tuple[int, int] | None = None) -> list[Watch]:
-    """The OOM watch of the cgroup (``watch``: one opened ahead), its descriptor among ``ours``."""
-    if watch is None and on_oom is not None:
-        watch = cgroup.oom_watch()
-    if watch is None:
-        return []
-    fd, events = watch
-    ours.append(fd)
-    if on_oom is None:
-        return []
+def _await_go(spec: LaunchSpec, pre_start: Sequence[PidCallback]) -> bool:
+    """Whether a cold init must wait for the go: hooks to run, or a network to finish after it is ready.
 
-    def fired() -> None:
-        if events == select.POLLIN:
-            os.read(fd, 8)  # an eventfd: reset its counter
-        else:
-            try:
-                os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
-            except OSError:
-                # The cgroup is gone (systemd removes an empty scope at once): its file
-                # now wakes every poll. /dev/null in its place never has POLLPRI.
-                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                os.dup2(null, fd, inheritable=False)
-                os.close(null)
-                return
-            cgroup.oom_kills()  # noted now: systemd may remove a scope's cgroup as soon as it is empty
-        on_oom()
-
-    return [(fd, events, fired)]
+    The veth of a bridge goes into its namespace, and a joined network is
+    checked, after the init has its cgroup: its process must not run before.
+    """
+    network = spec.network
+    return bool(pre_start) or (network is not None and network.mode in ("bridge", "container"))
 
 
 def wait(exit_fd: int, watches: Sequence[Watch] = ()) -> None:
@@ -499,6 +263,37 @@ def clean(store: StateStore, container_id: str) -> None:
     store.remove(container_id)
 
 
+def guard(store: StateStore, container_id: str) -> None:
+    """Fork a child that cleans up after this process if it is killed.
+
+    For a single-threaded caller that runs a container in the foreground
+    (the CLI's ``sandbox``): a bridged container holds things on the host
+    (a lease, rules, maybe a bridge) that nothing else would release before
+    the next start if this process died by SIGKILL. The child waits for our
+    end; if the state still names us as its owner, the container was not
+    cleaned up, and the child does it. Otherwise it just exits.
+    """
+    parent = os.getpid()
+    parent_start = process.start_time(parent)
+    pidfd = os.pidfd_open(parent)
+    if os.fork():
+        os.close(pidfd)
+        return
+    try:
+        os.setsid()  # out of our process group: a signal to the group must not take it too
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, pidfd)
+        os.closerange(max(pidfd, null) + 1, 1 << 16)
+        select.select([pidfd], [], [])
+        state = store.load(container_id)
+        if state is not None and (state.owner, state.owner_start) == (parent, parent_start):
+            clean(store, container_id)
+    finally:
+        os._exit(0)
+
+
 # -- the OCI lifecycle: create leaves the init waiting, start releases it ------------
 
 EXEC_FIFO = "exec.fifo"
@@ -514,6 +309,7 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
     hooks) in it. The init outlives this process: whoever reaps orphans
     here (the engine's shim as subreaper, or pid 1) reaps it.
     """
+    from execdriver.native import launchers
     from execdriver.native.protocol import Mode
 
     container_id = spec.id
@@ -522,7 +318,7 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
                          spec.cgroup.parent_levels, on_stale=lambda old: _remove_leftovers(store, old))
     state.oci = oci
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
-    handles = _Handles()
+    handles = launchers.Handles()
     done = False
     faults.point("claimed")
     try:
@@ -537,7 +333,7 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
             from execdriver.linux import userns
 
             os.chown(fifo, userns.host_id(users.uid_mappings, 0) or 0, userns.host_id(users.gid_mappings, 0) or 0)
-        launch, _ = _bring_up(store, spawner, spec, Mode(exec_fifo=fifo), stdio, state, cgroup, handles)
+        launch, _ = launchers.bring_up(store, spawner, spec, Mode(exec_fifo=fifo), stdio, state, cgroup, handles)
         for callback in on_created:
             callback(launch.pid)
         faults.point("created")
@@ -573,8 +369,9 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
         raise NotRunningError(f"cannot exec in container {container_id}: it is {current}")
     if os.readlink(f"/proc/{state.pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         from execdriver.linux import userns
+        from execdriver.native.launchers import give_pipes
 
-        _give_pipes(userns.read(state.pid, "uid_map"), userns.read(state.pid, "gid_map"), stdio)
+        give_pipes(userns.read(state.pid, "uid_map"), userns.read(state.pid, "gid_map"), stdio)
     status_read, status_write = os.pipe2(os.O_CLOEXEC)
     spec.init = (state.pid, state.pid_start)
     spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []

@@ -147,7 +147,7 @@ def prepare(spawner: Spawner, spec: LaunchSpec, pages: bytes | None = None,
     """
     if spec.security.seccomp_bpf and not spec.security.seccomp_lenient:
         pages = learned = None
-    from execdriver.native import container
+    from execdriver.native.launchers import expect
     from execdriver.native.protocol import CGROUP, READY, Mode, Request
 
     mode = Mode(warm=True, prefault=pages or b"", report_pages=not pages and learned is not None)
@@ -164,7 +164,7 @@ def prepare(spawner: Spawner, spec: LaunchSpec, pages: bytes | None = None,
         if not spec.cgroup.join:
             cgroup.add(launch.pid)
         os.write(ours.fileno(), CGROUP)
-        container.expect(status, READY, spec.id)
+        expect(status, READY, spec.id)
     except BaseException:
         if launch is not None:
             kill_and_reap(launch)
