@@ -87,6 +87,8 @@ class Process:
 class CapabilitySets:
     """An OCI config's five capability sets, by number: kept across the switch of user as given."""
 
+    NAMES = ("bounding", "effective", "permitted", "inheritable", "ambient")  # the order of __init__ and wire
+
     __slots__ = ("ambient", "bounding", "effective", "inheritable", "permitted")
 
     def __init__(self, bounding: list[int], effective: list[int], permitted: list[int], inheritable: list[int],

@@ -150,7 +150,7 @@ def _mount(entry: Any, index: int, bundle: str) -> Mount:
 def _capabilities(process: dict[str, Any]) -> CapabilitySets:
     sets = _get(process, "capabilities", dict, "process", {})
     result = []
-    for name in CapabilitySets.__slots__:
+    for name in CapabilitySets.NAMES:
         numbers = []
         for cap in _get(sets, name, list, "process.capabilities", []):
             number = capabilities.NUMBERS.get(cap) if isinstance(cap, str) else None
