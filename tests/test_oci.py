@@ -315,6 +315,29 @@ def test_start_of_a_running_container_fails(runtime: Runtime, bundle: Callable[.
     assert result.returncode == 1 and "not created" in result.stderr
 
 
+def test_each_capability_set_reaches_its_own_set(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    """Five different sets: none may take another's place (CapInh, CapPrm, CapEff, CapBnd, CapAmb)."""
+    def change(config: dict[str, Any]) -> None:
+        config["process"]["user"] = {"uid": 1000, "gid": 1000}
+        config["process"]["capabilities"] = {
+            "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID"],
+            "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID"],
+            "effective": ["CAP_KILL", "CAP_SETUID"],
+            "inheritable": ["CAP_NET_BIND_SERVICE", "CAP_SETUID"],
+            "ambient": ["CAP_NET_BIND_SERVICE"],
+        }
+
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", "grep ^Cap /proc/self/status"], change)), cid,
+                     check=False)
+    assert result.returncode == 0, result.stderr
+    sets = dict(line.split(":\t") for line in result.stdout.splitlines())
+    # (sh is exec'd with ambient NET_BIND_SERVICE: after execve that is permitted and effective, and what
+    # the other sets give; the bits: CHOWN 0, KILL 5, SETUID 7, NET_BIND_SERVICE 10)
+    assert {name: int(value, 16) for name, value in sets.items()} == {
+        "CapInh": 1 << 7 | 1 << 10, "CapPrm": 1 << 10, "CapEff": 1 << 10,
+        "CapBnd": 1 << 0 | 1 << 5 | 1 << 7 | 1 << 10, "CapAmb": 1 << 10}
+
+
 def test_config_settings_reach_the_process(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
                                            cid: str) -> None:
     data = tmp_path / "data"

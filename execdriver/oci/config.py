@@ -484,7 +484,7 @@ def process_fields(process: dict[str, Any], where: str = "process") -> tuple[Pro
         Process(list(args), list(env), f"{uid}:{gid}", posixpath.normpath(cwd),
                 additional_gids=[g for g in extra_gids if isinstance(g, int)], terminal=terminal,
                 console_size=console_size),
-        Security(sets.permitted, capabilities.last_cap(), capability_sets=sets,
+        Security(sets.bounding, capabilities.last_cap(), capability_sets=sets,
                  no_new_privileges=_get(process, "noNewPrivileges", bool, where, False),
                  rlimits=_rlimits(process), oom_score_adj=_get(process, "oomScoreAdj", int, where, None),
                  umask=0o022 if umask is None else umask,
