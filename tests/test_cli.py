@@ -12,6 +12,7 @@ from pathlib import Path
 
 from execdriver.linux.cgroups.v1 import hierarchies
 from execdriver.native.driver import NativeDriver
+from tests.helpers import openable_block_device
 
 CLI = [sys.executable, "-m", "execdriver"]
 
@@ -26,6 +27,17 @@ def test_host_view_by_default(state_root: Path) -> None:
     result = sandbox(state_root, "--", "sh", "-c", script)
     assert result.returncode == 3, result.stderr
     assert result.stdout.split("\n")[:3] == ["1 sandbox", "ro", "tmp"]
+
+
+def test_a_node_of_the_hosts_disk_can_be_made_and_not_opened(state_root: Path) -> None:
+    """CAP_MKNOD makes any node; the devices cgroup decides what opens, for the sandbox command too."""
+    major, minor = openable_block_device()
+    script = f"mknod /dev/disk b {major} {minor} && echo made; head -c 1 /dev/disk >/dev/null && echo OPENED"
+    result = sandbox(state_root, "--", "sh", "-c", script)
+    assert result.stdout.split() == ["made"], (result.stdout, result.stderr)
+    assert "Operation not permitted" in result.stderr
+    privileged = sandbox(state_root, "--privileged", "--", "sh", "-c", script)  # the control: every device
+    assert privileged.stdout.split() == ["made", "OPENED"], privileged.stderr
 
 
 def test_rootfs_volumes_workdir_env_user(state_root: Path, rootfs: Path, tmp_path: Path) -> None:

@@ -136,7 +136,8 @@ def launch_spec(
     if len(hostname.encode()) > 64:
         raise ConfigError("hostname: longer than 64 bytes")
     root = root_of(rootfs, layer_paths, layer_folder)
-    limits = limits if limits is not None else Limits()
+    if limits is None:  # the devices cgroup, at least: CAP_MKNOD makes any node, this decides what opens
+        limits = Limits(device_rules=list(ALLOW_ALL_DEVICES) if privileged else device_rules([]))
     clone_flags = CLONE_FLAGS
     join: list[tuple[str, int]] = []
     if network is not None:
