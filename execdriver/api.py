@@ -189,7 +189,7 @@ def _decode_portmap(value: object, path: str) -> dict[str, list[PortBinding] | N
         where = f"{path}[{port!r}]"
         proto_ok = port.partition("/")[2] in ("", "tcp", "udp", "sctp")
         number = port.partition("/")[0]
-        if not (proto_ok and number.isdigit() and 0 < int(number) < 65536) and not (
+        if not (proto_ok and number.isascii() and number.isdigit() and 0 < int(number) < 65536) and not (
             proto_ok and _is_port_range(number)
         ):
             raise ConfigError(f"{where}: not a port like '80/tcp'")
@@ -199,7 +199,8 @@ def _decode_portmap(value: object, path: str) -> dict[str, list[PortBinding] | N
 
 def _is_port_range(text: str) -> bool:
     low, sep, high = text.partition("-")
-    return bool(sep) and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536
+    return (bool(sep) and (low + high).isascii() and low.isdigit() and high.isdigit()
+            and 0 < int(low) <= int(high) < 65536)
 
 
 # --------------------------------------------------------------------------

@@ -75,20 +75,23 @@ class _ScanContext:
 _scan = _make_scanner(_ScanContext())  # type: ignore[arg-type]  # any object with those attributes
 
 
+_JSON_SPACE = " \t\n\r"  # JSON's whitespace, not str.strip's (U+00A0, U+2028 ...)
+
+
 def loads(text: str) -> Any:
     """json.loads for our own files (state.json), without importing re.
 
     Raises ValueError on malformed input, like json.loads.
     """
     try:
-        value, end = _scan(text, len(text) - len(text.lstrip()))
+        value, end = _scan(text, len(text) - len(text.lstrip(_JSON_SPACE)))
     except (StopIteration, SystemError, ValueError):
         # Malformed: json itself says where and why (the C scanner alone
         # cannot build its error without the json package).
         import json
 
         return json.loads(text)
-    if text[end:].strip():
+    if text[end:].strip(_JSON_SPACE):
         import json
 
         return json.loads(text)
@@ -130,7 +133,10 @@ def rfc3339nano_now() -> str:
 
 def rfc3339nano_from(timestamp: float) -> str:
     """A Unix time in that form, without importing datetime."""
-    seconds, nanos = divmod(int(timestamp * 1e9), 1_000_000_000)
+    # The whole seconds apart: times 1e9, a whole timestamp is past a float's exact
+    # integers (2**53), and an exact .25 s would print as .249999872.
+    seconds = int(timestamp // 1)
+    nanos = min(round((timestamp - seconds) * 1e9), 999_999_999)
     fraction = f"{nanos:09d}".rstrip("0")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (f".{fraction}" if fraction else "") + "Z"
 

@@ -38,7 +38,8 @@ def parse(config: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             if not isinstance(hook, dict) or not isinstance(hook.get("path"), str) or not hook["path"].startswith("/"):
                 raise ConfigError(f"{where}.path: needs an absolute path")
             for key in ("args", "env"):
-                if not isinstance(hook.get(key, []), list):
+                items = hook.get(key, [])
+                if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
                     raise ConfigError(f"{where}.{key}: expected an array of strings")
             timeout = hook.get("timeout")
             if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):

@@ -15,7 +15,7 @@ FLAGS = (
 
 def signal_number(text: str) -> int:
     """``9``, ``KILL``, ``SIGKILL`` or ``sigkill`` -> 9."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # ("²".isdigit(), which int() refuses)
         number = int(text)
         if 0 < number < 65:
             return number

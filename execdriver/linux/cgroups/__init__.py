@@ -112,13 +112,19 @@ class Limits:
                 raise ConfigError(f"resources.hugepage_limits: {size} {limit} is not a page size (2MB) and a limit")
         for name, _ in self.unified:
             controller, dot, _ = name.partition(".")
-            if not dot or "/" in name or name in (".", "..") or controller == "cgroup":
+            if not dot or not controller or "/" in name or controller == "cgroup":
                 raise ConfigError(f"resources.unified: {name!r} is not a controller's file (such as memory.high); "
                                   "the cgroup.* files are the runtime's")
         for name in ("cpuset_cpus", "cpuset_mems"):
             value = getattr(self, name)
-            if value and not all(part.replace("-", "", 1).isdigit() for part in value.split(",")):
+            if value and not all(_cpu_range(part) for part in value.split(",")):
                 raise ConfigError(f"resources.{name}: {value!r} is not a list like '0-2,4'")
+
+
+def _cpu_range(text: str) -> bool:
+    """N or N-M, as cpuset.cpus and cpuset.mems take a list's items."""
+    low, dash, high = text.partition("-")
+    return all(part.isascii() and part.isdigit() for part in ((low, high) if dash else (low,)))
 
 
 _UNSET: dict[str, Any] = {name: ([] if name in ("device_rules", "blkio_throttle", "hugepage_limits", "unified") else

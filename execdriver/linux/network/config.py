@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 DEFAULT_BRIDGE = "execdriver0"
 PROTOCOLS = ("tcp", "udp")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")  # (fullmatch: $ would take a final newline)
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
 def _port(text: str, where: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ConfigError(f"{where}: {text!r} is not a port number (1-65535)")
     return int(text)
 
@@ -80,12 +80,12 @@ def parse(*, host: bool = False, container_id: str = "", bridge: str | None = No
     if bridge is None:
         return None
     bridge = bridge or DEFAULT_BRIDGE
-    if not _IFNAME.match(bridge) or bridge in (".", ".."):
+    if not _IFNAME.fullmatch(bridge) or bridge in (".", ".."):
         raise ConfigError(f"network.interface.bridge: {bridge!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)")
     if ip:
         ip = _ipv4(ip, "network.interface.ip")
     if mac:
-        if not _MAC.match(mac):
+        if not _MAC.fullmatch(mac):
             raise ConfigError(f"network.interface.mac: {mac!r} is not a MAC address (like 02:42:ac:11:00:02)")
         if int(mac[:2], 16) & 1:
             raise ConfigError(f"network.interface.mac: {mac} is a multicast address")
