@@ -1,9 +1,10 @@
 """Fixtures: a busybox root filesystem, a driver with a private state root, unique ids.
 
-Every test runs real containers as root. Each driver gets a state root of
-its own under pytest's temporary directory, so the tests never touch
-/run/execdriver or each other, and the fixture checks on teardown that no
-state and no mount of that root is left behind.
+Every test runs real containers as root, but for the fast tier (tests/fast,
+marked ``fast``: pure functions), which runs as any user. Each driver gets
+a state root of its own under pytest's temporary directory, so the tests
+never touch /run/execdriver or each other, and the fixture checks on
+teardown that no state and no mount of that root is left behind.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from execdriver.native.driver import NativeDriver
-from tests.images import BUSYBOX, make_busybox_rootfs
+if TYPE_CHECKING:
+    from execdriver.native.driver import NativeDriver
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="containers need root (CAP_SYS_ADMIN for namespaces and mounts)")
         for item in items:
-            item.add_marker(skip)
+            if item.get_closest_marker("fast") is None:
+                item.add_marker(skip)
 
 
 def _runtime_cgroups() -> set[str]:
@@ -52,6 +55,9 @@ def _runtime_cgroups() -> set[str]:
 @pytest.fixture(scope="session", autouse=True)
 def no_cgroup_left_by_the_suite() -> Iterator[None]:
     """Every container cgroup the tests made is gone when they end."""
+    if os.geteuid() != 0:  # the fast tier alone: it makes no cgroup
+        yield
+        return
     before = _runtime_cgroups()
     yield
     assert _runtime_cgroups() - before == set()
@@ -64,6 +70,9 @@ def host_network_state_restored() -> Iterator[None]:
     The runtime keeps both (as Docker keeps ip_forward on); the suite puts
     back what it found, once no lease or bridge of the allocator is left.
     """
+    if os.geteuid() != 0:  # the fast tier alone: no bridge, and ip_forward is not ours to write back
+        yield
+        return
     from execdriver.linux.network import STATE_DIR
 
     made = [d for d in (os.path.dirname(STATE_DIR), STATE_DIR) if not os.path.exists(d)]
@@ -95,6 +104,9 @@ def _host_devices() -> dict[str, tuple[int, int, int]]:
 
 @pytest.fixture(scope="session", autouse=True)
 def host_devices_untouched() -> Iterator[None]:
+    if os.geteuid() != 0:  # the fast tier alone: it runs no container
+        yield
+        return
     before = _host_devices()
     yield
     assert _host_devices() == before
@@ -102,6 +114,8 @@ def host_devices_untouched() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.images import BUSYBOX, make_busybox_rootfs
+
     if not os.path.exists(BUSYBOX):
         pytest.fail("busybox is missing: scripts/setup.sh installs busybox-static")
     return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
@@ -139,6 +153,9 @@ def state_root(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture()
 def driver(state_root: Path) -> Iterator[NativeDriver]:
+    # Imported here, not above: the fast tier (tests/fast) runs without the runtime's modules.
+    from execdriver.native.driver import NativeDriver
+
     with NativeDriver(root=str(state_root)) as native:
         yield native
 

@@ -49,9 +49,14 @@ def mounts() -> dict[str, str]:
 class V1Manager(Manager):
     version = 1
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mount_points: dict[str, str] | None = None) -> None:
+        """``mount_points``: controller -> its hierarchy's mount; None reads this host's (mounts()).
+
+        Given, it roots the manager elsewhere: a directory laid out as cgroupfs, in tests.
+        """
         super().__init__(path)
-        self.dirs = {name: os.path.join(mount, self.path) for name, mount in mounts().items()}
+        self.mount_points = mounts() if mount_points is None else mount_points
+        self.dirs = {name: os.path.join(mount, self.path) for name, mount in self.mount_points.items()}
         if "memory" not in self.dirs or "freezer" not in self.dirs:
             raise CgroupError("cgroup v1: this host mounts no memory or freezer hierarchy")
 
@@ -84,7 +89,7 @@ class V1Manager(Manager):
     def _inherit_cpuset(self) -> None:
         # A new v1 cpuset is empty and admits no task: copy the parent's,
         # from the hierarchy's root down.
-        mount = mounts()["cpuset"]
+        mount = self.mount_points["cpuset"]
         directory = mount
         for part in self.path.split("/"):
             parent, directory = directory, os.path.join(directory, part)
