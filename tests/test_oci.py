@@ -338,6 +338,22 @@ def test_each_capability_set_reaches_its_own_set(runtime: Runtime, bundle: Calla
         "CapBnd": 1 << 0 | 1 << 5 | 1 << 7 | 1 << 10, "CapAmb": 1 << 10}
 
 
+def test_io_priority_reaches_the_process_and_an_exec(runtime: Runtime, bundle: Callable[..., Path],
+                                                     cid: str) -> None:
+    def change(config: dict[str, Any]) -> None:
+        config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+
+    result = runtime("run", "--bundle", str(bundle(["ionice", "-p", "1"], change)), cid, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "best-effort: prio 6"
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), f"{cid}-x")
+    process = {"args": ["sh", "-c", "ionice -p $$"], "cwd": "/", "ioPriority": {"class": "IOPRIO_CLASS_IDLE"}}
+    result = runtime("exec", "--process", "/dev/stdin", f"{cid}-x", stdin=json.dumps(process), check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "idle"
+    runtime("delete", "--force", f"{cid}-x")
+
+
 def test_config_settings_reach_the_process(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
                                            cid: str) -> None:
     data = tmp_path / "data"

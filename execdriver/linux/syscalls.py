@@ -379,6 +379,17 @@ def move_mount(tree: int, target: str | bytes | int) -> None:
 
 
 # bpf(2): cgroup v2 enforces device rules with an eBPF program on the cgroup (cgroups/devices.py).
+_SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}[os.uname().machine]
+_IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+
+
+def ioprio_set(io_class: int, level: int) -> None:
+    """This process's I/O scheduling class and level (ioprio_set(2); the class in the top bits)."""
+    if _syscall(_SYS_IOPRIO_SET, ffi.c_int(_IOPRIO_WHO_PROCESS), ffi.c_int(0), ffi.c_int(io_class << 13 | level)) != 0:
+        raise _fail("ioprio_set")
+
+
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
 _BPF_PROG_LOAD, _BPF_PROG_ATTACH = 5, 8
 BPF_PROG_TYPE_CGROUP_DEVICE = 15

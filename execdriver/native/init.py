@@ -217,6 +217,8 @@ def _finish_process(security: Security) -> None:
     for resource, soft, hard in security.rlimits:
         syscalls.setrlimit(resource, soft, hard)
     _set_oom_score_adj(security.oom_score_adj)
+    if security.io_priority is not None:
+        syscalls.ioprio_set(*security.io_priority)
     if security.apparmor_profile:
         # Takes effect at exec (the kernel's AppArmor interface, as runc writes it).
         attr = "/proc/self/attr/apparmor/exec"

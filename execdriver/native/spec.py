@@ -109,13 +109,15 @@ class Security:
     ``capabilities`` is the bounding set (and root's set when no
     ``capability_sets`` are given); ``seccomp_bpf`` the compiled program
     (the init only loads it); ``seccomp_lenient``: the program answers with
-    errnos only (Docker's default), so a warm sandbox may load it ahead.
+    errnos only (Docker's default), so a warm sandbox may load it ahead;
+    ``io_priority``: (class, level) for ioprio_set, None to inherit.
     """
 
     __slots__ = (
         "apparmor_profile",
         "capabilities",
         "capability_sets",
+        "io_priority",
         "last_cap",
         "no_new_privileges",
         "oom_score_adj",
@@ -128,7 +130,7 @@ class Security:
     def __init__(self, capabilities: list[int], last_cap: int, *, capability_sets: CapabilitySets | None = None,
                  seccomp_bpf: bytes | None = None, seccomp_lenient: bool = False, no_new_privileges: bool = False,
                  rlimits: list[tuple[int, int, int]] | None = None, oom_score_adj: int | None = None,
-                 umask: int = 0o022, apparmor_profile: str = "") -> None:
+                 umask: int = 0o022, apparmor_profile: str = "", io_priority: tuple[int, int] | None = None) -> None:
         self.capabilities = capabilities
         self.capability_sets = capability_sets
         self.last_cap = last_cap
@@ -139,19 +141,20 @@ class Security:
         self.oom_score_adj = oom_score_adj
         self.umask = umask
         self.apparmor_profile = apparmor_profile
+        self.io_priority = io_priority
 
     def wire(self) -> tuple[Any, ...]:
         sets = self.capability_sets
         return (self.capabilities, None if sets is None else sets.wire(), self.last_cap, self.seccomp_bpf,
                 self.seccomp_lenient, self.no_new_privileges, self.rlimits, self.oom_score_adj, self.umask,
-                self.apparmor_profile)
+                self.apparmor_profile, self.io_priority)
 
     @classmethod
     def from_wire(cls, wire: tuple[Any, ...]) -> Security:
-        caps, sets, last_cap, bpf, lenient, nnp, rlimits, oom_score_adj, umask, apparmor = wire
+        caps, sets, last_cap, bpf, lenient, nnp, rlimits, oom_score_adj, umask, apparmor, io_priority = wire
         return cls(caps, last_cap, capability_sets=None if sets is None else CapabilitySets(*sets),
                    seccomp_bpf=bpf, seccomp_lenient=lenient, no_new_privileges=nnp, rlimits=rlimits,
-                   oom_score_adj=oom_score_adj, umask=umask, apparmor_profile=apparmor)
+                   oom_score_adj=oom_score_adj, umask=umask, apparmor_profile=apparmor, io_priority=io_priority)
 
 
 class Namespaces:

@@ -480,6 +480,7 @@ def process_fields(process: dict[str, Any], where: str = "process") -> tuple[Pro
         raise ConfigError(f"{where}.env: expected strings of the form KEY=VALUE")
     sets = _capabilities(process)
     umask = _get(user, "umask", int, f"{where}.user", None)
+    io_priority = _io_priority(_get(process, "ioPriority", dict, where, None), f"{where}.ioPriority")
     return (
         Process(list(args), list(env), f"{uid}:{gid}", posixpath.normpath(cwd),
                 additional_gids=[g for g in extra_gids if isinstance(g, int)], terminal=terminal,
@@ -488,8 +489,22 @@ def process_fields(process: dict[str, Any], where: str = "process") -> tuple[Pro
                  no_new_privileges=_get(process, "noNewPrivileges", bool, where, False),
                  rlimits=_rlimits(process), oom_score_adj=_get(process, "oomScoreAdj", int, where, None),
                  umask=0o022 if umask is None else umask,
-                 apparmor_profile=apparmor),  # (the init asks for it on exec: /proc/self/attr/apparmor/exec)
+                 apparmor_profile=apparmor,  # (the init asks for it on exec: /proc/self/attr/apparmor/exec)
+                 io_priority=io_priority),
     )
+
+
+def _io_priority(priority: dict[str, Any] | None, where: str) -> tuple[int, int] | None:
+    """runtime-spec 1.2's process.ioPriority: a class of ioprio_set(2) and a level 0 (highest) to 7."""
+    if priority is None:
+        return None
+    io_class = _get(priority, "class", str, where, "")
+    if io_class not in syscalls.IOPRIO_CLASSES:
+        raise ConfigError(f"{where}.class: {io_class!r} is none of {', '.join(syscalls.IOPRIO_CLASSES)}")
+    level = _get(priority, "priority", int, where, 0)
+    if not 0 <= level <= 7:
+        raise ConfigError(f"{where}.priority: {level} is not a level from 0 to 7")
+    return syscalls.IOPRIO_CLASSES[io_class], level
 
 
 def exec_spec(container_id: str, process: dict[str, Any], config: dict[str, Any],

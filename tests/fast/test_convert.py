@@ -381,6 +381,23 @@ def test_a_rootless_config_without_a_user_namespace_is_refused_not_half_mapped(t
             oci_config.launch_spec(config, str(bundle), "c1", state_dir)
 
 
+def test_io_priority_is_read_and_checked(tmp_path: Path, state_dir: str) -> None:
+    bundle, config = _bundle(tmp_path)
+    config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 7}
+    spec = oci_config.launch_spec(config, str(bundle), "c1", state_dir)
+    assert spec.security.io_priority == (3, 7)
+    assert Security.from_wire(spec.security.wire()).io_priority == (3, 7)
+    assert oci_config.exec_spec("c1", config["process"], config, b"").security.io_priority == (3, 7)
+    config["process"].pop("ioPriority")
+    assert oci_config.launch_spec(config, str(bundle), "c1", state_dir).security.io_priority is None
+    for priority, refusal in (({"class": "IOPRIO_CLASS_NONE"}, r"process\.ioPriority\.class: 'IOPRIO_CLASS_NONE'"),
+                              ({"class": "IOPRIO_CLASS_BE", "priority": 8}, r"priority: 8 is not a level"),
+                              ({"class": "IOPRIO_CLASS_BE", "priority": "1"}, r"priority: expected int")):
+        config["process"]["ioPriority"] = priority
+        with pytest.raises(ConfigError, match=refusal):
+            oci_config.launch_spec(config, str(bundle), "c1", state_dir)
+
+
 def test_oci_exec_spec_keeps_the_containers_program(tmp_path: Path) -> None:
     _, config = _bundle(tmp_path)
     spec = oci_config.exec_spec("c1", config["process"], config, b"program")
