@@ -7,6 +7,8 @@ from the same rows, as runc's defaults do.
 
 from __future__ import annotations
 
+DeviceWire = tuple[str, str, int, int, int, int, int]  # as marshal carries a Device
+
 
 class Device:
     """A node to make under /dev: ``kind`` c, b, u (unbuffered character) or p (FIFO)."""
@@ -23,7 +25,7 @@ class Device:
         self.uid = uid
         self.gid = gid
 
-    def wire(self) -> tuple[str, str, int, int, int, int, int]:
+    def wire(self) -> DeviceWire:
         """As marshal carries it to the fork server and the init."""
         return (self.path, self.kind, self.major, self.minor, self.mode, self.uid, self.gid)
 

@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 
-from execdriver.linux.devices import DEFAULT_DEVICES, Device
+from execdriver.linux.devices import DEFAULT_DEVICES, Device, DeviceWire
 from execdriver.linux.syscalls import (
     MNT_DETACH,
     MS_BIND,
@@ -40,7 +40,6 @@ from execdriver.linux.syscalls import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
 _DEV_LINKS = (
     ("fd", "/proc/self/fd"),
@@ -60,6 +59,13 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 # What the host view leaves out of the host's root: each gets a fresh mount.
 HOST_VIEW_SKIP = frozenset({"proc", "sys", "dev", "tmp", "run", "lost+found"})
+
+# The wire forms: what marshal carries to the fork server and the init.
+MountWire = tuple[str, str, str, int, str, int, int, bool]
+RootWire = tuple[str, str, str, list[tuple[str, str | None]]]
+FilesystemWire = tuple[RootWire, str, bool, list[MountWire], list[DeviceWire] | None, list[str], list[str],
+                       list[tuple[str, str]], int, str, str, list[str]]
+
 
 class Mount:
     """One mount of the container's: a filesystem of ``fstype``, or a bind (MS_BIND in ``flags``).
@@ -86,7 +92,7 @@ class Mount:
     def is_bind(self) -> bool:
         return bool(self.flags & MS_BIND)
 
-    def wire(self) -> tuple[str, str, str, int, str, int, int, bool]:
+    def wire(self) -> MountWire:
         """As marshal carries it to the fork server and the init."""
         return (self.destination, self.source, self.fstype, self.flags, self.data, self.propagation, self.remount,
                 self.is_dir)
@@ -142,7 +148,7 @@ class Root:
         self.options = options
         self.entries = entries or []
 
-    def wire(self) -> tuple[str, str, str, list[tuple[str, str | None]]]:
+    def wire(self) -> RootWire:
         return (self.kind, self.path, self.options, self.entries)
 
 
@@ -190,14 +196,14 @@ class Filesystem:
         self.cgroup_directory = cgroup_directory
         self.cgroup_hierarchies = cgroup_hierarchies or []
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> FilesystemWire:
         return (self.root.wire(), self.mountpoint, self.readonly, [m.wire() for m in self.mounts],
                 None if self.devices is None else [d.wire() for d in self.devices], self.masked_paths,
                 self.readonly_paths, self.sysctl, self.propagation, self.init_binary, self.cgroup_directory,
                 self.cgroup_hierarchies)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> Filesystem:
+    def from_wire(cls, wire: FilesystemWire) -> Filesystem:
         (root, mountpoint, readonly, mounts, devices, masked, readonly_paths, sysctl, propagation, init_binary,
          cgroup_directory, hierarchies) = wire
         return cls(Root(*root), mountpoint, readonly=readonly, mounts=[Mount(*m) for m in mounts],

@@ -30,9 +30,10 @@ from execdriver.linux import cgroups, process
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, Protocol
+    from typing import Protocol
 
     from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.fdpass import Socket
     from execdriver.linux.network import Attachment, Network
     from execdriver.native.pool import Sandbox
     from execdriver.native.protocol import Mode
@@ -186,7 +187,7 @@ class Handles:
         self.launch: Launch | None = None
         self.network: Attachment | None = None
         self.fds: list[int] = []
-        self.sockets: list[Any] = []
+        self.sockets: list[Socket] = []
         self.go = self.status = -1
 
     def close(self) -> None:

@@ -30,10 +30,6 @@ import marshal
 
 from execdriver.native.spec import ExecSpec, LaunchSpec, Process
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 USERS = b"U"
 CGROUP = b"C"
 READY = b"R"
@@ -147,6 +143,6 @@ class Handover:
         """Take a handover's fields into ``process``; False if ``message`` is none."""
         if not message.startswith(GO):
             return False
-        fields: Any = marshal.loads(message[1:])
+        fields: tuple[list[str], list[str], str, str] = marshal.loads(message[1:])
         process.argv, process.env, process.user, process.cwd = fields
         return True

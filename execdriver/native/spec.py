@@ -26,9 +26,8 @@ from execdriver.linux.rootfs import Filesystem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
-    from execdriver.linux.network import Network
+    from execdriver.linux.network import Network, NetworkWire
+    from execdriver.linux.rootfs import FilesystemWire
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CGROUP_PARENT = "execdriver"
@@ -38,6 +37,17 @@ CLONE_FLAGS = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEW
                | syscalls.CLONE_NEWNET)
 
 Mapping = tuple[int, int, int]  # (container id, host id, size), as uid_map takes it
+
+# The wire forms: tuples of what marshal carries (to the fork server, to the init), one per class.
+ProcessWire = tuple[list[str], list[str], str, str, list[int], int, bool, int, tuple[int, int]]
+CapabilitySetsWire = tuple[list[int], list[int], list[int], list[int], list[int]]
+SecurityWire = tuple[list[int], CapabilitySetsWire | None, int, bytes | None, bool, bool, list[tuple[int, int, int]],
+                     int | None, int, str, tuple[int, int] | None]
+NamespacesWire = tuple[int, list[tuple[str, int]], list[Mapping], list[Mapping], bool, str, str]
+CgroupWire = tuple[str, str, int, dict[str, object], list[tuple[str, str]], list[str]]
+LaunchWire = tuple[str, str, str, ProcessWire, SecurityWire, NamespacesWire, "FilesystemWire", CgroupWire,
+                   "NetworkWire | None", bool]
+ExecWire = tuple[str, ProcessWire, SecurityWire, tuple[int, int], list[str]]
 
 
 class Process:
@@ -73,12 +83,12 @@ class Process:
         self.console_socket = console_socket
         self.console_size = console_size
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> ProcessWire:
         return (self.argv, self.env, self.user, self.cwd, self.additional_gids, self.preserve_fds, self.terminal,
                 self.console_socket, self.console_size)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> Process:
+    def from_wire(cls, wire: ProcessWire) -> Process:
         argv, env, user, cwd, gids, preserve, terminal, console_socket, size = wire
         return cls(argv, env, user, cwd, additional_gids=gids, preserve_fds=preserve, terminal=terminal,
                    console_socket=console_socket, console_size=size)
@@ -99,7 +109,7 @@ class CapabilitySets:
         self.inheritable = inheritable
         self.ambient = ambient
 
-    def wire(self) -> tuple[list[int], ...]:
+    def wire(self) -> CapabilitySetsWire:
         return (self.bounding, self.effective, self.permitted, self.inheritable, self.ambient)
 
 
@@ -143,14 +153,14 @@ class Security:
         self.apparmor_profile = apparmor_profile
         self.io_priority = io_priority
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> SecurityWire:
         sets = self.capability_sets
         return (self.capabilities, None if sets is None else sets.wire(), self.last_cap, self.seccomp_bpf,
                 self.seccomp_lenient, self.no_new_privileges, self.rlimits, self.oom_score_adj, self.umask,
                 self.apparmor_profile, self.io_priority)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> Security:
+    def from_wire(cls, wire: SecurityWire) -> Security:
         caps, sets, last_cap, bpf, lenient, nnp, rlimits, oom_score_adj, umask, apparmor, io_priority = wire
         return cls(caps, last_cap, capability_sets=None if sets is None else CapabilitySets(*sets),
                    seccomp_bpf=bpf, seccomp_lenient=lenient, no_new_privileges=nnp, rlimits=rlimits,
@@ -184,12 +194,12 @@ class Namespaces:
         """Whether the container has a namespace of this type of its own: made, or joined (a pod's)."""
         return bool(self.clone_flags & nstype) or self.joins(nstype)
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> NamespacesWire:
         return (self.clone_flags, self.join, self.uid_mappings, self.gid_mappings, self.idmap_root, self.hostname,
                 self.domainname)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> Namespaces:
+    def from_wire(cls, wire: NamespacesWire) -> Namespaces:
         flags, join, uids, gids, idmap, hostname, domainname = wire
         return cls(flags, join=join, uid_mappings=uids, gid_mappings=gids, idmap_root=idmap, hostname=hostname,
                    domainname=domainname)
@@ -218,11 +228,11 @@ class Cgroup:
         self.join = join or []
         self.hierarchies = hierarchies or []
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> CgroupWire:
         return (self.path, self.directory, self.parent_levels, self.limits.wire(), self.join, self.hierarchies)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> Cgroup:
+    def from_wire(cls, wire: CgroupWire) -> Cgroup:
         path, directory, parent_levels, limits, join, hierarchies = wire
         return cls(path, directory, parent_levels, Limits(**limits), join, hierarchies)
 
@@ -263,13 +273,13 @@ class LaunchSpec:
         self.network = network
         self.pdeathsig = pdeathsig
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> LaunchWire:
         return (self.id, self.state_dir, self.rootfs, self.process.wire(), self.security.wire(),
                 self.namespaces.wire(), self.filesystem.wire(), self.cgroup.wire(),
                 None if self.network is None else self.network.wire(), self.pdeathsig)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> LaunchSpec:
+    def from_wire(cls, wire: LaunchWire) -> LaunchSpec:
         container_id, state_dir, rootfs, process, security, namespaces, filesystem, cgroup, network, pdeathsig = wire
         net = None
         if network is not None:
@@ -280,17 +290,19 @@ class LaunchSpec:
                    Namespaces.from_wire(namespaces), Filesystem.from_wire(filesystem), Cgroup.from_wire(cgroup),
                    net, pdeathsig)
 
-    def shape(self) -> tuple[Any, ...]:
+    def shape(self) -> bytes:
         """Everything but the names and the process's own fields: what a warm sandbox must match (pool.py).
 
         Not the cgroup's parent_levels: how many parents were missing
         changes once a sandbox made them.
         """
-        process = self.process
-        filesystem = self.filesystem.wire()
-        return (self.rootfs, process.additional_gids, process.preserve_fds, process.terminal, self.security.wire(),
-                (*self.namespaces.wire()[:-2], self.namespaces.domainname), filesystem[:1] + filesystem[2:-2],
-                (self.cgroup.path.rpartition("/")[0], sorted(self.cgroup.limits.wire().items())), self.pdeathsig)
+        import marshal
+
+        process, namespaces, filesystem = self.process, self.namespaces, self.filesystem.wire()
+        cgroup = (self.cgroup.path.rpartition("/")[0], sorted(self.cgroup.limits.wire().items()))
+        return marshal.dumps((self.rootfs, process.additional_gids, process.preserve_fds, process.terminal,
+                              self.security.wire(), namespaces.wire()[:-2], namespaces.domainname,
+                              filesystem[:1] + filesystem[2:-2], cgroup, self.pdeathsig))
 
 
 class ExecSpec:
@@ -310,11 +322,11 @@ class ExecSpec:
         self.init = init
         self.cgroup_tasks = cgroup_tasks or []
 
-    def wire(self) -> tuple[Any, ...]:
+    def wire(self) -> ExecWire:
         return (self.id, self.process.wire(), self.security.wire(), self.init, self.cgroup_tasks)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...]) -> ExecSpec:
+    def from_wire(cls, wire: ExecWire) -> ExecSpec:
         container_id, process, security, init, tasks = wire
         return cls(container_id, Process.from_wire(process), Security.from_wire(security), init, tasks)
 

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
     from execdriver.linux.rootfs import Mount
 
 
+# A published port: [protocol, host address ("" for any), host port (0: any free), container port]
+Binding = list[str | int]
+NetworkWire = tuple[str, str, str, str, int, list[Binding], str, tuple[int, int] | None, str, tuple[str, int] | None,
+                    str]
+
+
 class Network:
     """A container's network: what the front end asked, and what the runtime adds before the clone.
 
@@ -49,7 +55,7 @@ class Network:
     __slots__ = ("bridge", "container", "files", "ip", "mac", "mode", "mtu", "pool", "ports", "target", "token")
 
     def __init__(self, mode: str, *, bridge: str = "", ip: str = "", mac: str = "", mtu: int = 0,
-                 ports: list[list[Any]] | None = None, container: str = "", target: tuple[int, int] | None = None,
+                 ports: list[Binding] | None = None, container: str = "", target: tuple[int, int] | None = None,
                  files: str = "", pool: tuple[str, int] | None = None, token: str = "") -> None:
         self.mode = mode
         self.bridge = bridge
@@ -63,17 +69,15 @@ class Network:
         self.pool = pool
         self.token = token
 
-    def wire(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+    def wire(self) -> NetworkWire:
+        return (self.mode, self.bridge, self.ip, self.mac, self.mtu, self.ports, self.container, self.target,
+                self.files, self.pool, self.token)
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...] | None) -> Network | None:
-        if wire is None:
-            return None
-        network = cls.__new__(cls)
-        for name, value in zip(cls.__slots__, wire, strict=True):
-            setattr(network, name, value)
-        return network
+    def from_wire(cls, wire: NetworkWire) -> Network:
+        mode, bridge, ip, mac, mtu, ports, container, target, files, pool, token = wire
+        return cls(mode, bridge=bridge, ip=ip, mac=mac, mtu=mtu, ports=ports, container=container, target=target,
+                   files=files, pool=pool, token=token)
 
     @property
     def unshares(self) -> bool:
