@@ -129,7 +129,7 @@ class _Server:
                 pid, pidfd = clone_init(protocol.decode(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
                                         (*self._ours(), reply.fileno()))
         except Exception as err:  # noqa: BLE001 - reported to the caller
-            reply.send(b"E" + str(err).encode())
+            reply.send(protocol.FAILED + str(err).encode())
             reply.close()
             return True
         finally:
@@ -137,7 +137,7 @@ class _Server:
                 os.close(fd)
         self.children[pidfd] = _Child(pid, pidfd, reply, spec)
         self.poller.register(pidfd, select.POLLIN)
-        fdpass.send_fds(reply, b"P%d" % pid, [pidfd])
+        fdpass.send_fds(reply, protocol.PID + b"%d" % pid, [pidfd])
         if profile:
             self.blank_profile = profile
         return True
@@ -148,7 +148,7 @@ class _Server:
         _, status = os.waitpid(child.pid, 0)
         os.close(child.pidfd)
         try:
-            child.reply.send(b"X%d" % status)
+            child.reply.send(protocol.EXITED + b"%d" % status)
         except OSError:
             pass
         child.reply.close()

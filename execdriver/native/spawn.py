@@ -289,7 +289,9 @@ class _ServerLaunch:
 
     def reap(self) -> int:
         message = self._reply.recv(64)  # the server's X, as soon as it has reaped
-        if not message.startswith(b"X"):
+        from execdriver.native.protocol import EXITED
+
+        if not message.startswith(EXITED):
             raise ContainerError(f"the fork server lost container process {self.pid}")
         return int(message[1:])
 
@@ -367,7 +369,7 @@ class ForkServerSpawner:
         except OSError as err:
             reply.close()
             raise ContainerError(f"the fork server is gone: {err}") from None
-        if message.startswith(b"P") and len(fds) == 1:
+        if message.startswith(protocol.PID) and len(fds) == 1:
             return _finish(_ServerLaunch(int(message[1:]), fds[0], reply), None, failure)
         for fd in fds:
             os.close(fd)
