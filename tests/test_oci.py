@@ -418,6 +418,10 @@ def test_hooks_run_at_their_phases(runtime: Runtime, bundle: Callable[..., Path]
     assert result.returncode == 0, result.stderr
     phases = [line.split()[0] for line in record.read_text().splitlines()]
     assert phases == ["prestart", "createRuntime", "poststart", "poststop"]
+    # The state each was given: poststart's is the one start left (running), however short
+    # the process (true has exited by the time the hook reads its stdin).
+    statuses = [line.split()[1] for line in record.read_text().splitlines()]
+    assert statuses == ['"status":"created"', '"status":"created"', '"status":"running"', '"status":"stopped"']
 
 
 def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:

@@ -139,7 +139,9 @@ class OciRuntime:
             hooks.run("startContainer", phase_hooks, self.state(container_id), state.pid)
         state = container.start(self.store, container_id)
         if phase_hooks.get("poststart"):
-            hooks.run("poststart", phase_hooks, self.state(container_id))
+            # The state as start left it: running, with its pid. Read again now, a process as
+            # short as `true` may have exited already, and the hook would be told "stopped", pid 0.
+            hooks.run("poststart", phase_hooks, document(state, "running", state.pid, full=True))
         return state.pid
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
