@@ -7,7 +7,9 @@ from the same rows, as runc's defaults do.
 
 from __future__ import annotations
 
-DeviceWire = tuple[str, str, int, int, int, int, int]  # as marshal carries a Device
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    DeviceWire = tuple[str, str, int, int, int, int, int]  # as marshal carries a Device
 
 
 class Device:

@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 
-from execdriver.linux.devices import DEFAULT_DEVICES, Device, DeviceWire
+from execdriver.linux.devices import DEFAULT_DEVICES, Device
 from execdriver.linux.syscalls import (
     MNT_DETACH,
     MS_BIND,
@@ -41,6 +41,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from execdriver.linux.devices import DeviceWire
+
+    # The wire forms: what marshal carries to the fork server and the init.
+    MountWire = tuple[str, str, str, int, str, int, int, bool]
+    RootWire = tuple[str, str, str, list[tuple[str, str | None]]]
+    FilesystemWire = tuple[RootWire, str, bool, list[MountWire], list[DeviceWire] | None, list[str], list[str],
+                           list[tuple[str, str]], int, str, str, list[str]]
+
 _DEV_LINKS = (
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
@@ -59,13 +67,6 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 # What the host view leaves out of the host's root: each gets a fresh mount.
 HOST_VIEW_SKIP = frozenset({"proc", "sys", "dev", "tmp", "run", "lost+found"})
-
-# The wire forms: what marshal carries to the fork server and the init.
-MountWire = tuple[str, str, str, int, str, int, int, bool]
-RootWire = tuple[str, str, str, list[tuple[str, str | None]]]
-FilesystemWire = tuple[RootWire, str, bool, list[MountWire], list[DeviceWire] | None, list[str], list[str],
-                       list[tuple[str, str]], int, str, str, list[str]]
-
 
 class Mount:
     """One mount of the container's: a filesystem of ``fstype``, or a bind (MS_BIND in ``flags``).

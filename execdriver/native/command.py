@@ -27,7 +27,6 @@ from execdriver.native.spec import (
     DEFAULT_PATH,
     ExecSpec,
     LaunchSpec,
-    Mapping,
     Namespaces,
     Process,
     Security,
@@ -39,6 +38,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from execdriver.api import Command, ProcessConfig, Resources
     from execdriver.linux.network import Network
+    from execdriver.native.spec import Mapping
     from execdriver.native.state import StateStore
 
 INIT_BINARY = "/usr/bin/tini-static"  # Debian's tini: what docker run --init runs as the container's pid 1

@@ -42,37 +42,36 @@ if TYPE_CHECKING:
     from execdriver.native.state import State, StateStore
 
     Watch = tuple[int, int, Callable[[], None]]  # descriptor, poll events, callback
-else:
-    Protocol = object
 
+    # (A type alone: Cold and Warm are what runs.)
+    class Launcher(Protocol):
+        """Brings a container's init to ready; the run goes on from there."""
 
-class Launcher(Protocol):
-    """Brings a container's init to ready; the run goes on from there."""
+        def cgroup_path(self, spec: LaunchSpec) -> str:
+            """The cgroup the container ends up in (a warm sandbox's on cgroup v2, which renames none)."""
 
-    def cgroup_path(self, spec: LaunchSpec) -> str:
-        """The cgroup the container ends up in (a warm sandbox's on cgroup v2, which renames none)."""
+        def claimed(self) -> tuple[int, int]:
+            """The init's (pid, start time) if it exists already (a warm sandbox's), for the first state."""
 
-    def claimed(self) -> tuple[int, int]:
-        """The init's (pid, start time) if it exists already (a warm sandbox's), for the first state."""
+        def parent_levels(self, spec: LaunchSpec) -> int:
+            """How many of the cgroup's parents its creation made."""
 
-    def parent_levels(self, spec: LaunchSpec) -> int:
-        """How many of the cgroup's parents its creation made."""
+        def abandon(self) -> None:
+            """The id could not be claimed: let go of what was made ahead."""
 
-    def abandon(self) -> None:
-        """The id could not be claimed: let go of what was made ahead."""
+        def bring_up(self, store: StateStore, spec: LaunchSpec, stdio: tuple[int, int, int], state: State,
+                     cgroup: Manager, handles: Handles,
+                     on_oom: Callable[[], None] | None) -> tuple[Launch, list[Watch]]:
+            """Steps 2 to 5: a ready init (or one going on unbidden), with the OOM watches."""
 
-    def bring_up(self, store: StateStore, spec: LaunchSpec, stdio: tuple[int, int, int], state: State,
-                 cgroup: Manager, handles: Handles, on_oom: Callable[[], None] | None) -> tuple[Launch, list[Watch]]:
-        """Steps 2 to 5: a ready init (or one going on unbidden), with the OOM watches."""
+        def go(self, spec: LaunchSpec, stdio: tuple[int, int, int], handles: Handles) -> None:
+            """Step 7: let it exec (a go, a hand-over with the process, or nothing: it went on)."""
 
-    def go(self, spec: LaunchSpec, stdio: tuple[int, int, int], handles: Handles) -> None:
-        """Step 7: let it exec (a go, a hand-over with the process, or nothing: it went on)."""
+        def started(self) -> None:
+            """Its process exec'd."""
 
-    def started(self) -> None:
-        """Its process exec'd."""
-
-    def finish(self, parent_levels: int) -> None:
-        """The container is over (or failed): what the launcher made that the run did not take over."""
+        def finish(self, parent_levels: int) -> None:
+            """The container is over (or failed): what the launcher made that the run did not take over."""
 
 
 class Cold:

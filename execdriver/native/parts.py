@@ -14,7 +14,11 @@ from execdriver.errors import ConfigError
 from execdriver.linux import cgroups
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.rootfs import HOST_VIEW_SKIP, Root
-from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Cgroup, Mapping
+from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Cgroup
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from execdriver.native.spec import Mapping
 
 
 def root_of(rootfs: str, layer_paths: list[str] | None = None, layer_folder: str = "") -> Root:

@@ -79,6 +79,8 @@ def clone_init(request: Request, sync: tuple[int, int], stdio: tuple[int, int, i
     spec = request.spec
     if isinstance(spec, ExecSpec):
         return clone_exec(spec, sync[1], stdio, close_in_child)
+    from execdriver.native import init  # here, not in the child: there an import copies every page it touches
+
     joined_pid = [path for path, nstype in spec.namespaces.join if nstype == syscalls.CLONE_NEWPID]
     pid_namespace = os.open(joined_pid[0], os.O_RDONLY | os.O_CLOEXEC) if joined_pid else -1
     try:
@@ -88,8 +90,6 @@ def clone_init(request: Request, sync: tuple[int, int], stdio: tuple[int, int, i
             os.close(pid_namespace)
     if pid == 0:
         _enter_child(close_in_child)
-        from execdriver.native import init
-
         init.run(spec, request.mode, sync, stdio)
     return pid, pidfd
 

@@ -25,9 +25,22 @@ from execdriver.linux.cgroups import Limits
 from execdriver.linux.rootfs import Filesystem
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the aliases too: types cost a start their making, and only mypy reads them)
     from execdriver.linux.network import Network, NetworkWire
     from execdriver.linux.rootfs import FilesystemWire
+
+    Mapping = tuple[int, int, int]  # (container id, host id, size), as uid_map takes it
+
+    # The wire forms: tuples of what marshal carries (to the fork server, to the init), one per class.
+    ProcessWire = tuple[list[str], list[str], str, str, list[int], int, bool, int, tuple[int, int]]
+    CapabilitySetsWire = tuple[list[int], list[int], list[int], list[int], list[int]]
+    SecurityWire = tuple[list[int], CapabilitySetsWire | None, int, bytes | None, bool, bool,
+                         list[tuple[int, int, int]], int | None, int, str, tuple[int, int] | None]
+    NamespacesWire = tuple[int, list[tuple[str, int]], list[Mapping], list[Mapping], bool, str, str]
+    CgroupWire = tuple[str, str, int, dict[str, object], list[tuple[str, str]], list[str]]
+    LaunchWire = tuple[str, str, str, ProcessWire, SecurityWire, NamespacesWire, FilesystemWire, CgroupWire,
+                       NetworkWire | None, bool]
+    ExecWire = tuple[str, ProcessWire, SecurityWire, tuple[int, int], list[str]]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CGROUP_PARENT = "execdriver"
@@ -36,18 +49,6 @@ DEFAULT_CGROUP_PARENT = "execdriver"
 CLONE_FLAGS = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWPID
                | syscalls.CLONE_NEWNET)
 
-Mapping = tuple[int, int, int]  # (container id, host id, size), as uid_map takes it
-
-# The wire forms: tuples of what marshal carries (to the fork server, to the init), one per class.
-ProcessWire = tuple[list[str], list[str], str, str, list[int], int, bool, int, tuple[int, int]]
-CapabilitySetsWire = tuple[list[int], list[int], list[int], list[int], list[int]]
-SecurityWire = tuple[list[int], CapabilitySetsWire | None, int, bytes | None, bool, bool, list[tuple[int, int, int]],
-                     int | None, int, str, tuple[int, int] | None]
-NamespacesWire = tuple[int, list[tuple[str, int]], list[Mapping], list[Mapping], bool, str, str]
-CgroupWire = tuple[str, str, int, dict[str, object], list[tuple[str, str]], list[str]]
-LaunchWire = tuple[str, str, str, ProcessWire, SecurityWire, NamespacesWire, "FilesystemWire", CgroupWire,
-                   "NetworkWire | None", bool]
-ExecWire = tuple[str, ProcessWire, SecurityWire, tuple[int, int], list[str]]
 
 
 class Process:

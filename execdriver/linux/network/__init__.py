@@ -34,13 +34,13 @@ if TYPE_CHECKING:
     from typing import Any
 
     from execdriver.linux.network.ipam import Store
+
+    # A published port: [protocol, host address ("" for any), host port (0: any free), container port]
+    Binding = list[str | int]
+    NetworkWire = tuple[str, str, str, str, int, list[Binding], str, tuple[int, int] | None, str,
+                        tuple[str, int] | None, str]
+
     from execdriver.linux.rootfs import Mount
-
-
-# A published port: [protocol, host address ("" for any), host port (0: any free), container port]
-Binding = list[str | int]
-NetworkWire = tuple[str, str, str, str, int, list[Binding], str, tuple[int, int] | None, str, tuple[str, int] | None,
-                    str]
 
 
 class Network:
