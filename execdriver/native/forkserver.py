@@ -3,8 +3,10 @@
 Started by ForkServerSpawner as ``python -I -S`` with one SOCK_SEQPACKET
 control socket. Each request is one message (protocol.frame): the spec's
 profile (clone flags and capabilities, see spawn.profile), the paths a
-blank needs copies of (spawn.tree_sources), and the encoded
-protocol.Request, with six descriptors (reply socket, the init's two sync
+blank needs copies of (spawn.tree_sources), what the server keeps to
+clean up after the container (protocol.Request.kept: state directory,
+cgroup, network lease) and the encoded protocol.Request, the child's part
+alone, with six descriptors (reply socket, the init's two sync
 pipe ends, stdin, stdout, stderr). It answers on the reply socket with
 ``P<pid>`` and the init's pidfd (or ``E<error>``) at once, and
 ``X<wait status>`` when that init exits; the server is the init's parent
@@ -44,14 +46,15 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     from execdriver.linux.fdpass import Socket
+    from execdriver.native.protocol import Kept
 
 
 class _Child:
-    def __init__(self, pid: int, pidfd: int, reply: Socket, spec: bytes) -> None:
+    def __init__(self, pid: int, pidfd: int, reply: Socket, kept: Kept | None) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.reply = reply
-        self.spec = spec  # decoded only if the server must clean up after it
+        self.kept = kept  # what to remove should the program that ran it die (protocol.Request.kept)
 
 
 class _Blank:
@@ -108,7 +111,7 @@ class _Server:
             return False
         reply = fdpass.wrap(fds[0])
         try:
-            profile, sources, spec = protocol.unframe(message)  # (the request goes on undecoded)
+            profile, sources, kept, spec = protocol.unframe(message)  # (the request goes on undecoded)
             blank = self._take_blank(profile) if profile else None
             trees = _trees(sources) if blank is not None else None
             if blank is not None and trees is None:  # not a spec a blank can take
@@ -135,7 +138,7 @@ class _Server:
         finally:
             for fd in fds[1:]:
                 os.close(fd)
-        self.children[pidfd] = _Child(pid, pidfd, reply, spec)
+        self.children[pidfd] = _Child(pid, pidfd, reply, kept)
         self.poller.register(pidfd, select.POLLIN)
         fdpass.send_fds(reply, protocol.PID + b"%d" % pid, [pidfd])
         if profile:
@@ -174,7 +177,6 @@ class _Server:
     def shutdown(self) -> None:
         """The program that ran the containers is gone: so are they, and all they held."""
         from execdriver.linux import cgroups
-        from execdriver.native.spec import ExecSpec
         from execdriver.native.state import remove_spares, remove_tree
 
         if self.blank is not None:
@@ -182,20 +184,21 @@ class _Server:
         for child in self.children.values():
             signals.pidfd_send_signal(child.pidfd, signals.SIGKILL)
         for pidfd in list(self.children):
-            spec = protocol.decode(self.children[pidfd].spec).spec
+            kept = self.children[pidfd].kept
             self.reap(pidfd)
-            if isinstance(spec, ExecSpec):
+            if kept is None:
                 continue  # a process of a container: nothing of its own to remove
-            if spec.network is not None and spec.network.token:
-                _release_network(spec.network.token)
+            state_dir, cgroup_path, parent_levels, token = kept
+            if token:
+                _release_network(token)
             try:
-                if spec.cgroup.path:
-                    cgroup = cgroups.manager(spec.cgroup.path)
+                if cgroup_path:
+                    cgroup = cgroups.manager(cgroup_path)
                     cgroup.kill()
-                    cgroup.destroy(spec.cgroup.parent_levels)
+                    cgroup.destroy(parent_levels)
             except cgroups.CgroupError:
                 continue  # the state stays, so that clean(id) finds the cgroup
-            remove_tree(spec.state_dir)
+            remove_tree(state_dir)
         # The program's kept id directories (StateStore spares), if it could not remove them.
         remove_spares(os.path.dirname(self.staging), pid=self.owner)
         # The drivers kept the runtime's parent cgroup while they ran.

@@ -30,6 +30,10 @@ import marshal
 
 from execdriver.native.spec import ExecSpec, LaunchSpec, Process
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    Kept = tuple[str, str, int, str]  # state directory, cgroup path, its parent levels, network lease token
+
 USERS = b"U"
 CGROUP = b"C"
 READY = b"R"
@@ -90,9 +94,18 @@ class Request:
         return isinstance(self.spec, ExecSpec)
 
     def encode(self) -> bytes:
+        """What the child needs (LaunchSpec.child_wire): the runtime's own parts stay with the runtime."""
         if isinstance(self.spec, ExecSpec):
             return marshal.dumps((b"X", self.spec.wire(), None))
-        return marshal.dumps((b"I", self.spec.wire(), self.mode.wire()))
+        return marshal.dumps((b"I", self.spec.child_wire(), self.mode.wire()))
+
+    def kept(self) -> Kept | None:
+        """What the fork server keeps to clean up after the container should its program die (None: an exec)."""
+        spec = self.spec
+        if isinstance(spec, ExecSpec):
+            return None
+        return (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels,
+                spec.network.token if spec.network is not None else "")
 
 
 def decode(body: bytes) -> Request:
@@ -110,18 +123,22 @@ def decode_init(body: bytes) -> tuple[LaunchSpec, Mode]:
     return LaunchSpec.from_wire(spec), Mode(*mode)
 
 
-def frame(profile: bytes, sources: list[str] | None, body: bytes) -> bytes:
-    """A fork server request: the profile and the blank's tree sources lead, so that the server can
-    hand a blank init the body without decoding it (spawn.profile, spawn.tree_sources)."""
-    encoded = marshal.dumps(sources)
+def frame(profile: bytes, sources: list[str] | None, kept: Kept | None, body: bytes) -> bytes:
+    """A fork server request, split: what the server keeps (Request.kept) and the child's body.
+
+    The profile and the blank's tree sources lead, so that the server can
+    hand a blank init the body without decoding it (spawn.profile,
+    spawn.tree_sources).
+    """
+    encoded = marshal.dumps((sources, kept))
     return b"%s %d %s%s" % (profile, len(encoded), encoded, body)
 
 
-def unframe(message: bytes) -> tuple[bytes, list[str] | None, bytes]:
+def unframe(message: bytes) -> tuple[bytes, list[str] | None, Kept | None, bytes]:
     profile, _, rest = message.partition(b" ")
     length, _, rest = rest.partition(b" ")
-    sources: list[str] | None = marshal.loads(rest[:int(length)])
-    return profile, sources, rest[int(length):]
+    head: tuple[list[str] | None, Kept | None] = marshal.loads(rest[:int(length)])
+    return profile, head[0], head[1], rest[int(length):]
 
 
 class Handover:

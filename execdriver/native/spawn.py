@@ -355,7 +355,8 @@ class ForkServerSpawner:
             # The profile leads, so that the server can hand a blank init
             # the request without decoding it.
             shape = profile(request)
-            payload = protocol.frame(shape, tree_sources(request) if shape else None, request.encode())
+            payload = protocol.frame(shape, tree_sources(request) if shape else None, request.kept(),
+                                     request.encode())
             try:
                 fdpass.send_fds(control, payload, [server_end.fileno(), *sync, *stdio])
             finally:

@@ -279,6 +279,17 @@ class LaunchSpec:
                 self.namespaces.wire(), self.filesystem.wire(), self.cgroup.wire(),
                 None if self.network is None else self.network.wire(), self.pdeathsig)
 
+    def child_wire(self) -> LaunchWire:
+        """The wire form of what the init needs: not the network's lease, nor the cgroup's place and limits.
+
+        The runtime makes the cgroup and the lease (and the fork server keeps
+        what it needs to remove them: protocol.Request.kept); the init only
+        joins the cgroup (v1's files, ``join``) and its namespaces.
+        """
+        cgroup = Cgroup(join=self.cgroup.join, hierarchies=self.cgroup.hierarchies).wire()
+        return (self.id, self.state_dir, self.rootfs, self.process.wire(), self.security.wire(),
+                self.namespaces.wire(), self.filesystem.wire(), cgroup, None, self.pdeathsig)
+
     @classmethod
     def from_wire(cls, wire: LaunchWire) -> LaunchSpec:
         container_id, state_dir, rootfs, process, security, namespaces, filesystem, cgroup, network, pdeathsig = wire

@@ -429,7 +429,12 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
         mode = protocol.Mode(exec_fifo="/x/exec.fifo")
         request = protocol.Request(spec, mode)
         decoded_spec, decoded_mode = protocol.decode_init(request.encode())
-        assert decoded_spec.wire() == spec.wire()
+        # The child gets all but the runtime's own parts, which the fork server keeps.
+        assert decoded_spec.wire() == spec.child_wire()
+        assert decoded_spec.wire()[:7] == spec.wire()[:7] and decoded_spec.network is None
+        assert decoded_spec.cgroup.join == spec.cgroup.join and not decoded_spec.cgroup.limits.wire()
+        assert LaunchSpec.from_wire(spec.wire()).wire() == spec.wire()
+        assert request.kept() == (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels, "")
         assert decoded_mode.wire() == mode.wire() and decoded_mode.says_ready()
     execute = ExecSpec("c1", Process(["ls"], ["A=1"]), Security([0, 1], 40), (123, 456), ["/sys/fs/cgroup/x/tasks"])
     decoded = protocol.decode(protocol.Request(execute).encode())
@@ -438,8 +443,10 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
 
 def test_the_fork_server_frame_leads_with_what_a_blank_needs() -> None:
     body = b"\x00body\xff"
-    assert protocol.unframe(protocol.frame(b"1:2:3", ["/root", "/src"], body)) == (b"1:2:3", ["/root", "/src"], body)
-    assert protocol.unframe(protocol.frame(b"", None, body)) == (b"", None, body)
+    kept = ("/run/x/c1", "execdriver/c1", 1, "token")
+    assert protocol.unframe(protocol.frame(b"1:2:3", ["/root", "/src"], kept, body)) == (
+        b"1:2:3", ["/root", "/src"], kept, body)
+    assert protocol.unframe(protocol.frame(b"", None, None, body)) == (b"", None, None, body)
 
 
 def test_a_run_without_hooks_goes_on_unbidden() -> None:
