@@ -130,6 +130,8 @@ def launch_spec(
     process that gets a pty (its master goes back over stdin, a socket).
     """
     size = terminal or (0, 0)
+    if size[0] < 0 or size[1] < 0:
+        raise ConfigError("process_config.console_size: height and width must not be negative")
     process = Process(argv, [], user, _checked_cwd(working_dir), terminal=terminal is not None,
                       console_socket=0 if terminal is not None else -1, console_size=size)
     check_process(process)
@@ -137,7 +139,7 @@ def launch_spec(
         raise ConfigError("hostname: longer than 64 bytes")
     root = root_of(rootfs, layer_paths, layer_folder)
     if limits is None:  # the devices cgroup, at least: CAP_MKNOD makes any node, this decides what opens
-        limits = Limits(device_rules=list(ALLOW_ALL_DEVICES) if privileged else device_rules([]))
+        limits = Limits(device_rules=_device_rules(privileged))
     clone_flags = CLONE_FLAGS
     join: list[tuple[str, int]] = []
     if network is not None:
@@ -161,8 +163,6 @@ def launch_spec(
 
         all_mounts += etc.mounts(network.files, ("hosts", "resolv.conf"))
     cgroup = place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids)
-    if size[0] < 0 or size[1] < 0:
-        raise ConfigError("process_config.console_size: height and width must not be negative")
     process.env = _env(env, hostname)
     spec = LaunchSpec(
         id=container_id,
@@ -185,6 +185,11 @@ def launch_spec(
     )
     validate(spec)
     return spec
+
+
+def _device_rules(privileged: bool) -> list[tuple[str, str]]:
+    """Every device for a privileged container; else the default rules (devices.py)."""
+    return list(ALLOW_ALL_DEVICES) if privileged else device_rules([])
 
 
 def _init_binary() -> str:
@@ -352,8 +357,7 @@ def build(command: Command, state_dir: str, network: Network | None = None,
         env=config.env,
         user=config.user,
         privileged=config.privileged,
-        limits=limits_of(command.resources, devices=list(
-            ALLOW_ALL_DEVICES if config.privileged else device_rules([]))),
+        limits=limits_of(command.resources, devices=_device_rules(config.privileged)),
         cgroup_path=cgroup_path,
         network=network,
         security=security_of(command, config.privileged, state_dir),

@@ -89,10 +89,6 @@ class Request:
         self.spec = spec
         self.mode = mode or Mode()
 
-    @property
-    def is_exec(self) -> bool:
-        return isinstance(self.spec, ExecSpec)
-
     def encode(self) -> bytes:
         """What the child needs (LaunchSpec.child_wire): the runtime's own parts stay with the runtime."""
         if isinstance(self.spec, ExecSpec):

@@ -382,7 +382,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
                 systemd_cgroup: bool = False) -> LaunchSpec:
     """The launch spec of ``config``; refuses what it cannot carry out, naming the field."""
     from execdriver.native import parts
-    from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Cgroup, Namespaces, validate
+    from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Namespaces, validate
 
     process = _get(config, "process", dict, "config", None)
     if process is None:
@@ -418,12 +418,11 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     elif ":" in cgroup_path:
         raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd path (slice:prefix:name): "
                           "it needs --systemd-cgroup")
-    limits = _limits(linux)
-    limits.check()
+    limits = _limits(linux)  # (checked with the rest: spec.validate)
     mounts = [_mount(entry, index, bundle) for index, entry in enumerate(_get(config, "mounts", list, "config", []))]
     rootfs = parts.root_of(root_path)
     uids, gids, idmap = parts.user_namespace(uid_maps, gid_maps, rootfs)
-    cgroup: Cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids)
+    cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids)
     security.seccomp_bpf = _seccomp(linux)
     spec = LaunchSpec(
         id=container_id,

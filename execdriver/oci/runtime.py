@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from execdriver.native.spec import ExecSpec
+    from execdriver.native.spec import ExecSpec, Process
     from execdriver.native.state import State, StateStore
 
 OCI_VERSION = "1.0.2"
@@ -299,7 +299,7 @@ def write_pid_file(path: str, pid: int) -> None:
         raise ConfigError(f"--pid-file {path}: {err.strerror}") from None
 
 
-def _console_socket(process: Any, path: str, verb: str) -> int:
+def _console_socket(process: Process, path: str, verb: str) -> int:
     """Connect the engine's console socket for a terminal process: -1 without one."""
     if not process.terminal:
         if path:

@@ -438,7 +438,7 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
         assert decoded_mode.wire() == mode.wire() and decoded_mode.says_ready()
     execute = ExecSpec("c1", Process(["ls"], ["A=1"]), Security([0, 1], 40), (123, 456), ["/sys/fs/cgroup/x/tasks"])
     decoded = protocol.decode(protocol.Request(execute).encode())
-    assert decoded.is_exec and decoded.spec.wire() == execute.wire()
+    assert isinstance(decoded.spec, ExecSpec) and decoded.spec.wire() == execute.wire()
 
 
 def test_the_fork_server_frame_leads_with_what_a_blank_needs() -> None:
