@@ -82,7 +82,7 @@ def test_any_command_json_runs_or_is_refused_clearly(driver: NativeDriver, busyb
 def configs(draw: st.DrawFn) -> dict[str, Any]:
     """runc's default config.json with a few values, anywhere in it, replaced or removed."""
     config = default_config()
-    config["process"]["args"] = ["true"]
+    config["process"].update(args=["true"], terminal=False)
     paths: list[tuple[Any, Any]] = []
 
     def walk(node: Any) -> None:

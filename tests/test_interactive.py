@@ -65,7 +65,7 @@ def test_exec_tty_without_a_console_socket(busybox_rootfs: Path, tmp_path: Path)
     bundle.mkdir()
     os.symlink(busybox_rootfs, bundle / "rootfs")
     config = default_config()
-    config["process"]["args"] = ["sleep", "60"]
+    config["process"].update(args=["sleep", "60"], terminal=False)
     (bundle / "config.json").write_text(json.dumps(config))
     root, container_id = str(tmp_path / "state"), f"i-{uuid.uuid4().hex[:10]}"
     subprocess.run([*CLI, "--root", root, "run", "-d", "--bundle", str(bundle), container_id], check=True,
@@ -79,3 +79,45 @@ def test_exec_tty_without_a_console_socket(busybox_rootfs: Path, tmp_path: Path)
         assert raw and restored
     finally:
         subprocess.run([*CLI, "--root", root, "delete", "--force", container_id], check=False, timeout=20)
+
+
+def _terminal_bundle(busybox_rootfs: Path, tmp_path: Path, args: list[str]) -> Path:
+    """runc's default config (a terminal) running ``args``."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    os.symlink(busybox_rootfs, bundle / "rootfs")
+    config = default_config()
+    assert config["process"]["terminal"] is True  # as `runc spec` writes it
+    config["process"]["args"] = args
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_run_of_a_terminal_without_a_console_socket_uses_ours(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """runc run in the foreground: its own pty, served on the caller's terminal, raw while it runs."""
+    script = "tty; stty size; echo ready; read line; echo got $line; exit 3"
+    bundle = _terminal_bundle(busybox_rootfs, tmp_path, ["sh", "-c", script])
+    root, container_id = str(tmp_path / "state"), f"i-{uuid.uuid4().hex[:10]}"
+    code, shown, raw, restored = drive([*CLI, "--root", root, "run", "--bundle", str(bundle), container_id],
+                                       (b"ready", b"there\r"))
+    assert code == 3, shown
+    assert shown.split(b"\r\n")[:2] == [b"/dev/pts/0", b"20 70"] and b"got there" in shown
+    assert raw and restored
+    assert not os.path.exists(os.path.join(root, container_id))  # deleted on the way out
+
+
+def test_terminal_rules_are_runcs(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """Detached, a terminal needs a console socket; a console socket needs a detached terminal."""
+    bundle = _terminal_bundle(busybox_rootfs, tmp_path, ["true"])
+    root, container_id = str(tmp_path / "state"), f"i-{uuid.uuid4().hex[:10]}"
+    for verb in (["create"], ["run", "-d"]):
+        result = subprocess.run([*CLI, "--root", root, *verb, "--bundle", str(bundle), container_id],
+                                check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+        assert result.returncode != 0
+        assert "cannot allocate tty if execdriver will detach without setting console socket" in result.stderr
+        assert not os.path.exists(os.path.join(root, container_id))
+    result = subprocess.run([*CLI, "--root", root, "run", "--console-socket", str(tmp_path / "socket"),
+                             "--bundle", str(bundle), container_id],
+                            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0 and "cannot use console socket if execdriver will not detach" in result.stderr
+    assert not os.path.exists(os.path.join(root, container_id))

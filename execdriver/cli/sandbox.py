@@ -190,7 +190,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     if not options["tty"]:
         code, _ = container.run(store, DirectSpawner(), spec, (0, 1, 2))
         return code
-    from execdriver.cli.terminal import Interactive
+    from execdriver.console import Interactive
 
     with Interactive() as interactive:
         interactive.attach(spec.process)

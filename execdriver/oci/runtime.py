@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from execdriver.native.spec import ExecSpec, Process
+    from execdriver.native.spec import ExecSpec, LaunchSpec, Process
     from execdriver.native.state import State, StateStore
 
 OCI_VERSION = "1.0.2"
@@ -92,7 +92,12 @@ class OciRuntime:
     def create(self, container_id: str, bundle: str, *, console_socket: str = "", pid_file: str = "",
                preserve_fds: int = 0) -> int:
         """Create the container from ``bundle``, run the creation hooks, write the pid file: its init's pid."""
-        from execdriver.native.spawn import DirectSpawner
+        prepared = self._prepare(container_id, bundle, preserve_fds)
+        _check_terminal(prepared[0].process, console_socket, detach=True)
+        return self._create(prepared, console_socket=console_socket, pid_file=pid_file)
+
+    def _prepare(self, container_id: str, bundle: str, preserve_fds: int) -> tuple[LaunchSpec, dict[str, Any]]:
+        """The launch spec of ``bundle``'s config, and what the state keeps of the config."""
         from execdriver.oci import config, hooks
 
         for fd in range(3, 3 + preserve_fds):
@@ -105,12 +110,19 @@ class OciRuntime:
         spec = config.launch_spec(settings, bundle, container_id, self.store.path(container_id),
                                   systemd_cgroup=self.systemd_cgroup)
         spec.process.preserve_fds = preserve_fds
-        phase_hooks = hooks.parse(settings)
         # The process too: exec starts from it, as runc does from its saved config, even
         # once the bundle is gone or its config.json changed.
-        annotations: dict[str, str] = settings.get("annotations") or {}
-        oci = {"bundle": bundle, "annotations": annotations, "hooks": phase_hooks,
+        oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": hooks.parse(settings),
                "process": settings.get("process") or {}}
+        return spec, oci
+
+    def _create(self, prepared: tuple[LaunchSpec, dict[str, Any]], *, console_socket: str = "", pid_file: str = "",
+                stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
+        from execdriver.native.spawn import DirectSpawner
+        from execdriver.oci import hooks
+
+        spec, oci = prepared
+        container_id, bundle, annotations, phase_hooks = spec.id, oci["bundle"], oci["annotations"], oci["hooks"]
 
         def creation_hooks(pid: int) -> None:
             state = _document(container_id, "created", pid, bundle, annotations)
@@ -118,10 +130,9 @@ class OciRuntime:
                 hooks.run(phase, phase_hooks, state)
             hooks.run("createContainer", phase_hooks, state, pid)
 
-        console = _console_socket(spec.process, console_socket, "create")
+        console = _console_socket(spec.process, console_socket)
         try:
-            state = container.create(self.store, DirectSpawner(), spec, (0, 1, 2), oci,
-                                     on_created=[creation_hooks])
+            state = container.create(self.store, DirectSpawner(), spec, stdio, oci, on_created=[creation_hooks])
         finally:
             if console >= 0:
                 os.close(console)
@@ -146,11 +157,28 @@ class OciRuntime:
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
             console_socket: str = "", pid_file: str = "", preserve_fds: int = 0) -> int:
-        """create and start; in the foreground, wait (forwarding signals), delete: the exit code."""
+        """create and start; in the foreground, wait (forwarding signals), delete: the exit code.
+
+        A process with a terminal and no ``console_socket`` in the foreground
+        gets a pty served on our own terminal, as with runc.
+        """
+        prepared = self._prepare(container_id, bundle, preserve_fds)
+        process = prepared[0].process
+        _check_terminal(process, console_socket, detach)
+        if not process.terminal or console_socket:
+            pid = self._create(prepared, console_socket=console_socket, pid_file=pid_file)
+            return self._run(container_id, pid, detach, keep)
+        from execdriver.console import Interactive
+
+        with Interactive() as interactive:
+            interactive.attach(process)
+            pid = self._create(prepared, pid_file=pid_file, stdio=interactive.console.stdio)
+            return self._run(container_id, pid, detach, keep, serve=interactive.console.transfer)
+
+    def _run(self, container_id: str, pid: int, detach: bool, keep: bool,
+             serve: Callable[[int], None] | None = None) -> int:
         from execdriver.linux import signals
 
-        pid = self.create(container_id, bundle, console_socket=console_socket, pid_file=pid_file,
-                          preserve_fds=preserve_fds)
         try:
             self.start(container_id)
         except BaseException:
@@ -167,6 +195,12 @@ class OciRuntime:
 
         for signum in signals.FORWARDED_SIGNALS:
             signals.signal_handle(signum, forward)
+        if serve is not None:
+            pidfd = os.pidfd_open(pid)
+            try:
+                serve(pidfd)
+            finally:
+                os.close(pidfd)
         # This process created the init, so it is its parent and reaps it.
         while True:
             try:
@@ -213,8 +247,20 @@ class OciRuntime:
     def exec(self, container_id: str, spec: ExecSpec, *, detach: bool = False, pid_file: str = "",
              console_socket: str = "", stdio: tuple[int, int, int] = (0, 1, 2),
              serve: Callable[[int, Any], None] | None = None) -> int:
-        """Run ``spec`` in the container: its exit code (0 at once with ``detach``)."""
+        """Run ``spec`` in the container: its exit code (0 at once with ``detach``).
+
+        A process with a terminal and no ``console_socket`` in the foreground
+        gets a pty served on our own terminal, as with runc.
+        """
         from execdriver.native.spawn import DirectSpawner
+
+        if serve is None and spec.process.terminal and not console_socket and not detach:
+            from execdriver.console import Interactive
+
+            with Interactive() as interactive:
+                interactive.attach(spec.process)
+                return self.exec(container_id, spec, pid_file=pid_file, stdio=interactive.console.stdio,
+                                 serve=interactive.console.transfer)
 
         def started(pid: int) -> None:
             if pid_file:
@@ -225,7 +271,9 @@ class OciRuntime:
                 for signum in signals.FORWARDED_SIGNALS:
                     signals.signal_handle(signum, lambda number, _frame: _forward(pid, number))
 
-        console = -1 if serve is not None else _console_socket(spec.process, console_socket, "exec")
+        if serve is None:
+            _check_terminal(spec.process, console_socket, detach)
+        console = -1 if serve is not None else _console_socket(spec.process, console_socket)
         try:
             return container.exec_process(self.store, DirectSpawner(), container_id, spec, stdio, detach=detach,
                                           start=started, serve=serve)
@@ -299,14 +347,18 @@ def write_pid_file(path: str, pid: int) -> None:
         raise ConfigError(f"--pid-file {path}: {err.strerror}") from None
 
 
-def _console_socket(process: Process, path: str, verb: str) -> int:
+def _check_terminal(process: Process, console_socket: str, detach: bool) -> None:
+    """runc's rules, in its words: a pty is sent to a console socket when we detach, served by us otherwise."""
+    if detach and process.terminal and not console_socket:
+        raise UsageError("cannot allocate tty if execdriver will detach without setting console socket")
+    if (not detach or not process.terminal) and console_socket:
+        raise UsageError("cannot use console socket if execdriver will not detach or allocate tty")
+
+
+def _console_socket(process: Process, path: str) -> int:
     """Connect the engine's console socket for a terminal process: -1 without one."""
-    if not process.terminal:
-        if path:
-            raise UsageError(f"{verb}: --console-socket is for a process with a terminal (process.terminal)")
-        return -1
     if not path:
-        raise UsageError(f"{verb}: a process with a terminal needs --console-socket, where its pty master goes")
+        return -1
     from execdriver.linux import terminal
 
     try:

@@ -59,15 +59,4 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
                               no_new_privs=bool(options["no_new_privs"]), tty=bool(options["tty"]))
     spec = oci.exec_spec(container_id, process, changes, preserve)
     detach, pid_file = bool(options["detach"]), str(options["pid_file"])
-    if not spec.process.terminal or options["console_socket"]:
-        return oci.exec(container_id, spec, detach=detach, pid_file=pid_file,
-                        console_socket=str(options["console_socket"]))
-    # exec -t on our own terminal, as runc does without --console-socket.
-    if detach:
-        raise UsageError("exec: -t with -d needs --console-socket: there is no terminal of ours to serve")
-    from execdriver.cli.terminal import Interactive
-
-    with Interactive() as interactive:
-        interactive.attach(spec.process)
-        return oci.exec(container_id, spec, pid_file=pid_file, stdio=interactive.console.stdio,
-                        serve=interactive.console.transfer)
+    return oci.exec(container_id, spec, detach=detach, pid_file=pid_file, console_socket=str(options["console_socket"]))

@@ -21,11 +21,15 @@ _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
 def default_config() -> dict[str, Any]:
+    """runc 1.1's: a terminal, and a cgroup namespace where the host has cgroup v2 alone."""
+    from execdriver.linux import cgroups
+
     nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
+    namespaces = ["pid", "network", "ipc", "uts", "mount"] + (["cgroup"] if cgroups.version() == 2 else [])
     return {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False,
+            "terminal": True,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
@@ -51,7 +55,7 @@ def default_config() -> dict[str, Any]:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [{"type": kind} for kind in namespaces],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
                             "/proc/scsi"],
