@@ -856,3 +856,37 @@ def test_an_apparmor_profile_is_applied_or_refused(runtime: Runtime, bundle: Cal
     else:
         assert result.returncode == 1 and "process.apparmorProfile: AppArmor is not enabled" in result.stderr
         assert runtime("list", "-q").stdout.strip() == ""
+
+
+def _without_sys_resource() -> None:
+    """In the runtime's child, before exec: CAP_SYS_RESOURCE out of the bounding set, so root's
+    exec leaves it out of every set (as on a host whose runtime lacks it, this VM's)."""
+    import ctypes
+
+    pr_capbset_drop, cap_sys_resource = 24, 24
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_capbset_drop, cap_sys_resource, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # What containerd asks for a pod's pause container: below the runtime's own, without CAP_SYS_RESOURCE.
+    (lambda c: c["process"].update(oomScoreAdj=-998), "failed to update /proc/self/oom_score_adj to -998"),
+    (lambda c: [c["process"]["capabilities"][name].append("CAP_SYS_RESOURCE")
+                for name in ("bounding", "effective", "permitted")], "unable to apply capabilities"),
+], ids=["oomScoreAdj", "capabilities"])
+def test_what_cannot_be_applied_fails_create(bundle: Callable[..., Path], state_root: Path, cid: str,
+                                             change: Callable[[dict[str, Any]], None], message: str) -> None:
+    """The spec: a property that cannot be applied fails create, and no container is left."""
+    directory = bundle(["sleep", "60"], change)
+    result = subprocess.run([*CLI, "--root", str(state_root), "create", "--bundle", str(directory), cid],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False,
+                            preexec_fn=_without_sys_resource)
+    try:
+        assert result.returncode == 1, result.stderr
+        assert message in result.stderr, result.stderr
+        assert "Operation not permitted" in result.stderr or "Permission denied" in result.stderr, result.stderr
+        assert not (state_root / cid).exists()
+        assert not cgroup_dir(f"execdriver/{cid}", "pids").exists()
+    finally:
+        if result.returncode == 0:
+            subprocess.run([*CLI, "--root", str(state_root), "delete", "--force", cid], check=False, timeout=30)

@@ -326,7 +326,8 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
         # config's profile again (~13 ms for an engine's default profile). Empty: no filter.
         with open(os.path.join(store.path(container_id), SECCOMP_PROGRAM), "wb") as handle:
             handle.write(spec.security.seccomp_bpf or b"")
-        os.mkfifo(fifo, 0o600)
+        os.mkfifo(fifo, 0o622)  # the init opens it as the container's user (init._wait_for_start)
+        os.chmod(fifo, 0o622)  # (whatever our umask)
         users = spec.namespaces
         if users.uid_mappings and os.geteuid() == 0:
             # The init reopens it as the remapped root (init._wait_for_start).

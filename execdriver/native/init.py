@@ -94,18 +94,21 @@ def _enter_user(user: users.User, cwd: str, security: Security) -> None:
             raise  # (asked first, the file cost every start a read)
     os.setgid(user.gid)
     os.setuid(user.uid)
-    if sets is not None:
-        syscalls.set_keepcaps(False)
-        capabilities.set_process(sets.permitted, sets.effective, sets.inheritable)
-        # The kernel admits an ambient capability only if it is permitted and
-        # inheritable (capabilities(7)); runc's default config lists ambient
-        # ones without inheritable, which runtimes leave out, as we do.
-        for cap in sets.ambient:
-            if cap in sets.permitted and cap in sets.inheritable:
-                capabilities.raise_ambient(cap)
-    else:
-        # A non-root user lost its capabilities with setuid; root keeps the set.
-        capabilities.set_process(security.capabilities if user.uid == 0 else [])
+    try:
+        if sets is not None:
+            syscalls.set_keepcaps(False)
+            capabilities.set_process(sets.permitted, sets.effective, sets.inheritable)
+            # The kernel admits an ambient capability only if it is permitted and
+            # inheritable (capabilities(7)); runc's default config lists ambient
+            # ones without inheritable, which runtimes leave out, as we do.
+            for cap in sets.ambient:
+                if cap in sets.permitted and cap in sets.inheritable:
+                    capabilities.raise_ambient(cap)
+        else:
+            # A non-root user lost its capabilities with setuid; root keeps the set.
+            capabilities.set_process(security.capabilities if user.uid == 0 else [])
+    except OSError as err:  # one the runtime itself lacks, most likely
+        raise InitError(f"unable to apply capabilities: {err.strerror or err}") from None
     try:
         os.chdir(cwd)
     except OSError as err:
@@ -209,7 +212,10 @@ def _set_oom_score_adj(wanted: int | None) -> None:
     if wanted is not None:
         current = int(read_file("/proc/self/oom_score_adj"))
         if current != wanted:  # (in a user namespace the runtime wrote the init's: _map_users)
-            rootfs.proc_write("/proc/self/oom_score_adj", str(wanted))
+            try:
+                rootfs.proc_write("/proc/self/oom_score_adj", str(wanted))
+            except OSError as err:  # below the runtime's own needs CAP_SYS_RESOURCE
+                raise InitError(f"failed to update /proc/self/oom_score_adj to {wanted}: {err.strerror}") from None
 
 
 def _finish_process(security: Security) -> None:
@@ -236,14 +242,7 @@ report_pages: Callable[[], None] | None = None
 def become(process: Process, security: Security, executable: str, user: users.User,
            env: dict[str, str]) -> NoReturn:
     """The process's own settings, then exec: shared by the init and exec'd processes."""
-    _finish_process(security)
-    os.umask(security.umask)
-    program = security.seccomp_bpf
-    if program and not security.no_new_privileges:
-        syscalls.seccomp_set_filter(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
-    _enter_user(user, process.cwd, security)
-    if program and security.no_new_privileges:
-        syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
+    settle(process, security, user)
     if report_pages is not None:
         try:
             report_pages()
@@ -252,11 +251,25 @@ def become(process: Process, security: Security, executable: str, user: users.Us
     os.execve(executable, process.argv, env)
 
 
+def settle(process: Process, security: Security, user: users.User) -> None:
+    """Every setting of the process but the exec: limits, user, capabilities, the seccomp filter last."""
+    _finish_process(security)
+    os.umask(security.umask)
+    program = security.seccomp_bpf
+    if program and not security.no_new_privileges:
+        syscalls.seccomp_set_filter(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
+    _enter_user(user, process.cwd, security)
+    if program and security.no_new_privileges:
+        syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
+
+
 def _wait_for_start(fifo: int) -> None:
     """OCI create: block until ``start`` opens the exec FIFO and reads it.
 
     ``fifo`` is an O_PATH descriptor taken before the pivot hid the state
-    directory; opening it through /proc/self/fd waits for the reader.
+    directory; opening it through /proc/self/fd waits for the reader. We
+    are the container's user by now: the FIFO is writable by all (0622, as
+    runc makes it), and only this process holds a path to it.
     """
     fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
     try:
@@ -278,6 +291,14 @@ def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, i
     go, status = sync
     try:
         ready = prepare(spec, mode, sync, stdio, trees, staged)
+        if mode.exec_fifo:
+            # OCI: whatever cannot be applied fails create, not the start (runc's
+            # order too): settled, then ready, then only the FIFO and exec are left.
+            executable, user, env = ready
+            settle(spec.process, spec.security, user)
+            os.write(status, READY)
+            _wait_for_start(mode.fifo)
+            os.execve(executable, spec.process.argv, env)
         if mode.says_ready():
             os.write(status, READY)
         become(spec.process, spec.security, *wait(spec, mode, go, ready))
@@ -378,10 +399,8 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
 
 
 def wait(spec: LaunchSpec, mode: Mode, go: int, resolved: Resolved) -> Resolved:
-    """From ready to the exec, as the launcher's ``mode`` says: at once, a go, an OCI start, a warm hand-over."""
-    if mode.exec_fifo:
-        _wait_for_start(mode.fifo)
-    elif mode.warm:
+    """From ready to the exec, as the launcher's ``mode`` says: at once, a go, a warm hand-over."""
+    if mode.warm:
         return _wait_warm(spec, mode, go)
     elif mode.await_go and os.read(go, 1) != GO:
         os._exit(1)  # (with nothing for the runtime to do first, it sends no go: on at once)

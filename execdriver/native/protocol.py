@@ -53,8 +53,9 @@ class Mode:
       (``await_go`` False), no READY either: the runtime's next wake-up is
       the exec's end of file;
     * a run with hooks or a network to finish: READY, then wait for GO;
-    * an OCI create (``exec_fifo``): READY, then wait for ``start`` to
-      read the FIFO;
+    * an OCI create (``exec_fifo``): the process settled first (user,
+      capabilities, limits, seccomp: what fails, fails create), READY,
+      then wait for ``start`` to read the FIFO;
     * a warm sandbox (``warm``): READY, load its seccomp filter ahead,
       then wait for a :class:`Handover`; ``prefault``: the pages it will
       write after that, written ahead; ``report_pages``: report them
