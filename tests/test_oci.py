@@ -129,11 +129,18 @@ def test_create_start_state_kill_delete(runtime: Runtime, bundle: Callable[..., 
     assert Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
     result = runtime("delete", cid, check=False)
     assert result.returncode == 1 and "not stopped: running" in result.stderr
+    runtime("kill", cid, "0")  # is it there
     runtime("kill", cid, "KILL")
     wait_status(runtime, cid, "stopped")
+    # runc's words, which containerd's shim takes for "already gone"; --all of it is no error.
+    result = runtime("kill", cid, "KILL", check=False)
+    assert result.returncode == 1 and "container not running" in result.stderr
+    runtime("kill", "--all", cid, "KILL")
     runtime("delete", cid)
     assert runtime("state", cid, check=False).returncode != 0
     assert not cgroup_dir(f"execdriver/{cid}").exists()
+    result = runtime("kill", cid, "KILL", check=False)
+    assert result.returncode == 1 and "does not exist" in result.stderr
 
 
 def test_detached_run_pause_ps_events_kill_all(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
@@ -146,6 +153,9 @@ def test_detached_run_pause_ps_events_kill_all(runtime: Runtime, bundle: Callabl
     assert "PID" in table[0] and len(table) == 4
     runtime("pause", cid)
     assert runtime.state(cid)["status"] == "paused"
+    runtime("kill", "--all", cid, "CONT")  # signalled frozen, then thawed, as runc does
+    assert runtime.state(cid)["status"] == "running"
+    runtime("pause", cid)
     runtime("resume", cid)
     assert runtime.state(cid)["status"] == "running"
     event = json.loads(runtime("events", "--stats", cid).stdout)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from execdriver.linux.cgroups.base import Manager
     from execdriver.native.spec import ExecSpec, LaunchSpec, Process
     from execdriver.native.state import State, StateStore
 
@@ -284,20 +285,35 @@ class OciRuntime:
     # -- kill and delete -------------------------------------------------------------
 
     def kill(self, container_id: str, signum: int, all_processes: bool = False) -> None:
-        """Signal the init, or every process of the container's cgroup."""
-        if not all_processes:
-            container.kill(self.store, container_id, signum)
-            return
+        """Signal the init, or every process of the container's cgroup, as runc does.
+
+        A stopped container's init is not signalled (its pid may be another
+        process's by now): runc's "container not running", which containerd's
+        shim takes for "already gone". ``all_processes`` of a stopped
+        container whose cgroup is gone succeeds. SIGKILL thaws a paused
+        container so that it dies.
+        """
         from execdriver.linux import cgroups
 
-        state = self.store.load(container_id)
-        if state is None or not state.cgroup:
-            raise NotRunningError(f"container {container_id} does not exist")
-        for pid in cgroups.manager(state.cgroup).pids():
+        state = self._loaded(container_id)
+        current = container.status(self.store, state)
+        manager = cgroups.manager(state.cgroup) if state.cgroup else None
+        if all_processes:
+            if manager is None:
+                raise NotRunningError(f"container {container_id} has no cgroup: it cannot signal all its processes")
+            if current == "stopped" and not manager.exists():
+                return
+            _signal_all(manager, signum)
+            return
+        else:
+            if current not in ("created", "running", "paused"):
+                raise NotRunningError("container not running")
             try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+                container.kill(self.store, container_id, signum)
+            except NotRunningError:
+                raise NotRunningError("container not running") from None
+        if current == "paused" and signum == 9 and manager is not None:
+            manager.thaw()
 
     def delete(self, container_id: str, force: bool = False) -> list[str]:
         """Remove the container (``force``: whatever its status); its poststop hooks: the warnings they gave."""
@@ -367,6 +383,26 @@ def _console_socket(process: Process, path: str) -> int:
         raise ConfigError(f"--console-socket {path}: {err.strerror}") from None
     process.console_socket = fd
     return fd
+
+
+def _signal_all(manager: Manager, signum: int) -> None:
+    from execdriver.linux import cgroups
+
+    try:
+        manager.freeze()
+    except (OSError, cgroups.CgroupError):
+        pass  # (runc warns and goes on)
+    try:
+        for pid in manager.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+    finally:
+        try:
+            manager.thaw()
+        except (OSError, cgroups.CgroupError):
+            pass
 
 
 def _forward(pid: int, signum: int) -> None:

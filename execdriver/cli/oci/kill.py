@@ -17,7 +17,7 @@ def signal_number(text: str) -> int:
     """``9``, ``KILL``, ``SIGKILL`` or ``sigkill`` -> 9."""
     if text.isascii() and text.isdigit():  # ("²".isdigit(), which int() refuses)
         number = int(text)
-        if 0 < number < 65:
+        if 0 <= number < 65:  # 0: is it there (runc's too)
             return number
     else:
         import signal
