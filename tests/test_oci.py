@@ -900,3 +900,24 @@ def test_what_cannot_be_applied_fails_create(bundle: Callable[..., Path], state_
     finally:
         if result.returncode == 0:
             subprocess.run([*CLI, "--root", str(state_root), "delete", "--force", cid], check=False, timeout=30)
+
+
+def test_debug_lines_go_to_the_log_in_its_format(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    result = runtime("--debug", "run", "--bundle", str(bundle(["echo", "hello"])), cid)
+    assert result.stdout == "hello\n" and "level=debug" not in result.stderr
+    lines = [json.loads(line) for line in runtime.log.read_text().splitlines()]
+    debug = [line["msg"] for line in lines if line["level"] == "debug"]
+    assert any(msg.startswith("nsexec container setup") for msg in debug), debug
+    assert any("child process in init()" in msg for msg in debug), debug
+
+
+def test_errors_reach_the_log_when_stdio_is_unwritable(state_root: Path, tmp_path: Path) -> None:
+    """containerd's shim gives a pod's sandbox /dev/null opened read-only, and reads the log."""
+    log = tmp_path / "log.json"
+    with open(os.devnull, "rb") as null:
+        result = subprocess.run([*CLI, "--root", str(state_root), "--log", str(log), "--log-format", "json",
+                                 "state", "no-such-container"], stdin=null, stdout=null, stderr=null,
+                                timeout=30, check=False)
+    assert result.returncode == 1
+    (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+    assert line["level"] == "error" and "does not exist" in line["msg"]

@@ -59,20 +59,34 @@ def _help() -> str:
     return f"{text}\n\nverbs:\n{verbs}"
 
 
-def _log(options: dict[str, object], message: str) -> None:
+def _error(options: dict[str, object], message: str) -> None:
+    """To the log first: an engine may give us stdio we cannot write (containerd's shim gives a
+    pod's sandbox /dev/null opened read-only), and reads the error back from the log."""
+    _log(options, message)
+    try:
+        print(f"execdriver: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _log(options: dict[str, object], message: str, level: str = "error") -> None:
+    """A line in runc's log format, to --log; debug lines without one go to stderr."""
     path = str(options.get("log") or "")
-    if not path:
+    if not path and level != "debug":
         return
     from execdriver.gojson import go_json, rfc3339nano_now
 
-    if options.get("log_format") == "json":
-        line = go_json({"level": "error", "msg": message, "time": rfc3339nano_now()})
+    if path and options.get("log_format") == "json":
+        line = go_json({"level": level, "msg": message, "time": rfc3339nano_now()})
     else:
-        line = f'time="{rfc3339nano_now()}" level=error msg={go_json(message)}'
+        line = f'time="{rfc3339nano_now()}" level={level} msg={go_json(message)}'
     try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-    except OSError:
+        if path:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        else:
+            print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
         pass
 
 
@@ -110,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             print(_help(), file=sys.stdout if options["help"] else sys.stderr)
             return 0 if options["help"] else 2
         _check_globals(options)
+        if options["debug"]:
+            from execdriver import log
+
+            log.sink = lambda message: _log(options, message, "debug")
         verb, args = rest[0], rest[1:]
         if verb not in VERBS:
             raise UsageError(f"unknown verb '{verb}' (see execdriver --help)")
@@ -123,17 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         result: int = module.main(options, verb_options, verb_args)
         return result
     except UsageError as err:
-        print(f"execdriver: {err}", file=sys.stderr)
-        _log(options, str(err))
+        _error(options, str(err))
         return 2
     except ExecDriverError as err:
-        print(f"execdriver: {err}", file=sys.stderr)
-        _log(options, str(err))
+        _error(options, str(err))
         return error_exit
     except OSError as err:  # a file named on the command line, most likely
-        message = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
-        print(f"execdriver: {message}", file=sys.stderr)
-        _log(options, message)
+        _error(options, f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
         return error_exit
     except KeyboardInterrupt:
         return 130

@@ -297,6 +297,8 @@ def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, i
             executable, user, env = ready
             settle(spec.process, spec.security, user)
             os.write(status, READY)
+            os.close(status)  # nothing more to say: an exec that fails tells stderr (_report)
+            status = -1
             _wait_for_start(mode.fifo)
             os.execve(executable, spec.process.argv, env)
         if mode.says_ready():

@@ -23,7 +23,7 @@ import errno
 import os
 import select
 
-from execdriver import faults
+from execdriver import faults, log
 from execdriver.errors import ContainerError
 from execdriver.linux import cgroups, process
 
@@ -246,6 +246,8 @@ def bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, 
         store.write_claim(state)
         cgroup.create(limits)
 
+    log.debug(f"nsexec container setup: cloning the init of {spec.id} "
+              f"(clone flags {spec.namespaces.clone_flags:#x}, {len(spec.namespaces.join)} namespaces joined)")
     try:
         launch = handles.launch = spawner.spawn(protocol.Request(spec, mode), (go_read, status_write), stdio,  # 3
                                                 meanwhile=meanwhile, ours=tuple(handles.fds))  # 4
@@ -253,6 +255,7 @@ def bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, 
         os.close(go_read)
         os.close(status_write)
     faults.point("cloned")
+    log.debug(f"init cloned: pid {launch.pid}; cgroup {spec.cgroup.path or '(none)'} made")
     if users.uid_mappings:
         _map_users(spec, launch.pid, handles.go)
     watches: list[Watch] = []
@@ -275,6 +278,10 @@ def bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, 
         handles.network.attach(launch.pid, network.mtu if network else 0)
     if mode.says_ready():
         expect(handles.status, protocol.READY, spec.id)  # 5
+        log.debug("child process in init(): rootfs built and pivoted into, the process found"
+                  + (" and settled (user, capabilities, limits, seccomp)" if mode.exec_fifo else ""))
+        if mode.exec_fifo:
+            log.debug("init: closing the pipe to signal completion; it waits on the exec FIFO for start")
     faults.point("ready")
     if network is not None and network.mode == "container":
         _joined(store, network, launch.pid)
