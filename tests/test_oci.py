@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -694,15 +695,51 @@ def test_exec_into_a_paused_or_stopped_container_fails(runtime: Runtime, bundle:
                                                        cid: str) -> None:
     runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
     runtime("pause", cid)
+    # runc's words and exit code (255: exec's own failures, beside the process's exit codes)
     result = runtime("exec", cid, "true", check=False)
-    assert result.returncode == 1 and "it is paused" in result.stderr
+    assert result.returncode == 255 and "cannot exec in a paused container" in result.stderr
+    # --ignore-paused: the process joins the frozen container, and runs once it is resumed.
+    command = [*CLI, "--root", str(runtime.root), "exec", "--ignore-paused", cid, "echo", "ok"]
+    late = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert late.poll() is None  # frozen with the rest
     runtime("resume", cid)
+    out, err = late.communicate(timeout=20)
+    assert late.returncode == 0 and out == "ok\n", err
     runtime("kill", cid, "KILL")
     wait_status(runtime, cid, "stopped")
     result = runtime("exec", cid, "true", check=False)
-    assert result.returncode == 1 and "not running" in result.stderr
+    assert result.returncode == 255 and "cannot exec in a stopped container" in result.stderr
     result = runtime("exec", "no-such-container", "true", check=False)
-    assert result.returncode == 1 and "does not exist" in result.stderr
+    assert result.returncode == 255 and "does not exist" in result.stderr
+
+
+def test_exec_joins_sub_cgroups_and_groups_as_runc(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"])), cid)
+    result = runtime("exec", "--cgroup", "..", cid, "true", check=False)
+    assert result.returncode == 255 and ".. is not a sub cgroup path" in result.stderr
+    result = runtime("exec", "--cgroup", "nonexistent", cid, "true", check=False)
+    assert result.returncode == 255 and re.search(r" adding pid \d+ to cgroups: open .*/nonexistent/cgroup.procs: "
+                                                   r"no such file or directory", result.stderr), result.stderr
+    sub = cgroup_dir(f"execdriver/{cid}", "pids") / "sub"
+    sub.mkdir()
+    try:
+        if cgroups.version() == 1:
+            result = runtime("exec", "--cgroup", "whaaat:/", cid, "true", check=False)
+            assert result.returncode == 255 and "unknown controller whaaat" in result.stderr
+            shown = runtime("exec", "--cgroup", "pids:sub", cid, "cat", "/proc/self/cgroup").stdout
+            lines = {line.split(":")[1]: line.split(":")[2] for line in shown.splitlines()}
+            assert lines["pids"] == f"/execdriver/{cid}/sub" and lines["memory"] == f"/execdriver/{cid}"
+        else:
+            shown = runtime("exec", "--cgroup", "sub", cid, "cat", "/proc/self/cgroup").stdout
+            assert shown.strip().endswith(f"/execdriver/{cid}/sub") or shown.strip() == "0::/sub"
+        shown = runtime("exec", "--user", "1000:1000", "--additional-gids", "100", "--additional-gids", "65534", cid,
+                        "id", "-G").stdout
+        assert shown.split() == ["1000", "100", "65534"]
+    finally:
+        runtime("kill", "--all", cid, "KILL")
+        wait_status(runtime, cid, "stopped")
+        runtime("delete", cid)
 
 
 def test_exec_hides_the_runtime_from_the_container(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:

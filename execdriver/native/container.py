@@ -200,10 +200,20 @@ def _remove_leftovers(store: StateStore, old: State) -> None:
 
 
 def kill(store: StateStore, container_id: str, signum: int) -> None:
-    """Signal the container's init, wherever it was started from."""
+    """Signal the container's init, wherever it was started from.
+
+    SIGKILL thaws a paused container: a frozen init would never die (v1).
+    """
     state = store.load_running(container_id)
     if not process.send_signal(state.pid, state.pid_start, signum):
         raise NotRunningError(f"Container is not running: {container_id}")
+    if signum == 9 and state.cgroup:
+        manager = cgroups.manager(state.cgroup)
+        try:
+            if manager.frozen():
+                manager.thaw()
+        except (OSError, cgroups.CgroupError):
+            pass  # gone meanwhile
 
 
 def _running_cgroup(store: StateStore, container_id: str) -> tuple[State, Manager]:
@@ -353,8 +363,11 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
 def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: ExecSpec,
                  stdio: tuple[int, int, int], *, detach: bool = False,
                  start: PidCallback | None = None,
-                 serve: Callable[[int, Sequence[Watch]], None] | None = None) -> int:
+                 serve: Callable[[int, Sequence[Watch]], None] | None = None, paused_too: bool = False) -> int:
     """Run ``spec``'s process inside the running container: its exit code.
+
+    A paused container is refused, in runc's words, unless ``paused_too``:
+    then the process joins it frozen, and runs once it is resumed.
 
     ``spec`` is the process and its security; the container's init and
     cgroup are filled in here. ``start`` gets its host
@@ -364,10 +377,14 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
     """
     from execdriver.native.protocol import ERROR, Request
 
-    state = store.load_running(container_id)
+    state = store.load(container_id)
+    if state is None:
+        raise NotRunningError(f"container {container_id} does not exist")
     current = status(store, state)
-    if current not in ("running", "created"):
-        raise NotRunningError(f"cannot exec in container {container_id}: it is {current}")
+    if current == "paused" and not paused_too:
+        raise NotRunningError("cannot exec in a paused container (use --ignore-paused to override)")
+    if current not in ("running", "created", "paused"):
+        raise NotRunningError(f"cannot exec in a {current} container")
     if os.readlink(f"/proc/{state.pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         from execdriver.linux import userns
         from execdriver.native.launchers import give_pipes
@@ -375,7 +392,8 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
         give_pipes(userns.read(state.pid, "uid_map"), userns.read(state.pid, "gid_map"), stdio)
     status_read, status_write = os.pipe2(os.O_CLOEXEC)
     spec.init = (state.pid, state.pid_start)
-    spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []
+    if not spec.cgroup_tasks:  # (or the sub-cgroups the caller chose: OciRuntime.exec_spec)
+        spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []
     try:
         launch = spawner.spawn(Request(spec), (status_write, status_write), stdio, ours=(status_read,))
     finally:

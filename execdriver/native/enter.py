@@ -35,11 +35,7 @@ def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: t
         init.take_stdio(stdio, process.preserve_fds)
         init.default_signals()
         for tasks in spec.cgroup_tasks:
-            fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")  # ourselves: see init._join_cgroup
-            finally:
-                os.close(fd)
+            _join(tasks)
         if process.terminal:
             from execdriver.linux import terminal  # now: in the container the package is out of sight
         for fd, nstype in namespaces:
@@ -56,3 +52,18 @@ def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: t
         init.become(process, security, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         init.fail(status, err, "exec")
+
+
+def _join(tasks: str) -> None:
+    """Into a cgroup, by writing "0" (ourselves: see init._join_cgroup); a failure in runc's words."""
+    step = "open"
+    try:
+        fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
+        step = "write"
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise init.InitError(f"adding pid {os.getpid()} to cgroups: {step} {tasks}: "
+                             f"{(err.strerror or str(err)).lower()}") from None

@@ -42,11 +42,16 @@ OCI_VERSION = "1.0.2"
 class ExecOptions:
     """What runc exec's command line changes in the container's process (``args`` given)."""
 
-    __slots__ = ("args", "cap", "cwd", "env", "no_new_privs", "tty", "user")
+    __slots__ = ("additional_gids", "apparmor", "args", "cap", "cwd", "env", "no_new_privs", "process_label", "tty",
+                 "user")
 
     def __init__(self, args: list[str], *, env: list[str] | None = None, user: str = "", cwd: str = "",
-                 cap: list[str] | None = None, no_new_privs: bool = False, tty: bool = False) -> None:
+                 cap: list[str] | None = None, no_new_privs: bool = False, tty: bool = False,
+                 additional_gids: list[int] | None = None, process_label: str = "", apparmor: str = "") -> None:
         self.args = args
+        self.additional_gids = additional_gids or []
+        self.process_label = process_label
+        self.apparmor = apparmor
         self.env = env or []
         self.user = user
         self.cwd = cwd
@@ -216,8 +221,11 @@ class OciRuntime:
     # -- exec ----------------------------------------------------------------------
 
     def exec_spec(self, container_id: str, process: dict[str, Any] | None, options: ExecOptions | None,
-                  preserve_fds: int = 0) -> ExecSpec:
+                  preserve_fds: int = 0, sub_cgroups: list[str] | None = None) -> ExecSpec:
         """The exec'd process: ``process`` (--process) or the container's with ``options``' changes.
+
+        ``sub_cgroups``: runc exec's --cgroup values, ``[controller[,controller]:]path``,
+        each a cgroup below the container's that the process joins instead.
 
         The container's seccomp program is the one create compiled and kept;
         a container created by an older execdriver, which kept none, has its
@@ -243,11 +251,20 @@ class OciRuntime:
             process = process_with(settings.get("process") or {}, options)
         spec = oci_config.exec_spec(container_id, process, settings, program)
         spec.process.preserve_fds = preserve_fds
+        if sub_cgroups:
+            from execdriver.linux import cgroups
+
+            if not state.cgroup:
+                raise ConfigError(f"exec --cgroup: container {container_id} has no cgroup")
+            try:
+                spec.cgroup_tasks = cgroups.manager(state.cgroup).sub_join_files(_sub_cgroups(sub_cgroups))
+            except cgroups.CgroupError as err:
+                raise ConfigError(f"exec --cgroup: {err}") from None
         return spec
 
     def exec(self, container_id: str, spec: ExecSpec, *, detach: bool = False, pid_file: str = "",
              console_socket: str = "", stdio: tuple[int, int, int] = (0, 1, 2),
-             serve: Callable[[int, Any], None] | None = None) -> int:
+             serve: Callable[[int, Any], None] | None = None, ignore_paused: bool = False) -> int:
         """Run ``spec`` in the container: its exit code (0 at once with ``detach``).
 
         A process with a terminal and no ``console_socket`` in the foreground
@@ -261,7 +278,7 @@ class OciRuntime:
             with Interactive() as interactive:
                 interactive.attach(spec.process)
                 return self.exec(container_id, spec, pid_file=pid_file, stdio=interactive.console.stdio,
-                                 serve=interactive.console.transfer)
+                                 serve=interactive.console.transfer, ignore_paused=ignore_paused)
 
         def started(pid: int) -> None:
             if pid_file:
@@ -277,7 +294,7 @@ class OciRuntime:
         console = -1 if serve is not None else _console_socket(spec.process, console_socket)
         try:
             return container.exec_process(self.store, DirectSpawner(), container_id, spec, stdio, detach=detach,
-                                          start=started, serve=serve)
+                                          start=started, serve=serve, paused_too=ignore_paused)
         finally:
             if console >= 0:
                 os.close(console)
@@ -291,29 +308,27 @@ class OciRuntime:
         process's by now): runc's "container not running", which containerd's
         shim takes for "already gone". ``all_processes`` of a stopped
         container whose cgroup is gone succeeds. SIGKILL thaws a paused
-        container so that it dies.
+        container so that it dies (container.kill); ``all_processes``
+        signals with the cgroup frozen (nothing forks meanwhile) and thaws
+        it after, paused or not, as runc does.
         """
-        from execdriver.linux import cgroups
-
         state = self._loaded(container_id)
         current = container.status(self.store, state)
-        manager = cgroups.manager(state.cgroup) if state.cgroup else None
         if all_processes:
-            if manager is None:
+            from execdriver.linux import cgroups
+
+            if not state.cgroup:
                 raise NotRunningError(f"container {container_id} has no cgroup: it cannot signal all its processes")
-            if current == "stopped" and not manager.exists():
-                return
-            _signal_all(manager, signum)
+            manager = cgroups.manager(state.cgroup)
+            if current != "stopped" or manager.exists():
+                _signal_all(manager, signum)
             return
-        else:
-            if current not in ("created", "running", "paused"):
-                raise NotRunningError("container not running")
-            try:
-                container.kill(self.store, container_id, signum)
-            except NotRunningError:
-                raise NotRunningError("container not running") from None
-        if current == "paused" and signum == 9 and manager is not None:
-            manager.thaw()
+        if current not in ("created", "running", "paused"):
+            raise NotRunningError("container not running")
+        try:
+            container.kill(self.store, container_id, signum)
+        except NotRunningError:
+            raise NotRunningError("container not running") from None
 
     def delete(self, container_id: str, force: bool = False) -> list[str]:
         """Remove the container (``force``: whatever its status); its poststop hooks: the warnings they gave."""
@@ -405,6 +420,23 @@ def _signal_all(manager: Manager, signum: int) -> None:
             pass
 
 
+def _sub_cgroups(values: list[str]) -> dict[str, str]:
+    """runc's reading of exec --cgroup: controller -> path, "" for a path for every controller."""
+    subs: dict[str, str] = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) > 2:
+            raise ConfigError(f"invalid --cgroup argument: {value}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise ConfigError(f"invalid --cgroup argument: {value} (missing <controller>: prefix)")
+            subs[""] = value
+        else:
+            for controller in parts[0].split(","):
+                subs[controller] = parts[1]
+    return subs
+
+
 def _forward(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
@@ -432,6 +464,14 @@ def process_with(base: dict[str, Any], options: ExecOptions) -> dict[str, Any]:
         if not uid.isdigit() or (gid and not gid.isdigit()):
             raise UsageError(f"exec: --user {options.user!r} must be UID[:GID], numbers")
         process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if options.additional_gids:
+        user = dict(process.get("user") or {})
+        user["additionalGids"] = [*(user.get("additionalGids") or ()), *options.additional_gids]
+        process["user"] = user
+    if options.process_label:
+        process["selinuxLabel"] = options.process_label
+    if options.apparmor:
+        process["apparmorProfile"] = options.apparmor
     caps = process.setdefault("capabilities", {})
     for cap in options.cap:
         for name in ("bounding", "effective", "permitted"):

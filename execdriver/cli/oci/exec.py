@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 SYNOPSIS = "execdriver exec [flags] ID [COMMAND...]"
+ERROR_EXIT = 255  # runc exec's, apart from the process's own exit codes
 DESCRIPTION = "Run a new process inside a running container."
 FLAGS = (
     Flag("--process", "-p", default="", metavar="FILE", help="the process, as the spec's JSON"),
@@ -26,6 +27,12 @@ FLAGS = (
     Flag("--cap", "-c", kind="append", metavar="CAP", help="add a capability"),
     Flag("--no-new-privs", kind="bool", help="set no_new_privileges"),
     Flag("--preserve-fds", default="0", metavar="N", help="pass N more descriptors from 3 on"),
+    Flag("--additional-gids", "-g", kind="append", metavar="GID", help="add a supplementary group"),
+    Flag("--process-label", default="", metavar="LABEL", help="the process's SELinux label"),
+    Flag("--apparmor", default="", metavar="PROFILE", help="the process's AppArmor profile"),
+    Flag("--cgroup", kind="append", metavar="[CONTROLLER[,CONTROLLER]:]PATH",
+         help="join this cgroup below the container's instead"),
+    Flag("--ignore-paused", kind="bool", help="exec into a paused container (the process waits for resume)"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 
@@ -56,7 +63,21 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         changes = ExecOptions(command, env=[str(e) for e in options["env"] or ()],  # type: ignore[attr-defined]
                               user=str(options["user"]), cwd=str(options["cwd"]),
                               cap=[str(c) for c in options["cap"] or ()],  # type: ignore[attr-defined]
-                              no_new_privs=bool(options["no_new_privs"]), tty=bool(options["tty"]))
-    spec = oci.exec_spec(container_id, process, changes, preserve)
+                              no_new_privs=bool(options["no_new_privs"]), tty=bool(options["tty"]),
+                              additional_gids=_gids(options["additional_gids"]),
+                              process_label=str(options["process_label"]), apparmor=str(options["apparmor"]))
+    spec = oci.exec_spec(container_id, process, changes, preserve,
+                         sub_cgroups=[str(c) for c in options["cgroup"] or ()])  # type: ignore[attr-defined]
     detach, pid_file = bool(options["detach"]), str(options["pid_file"])
-    return oci.exec(container_id, spec, detach=detach, pid_file=pid_file, console_socket=str(options["console_socket"]))
+    return oci.exec(container_id, spec, detach=detach, pid_file=pid_file, console_socket=str(options["console_socket"]),
+                    ignore_paused=bool(options["ignore_paused"]))
+
+
+def _gids(values: object) -> list[int]:
+    from execdriver.cli.flags import UsageError
+
+    gids = [str(value) for value in values or ()]  # type: ignore[attr-defined]
+    for gid in gids:
+        if not gid.isdigit():
+            raise UsageError(f"exec: --additional-gids {gid}: not a group id")
+    return [int(gid) for gid in gids]

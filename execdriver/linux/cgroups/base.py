@@ -72,7 +72,8 @@ def write_each(path: str, values: list[tuple[str | int, str]]) -> None:
 
 
 def remove_dir(path: str) -> None:
-    """rmdir a cgroup, waiting while its last tasks finish exiting."""
+    """rmdir a cgroup and any made below it (by the container: runc removes them too), waiting
+    while its last tasks finish exiting."""
     deadline = time.monotonic() + _RMDIR_TIMEOUT
     while True:
         try:
@@ -83,6 +84,12 @@ def remove_dir(path: str) -> None:
         except OSError as err:
             if err.errno != errno.EBUSY or time.monotonic() > deadline:
                 raise CgroupError(f"cannot remove cgroup {path}: {err.strerror}") from None
+            for below, _, _ in sorted(os.walk(path), key=lambda entry: len(entry[0]), reverse=True):
+                if below != path:
+                    try:
+                        os.rmdir(below)
+                    except OSError:
+                        pass  # its tasks are still exiting: the next round
             time.sleep(0.002)
 
 
@@ -152,6 +159,17 @@ class Manager(abc.ABC):
     def join_files(self) -> list[str]:
         """Where a process writes "0" to move itself in (v1 overrides: its tasks files)."""
         return [os.path.join(directory, "cgroup.procs") for directory in self.directories()]
+
+    def sub_join_files(self, subs: dict[str, str]) -> list[str]:
+        """The cgroup.procs files of the sub-cgroups ``subs`` names (runc exec --cgroup).
+
+        ``subs``: controller -> path below the container's cgroup, "" for
+        every controller (cgroup v2 has only that). Refuses a path that
+        leaves the container's cgroup or a controller it does not use.
+        """
+        if set(subs) - {""}:
+            raise CgroupError(f"unknown controller {min(set(subs) - {''})} in SubCgroupPaths")
+        return [os.path.join(_below(directory, subs[""]), "cgroup.procs") for directory in self.directories()]
 
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.directories())
@@ -253,3 +271,11 @@ class Manager(abc.ABC):
                 os.rmdir(directory)
             except OSError:
                 pass  # not empty: another container uses it
+
+
+def _below(directory: str, sub: str) -> str:
+    """``directory``/``sub``, refused if it is not within ``directory``."""
+    joined = os.path.normpath(os.path.join(directory, sub.lstrip("/")))
+    if joined != directory and not joined.startswith(directory.rstrip("/") + "/"):
+        raise CgroupError(f"{sub} is not a sub cgroup path")
+    return joined

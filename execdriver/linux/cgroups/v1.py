@@ -71,6 +71,19 @@ class V1Manager(Manager):
         # takes no threadgroup lock (init._join_cgroup says why that matters).
         return [os.path.join(directory, "tasks") for directory in self.directories()]
 
+    def sub_join_files(self, subs: dict[str, str]) -> list[str]:
+        from execdriver.linux.cgroups.base import _below
+
+        unknown = set(subs) - {""} - set(self.dirs)
+        if unknown:
+            raise CgroupError(f"unknown controller {min(unknown)} in SubCgroupPaths")
+        targets: dict[str, str] = {}  # hierarchy -> where in it; co-mounted controllers share one
+        for name, directory in self.dirs.items():
+            sub = subs.get(name)
+            if sub is not None or directory not in targets:
+                targets[directory] = _below(directory, sub if sub is not None else subs.get("", ""))
+        return [os.path.join(target, "cgroup.procs") for target in targets.values()]
+
     def _file(self, controller: str, name: str) -> str:
         return os.path.join(self.dirs[controller], name)
 
