@@ -958,3 +958,31 @@ def test_errors_reach_the_log_when_stdio_is_unwritable(state_root: Path, tmp_pat
     assert result.returncode == 1
     (line,) = [json.loads(text) for text in log.read_text().splitlines()]
     assert line["level"] == "error" and "does not exist" in line["msg"]
+
+
+def test_a_frozen_cgroup_is_refused_and_a_busy_one_warned_of(runtime: Runtime, bundle: Callable[..., Path],
+                                                            cid: str) -> None:
+    """runc's checks of a cgroupsPath that exists already; nothing of it is removed."""
+    path = f"execdriver-test/{cid}"
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(cgroupsPath=f"/{path}"))
+    freezer = cgroup_dir(path, "freezer")
+    state_file, frozen = (("freezer.state", "FROZEN") if cgroups.version() == 1 else ("cgroup.freeze", "1"))
+    freezer.mkdir(parents=True)
+    try:
+        (freezer / state_file).write_text(frozen)
+        result = runtime("create", "--bundle", str(directory), cid, check=False)
+        assert result.returncode == 1 and "container's cgroup unexpectedly frozen" in result.stderr
+        assert freezer.is_dir() and runtime("list", "-q").stdout.strip() == ""
+    finally:
+        freezer.rmdir()
+        if cgroups.version() == 1:
+            freezer.parent.rmdir()
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    second = bundle(["sleep", "60"], lambda c: c["linux"].update(cgroupsPath=f"/{path}"))
+    runtime("create", "--bundle", str(second), f"{cid}-2")
+    runtime("delete", "--force", f"{cid}-2")
+    runtime("delete", "--force", cid)
+    warnings = [json.loads(line)["msg"] for line in runtime.log.read_text().splitlines()
+                if json.loads(line)["level"] == "warning"]
+    assert warnings == ["container's cgroup is not empty: 1 process(es) found"]  # to --log, as runc's logrus
+    assert not cgroup_dir(path, "freezer").exists()

@@ -70,10 +70,10 @@ def _error(options: dict[str, object], message: str) -> None:
 
 
 def _log(options: dict[str, object], message: str, level: str = "error") -> None:
-    """A line in runc's log format, to --log; debug lines without one go to stderr."""
+    """A line in runc's log format, to --log; warnings and debug lines without one go to stderr."""
     path = str(options.get("log") or "")
-    if not path and level != "debug":
-        return
+    if not path and level == "error":
+        return  # (_error prints it)
     from execdriver.gojson import go_json, rfc3339nano_now
 
     if path and options.get("log_format") == "json":
@@ -124,10 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_help(), file=sys.stdout if options["help"] else sys.stderr)
             return 0 if options["help"] else 2
         _check_globals(options)
-        if options["debug"]:
-            from execdriver import log
+        from execdriver import log
 
-            log.sink = lambda message: _log(options, message, "debug")
+        log.sink, log.debugging = lambda level, message: _log(options, message, level), bool(options["debug"])
         verb, args = rest[0], rest[1:]
         if verb not in VERBS:
             raise UsageError(f"unknown verb '{verb}' (see execdriver --help)")

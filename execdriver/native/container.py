@@ -38,7 +38,7 @@ import os
 import select
 import time
 
-from execdriver import faults
+from execdriver import faults, log
 from execdriver.errors import ContainerError, NotRunningError
 from execdriver.linux import cgroups, process
 from execdriver.native.state import State, StateStore
@@ -196,7 +196,7 @@ def _remove_leftovers(store: StateStore, old: State) -> None:
         cgroup = cgroups.manager(old.cgroup)
         if cgroup.exists():
             cgroup.kill()
-            cgroup.destroy(old.cgroup_parent_levels)
+        cgroup.destroy(old.cgroup_parent_levels)  # its parents too, should another's delete have taken it
 
 
 def kill(store: StateStore, container_id: str, signum: int) -> None:
@@ -324,6 +324,16 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
 
     container_id = spec.id
     cgroup = cgroups.manager(spec.cgroup.path)
+    if spec.cgroup.path and cgroup.exists():  # the engine's, or another container's: runc's checks
+        try:
+            frozen = cgroup.frozen()
+        except (OSError, cgroups.CgroupError):
+            frozen = False  # (no freezer directory there)
+        if frozen:
+            raise ContainerError("container's cgroup unexpectedly frozen")
+        found = cgroup.pids()
+        if found:
+            log.warn(f"container's cgroup is not empty: {len(found)} process(es) found")
     state = store.create(container_id, spec.rootfs, spec.cgroup.path,
                          spec.cgroup.parent_levels, on_stale=lambda old: _remove_leftovers(store, old))
     state.oci = oci
