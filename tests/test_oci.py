@@ -986,3 +986,19 @@ def test_a_frozen_cgroup_is_refused_and_a_busy_one_warned_of(runtime: Runtime, b
                 if json.loads(line)["level"] == "warning"]
     assert warnings == ["container's cgroup is not empty: 1 process(es) found"]  # to --log, as runc's logrus
     assert not cgroup_dir(path, "freezer").exists()
+
+
+def test_a_systemd_style_cgroups_path_under_cgroupfs_is_runcs_relative_path(runtime: Runtime,
+                                                                            bundle: Callable[..., Path],
+                                                                            cid: str) -> None:
+    """containerd passes slice:prefix:name when it believes the kubelet uses systemd; runc's cgroupfs
+    driver makes that a directory below its own cgroup."""
+    name = f"kubepods-{cid}.slice:cri-containerd:{cid}"
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(cgroupsPath=name))
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    pid = runtime.state(cid)["pid"]
+    expected = f"{cgroups.own_path()}/{name}"
+    membership = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    assert any(line.split(":", 2)[2] == expected for line in membership), membership
+    runtime("delete", "--force", cid)
+    assert not cgroup_dir(expected.lstrip("/"), "pids").exists()

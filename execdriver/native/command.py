@@ -114,6 +114,7 @@ def launch_spec(
     privileged: bool = False,
     limits: Limits | None = None,
     cgroup_path: str = "",
+    systemd_cgroup: bool = False,
     network: Network | None = None,
     security: Security | None = None,
     masked_paths: list[str] | None = None,
@@ -162,7 +163,7 @@ def launch_spec(
         from execdriver.linux.network import etc
 
         all_mounts += etc.mounts(network.files, ("hosts", "resolv.conf"))
-    cgroup = place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids)
+    cgroup = place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids, systemd=systemd_cgroup)
     process.env = _env(env, hostname)
     spec = LaunchSpec(
         id=container_id,
@@ -359,6 +360,7 @@ def build(command: Command, state_dir: str, network: Network | None = None,
         privileged=config.privileged,
         limits=limits_of(command.resources, devices=_device_rules(config.privileged)),
         cgroup_path=cgroup_path,
+        systemd_cgroup=systemd_cgroup,
         network=network,
         security=security_of(command, config.privileged, state_dir),
         masked_paths=command.masked_paths,

@@ -76,7 +76,8 @@ def user_namespace(uid_mappings: list[Mapping] | None, gid_mappings: list[Mappin
     return uids, gids, idmap
 
 
-def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: bool = True) -> Cgroup:
+def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: bool = True,
+                 systemd: bool = False) -> Cgroup:
     """Where the cgroup goes, and how many of its parents its removal may take when empty.
 
     Those are the runtime's own parent, or the parents of an engine's
@@ -84,7 +85,8 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
     makes a namespace cgroup that nothing else would remove (runc leaves
     it behind). A parent that exists already is its maker's. An init in a
     user namespace cannot write the host's root-owned files: the runtime
-    moves it (``joins_itself`` False).
+    moves it (``joins_itself`` False). ``systemd``: ``path`` is a scope's
+    ``slice:prefix:name``; otherwise a path, from the root.
     """
     if not path and os.geteuid() != 0:
         delegated = cgroups.delegated_subtree()
@@ -94,7 +96,7 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         # Without privileges there is no cgroup to make here: the container stays in ours
         # (validate refuses limits then).
         return Cgroup(limits=users_limits(limits))
-    if ":" in path:
+    if systemd:
         return _systemd_cgroup(container_id, path, limits)
     if not path:
         path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
@@ -102,6 +104,8 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         raise ConfigError(f"cgroup_parent: {path!r} does not name a cgroup below the root")
     else:
         path = path.strip("/")
+        if ":" in path and "/" not in path:
+            path = f"./{path}"  # a directory named slice:prefix:name, not systemd's scope (cgroups.manager)
         parent_levels = cgroups.manager(path).missing_ancestors()
     hierarchies: list[str] = []
     if cgroups.version() == 1:

@@ -415,14 +415,15 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         elif cgroup_path.count(":") != 2:
             raise ConfigError(f'linux.cgroupsPath: expected cgroupsPath to be of format "slice:prefix:name" '
                               f"for systemd cgroups, got {cgroup_path!r} instead")
-    elif ":" in cgroup_path:
-        raise ConfigError(f"linux.cgroupsPath: {cgroup_path!r} is a systemd path (slice:prefix:name): "
-                          "it needs --systemd-cgroup")
+    elif cgroup_path and not cgroup_path.startswith("/"):
+        # runc's cgroupfs driver: a relative path is below the runtime's own cgroup; so is
+        # slice:prefix:name (containerd passes it when it believes the kubelet uses systemd).
+        cgroup_path = f"{cgroups.own_path()}/{cgroup_path}"
     limits = _limits(linux)  # (checked with the rest: spec.validate)
     mounts = [_mount(entry, index, bundle) for index, entry in enumerate(_get(config, "mounts", list, "config", []))]
     rootfs = parts.root_of(root_path)
     uids, gids, idmap = parts.user_namespace(uid_maps, gid_maps, rootfs)
-    cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids)
+    cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids, systemd=systemd_cgroup)
     security.seccomp_bpf = _seccomp(linux)
     spec = LaunchSpec(
         id=container_id,

@@ -350,7 +350,6 @@ def test_the_oci_converter_refuses_naming_the_field(tmp_path: Path, state_dir: s
     ({"namespaces": [{"type": "mount"}], "sysctl": {"net.ipv4.ip_forward": "1"}},
      r"linux\.sysctl\.net\.ipv4\.ip_forward: needs a network namespace"),
     ({"namespaces": [{"type": "mount"}, {"type": "network"}], "sysctl": {"vm.swappiness": "1"}}, "not namespaced"),
-    ({"namespaces": [{"type": "mount"}], "cgroupsPath": "system.slice:x:y"}, "it needs --systemd-cgroup"),
     ({"namespaces": [{"type": "mount"}], "resources": {"memory": {"limit": 1024}}}, "minimum is 6 MiB"),
     ({"namespaces": [{"type": "mount"}], "resources": {"rdma": {"x": {}}}}, "rdma controller is not supported"),
 ], ids=lambda value: str(value)[:40])
@@ -365,6 +364,19 @@ def test_the_oci_converter_refuses_what_linux_cannot_be(tmp_path: Path, state_di
     else:  # a user without privileges is refused first, as runc refuses it
         with pytest.raises(ConfigError, match="rootless container requires user namespaces|" + refusal):
             oci_config.launch_spec(config, str(bundle), "c1", state_dir)
+
+
+@pytest.mark.skipif(not ROOT, reason="a user without privileges gets no cgroup of its own here")
+@pytest.mark.parametrize("path", ["kubepods-pod1.slice:cri-containerd:c1", "relative/c1"])
+def test_a_relative_cgroups_path_is_below_the_runtimes_own_cgroup(tmp_path: Path, state_dir: str, path: str) -> None:
+    """runc's cgroupfs driver; slice:prefix:name too, which containerd passes when it believes systemd is used."""
+    from execdriver.linux import cgroups
+
+    bundle, config = _bundle(tmp_path)
+    config["linux"]["cgroupsPath"] = path
+    spec = oci_config.launch_spec(config, str(bundle), "c1", state_dir)
+    assert spec.cgroup.path.lstrip("./") == f"{cgroups.own_path()}/{path}".strip("/")
+    assert type(cgroups.manager(spec.cgroup.path)).__name__ in ("V1Manager", "V2Manager")
 
 
 def test_a_rootless_config_without_a_user_namespace_is_refused_not_half_mapped(tmp_path: Path,

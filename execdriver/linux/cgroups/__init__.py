@@ -140,6 +140,21 @@ def version() -> int:
     return _version[0]
 
 
+def own_path() -> str:
+    """This process's cgroup, from the root ("" for the root itself): cgroup v2's, or v1's memory one.
+
+    (On v1 each hierarchy may place a process differently; the memory
+    hierarchy, which every container uses, stands for them all.)
+    """
+    wanted = "" if version() == 2 else "memory"
+    with open("/proc/self/cgroup", encoding="utf-8") as handle:
+        for line in handle:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if (controllers == wanted) if wanted == "" else (wanted in controllers.split(",")):
+                return path.rstrip("/")
+    return ""
+
+
 def delegated_subtree() -> str:
     """The cgroup v2 subtree delegated to this user, relative to the root, or "" if none.
 
@@ -211,12 +226,13 @@ class NoCgroup:
 def manager(path: str, root: str | None = None, cgroup_version: int | None = None) -> Manager:
     """The manager of the cgroup at ``path`` for this host (or for ``root``); "" is no cgroup.
 
-    A path of runc's systemd form, ``slice:prefix:name``, is a transient
-    scope that systemd makes (systemd.py).
+    A path of runc's systemd form, ``slice:prefix:name`` (no "/"), is a
+    transient scope that systemd makes (systemd.py); a cgroupfs path with a
+    colon has a "/" (parts.place_cgroup makes sure of it).
     """
     if not path:
         return NoCgroup()  # type: ignore[return-value]
-    if ":" in path:  # runc's slice:prefix:name: a scope that systemd makes
+    if ":" in path and "/" not in path:  # runc's slice:prefix:name: a scope that systemd makes
         from execdriver.linux.cgroups.systemd import SystemdManager
 
         return SystemdManager(path, root)
