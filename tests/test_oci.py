@@ -453,7 +453,6 @@ def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[...,
          "linux.sysctl.vm.swappiness: not namespaced"),
         (lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/no/such/dir"}),
          r"mounts\[7\]\.source: /no/such/dir does not exist"),
-        (lambda c: c["linux"].update(cgroupsPath="system.slice:docker:x"), "linux.cgroupsPath"),
         (lambda c: c["root"].update(path="missing-rootfs"), "rootfs: .*missing-rootfs does not exist"),
         (lambda c: c["linux"]["namespaces"].append({"type": "chaos"}), "unknown namespace 'chaos'"),
         (lambda c: [n.update(path=f"/proc/{os.getpid()}/ns/mnt") for n in c["linux"]["namespaces"]
