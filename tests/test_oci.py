@@ -1001,3 +1001,33 @@ def test_a_systemd_style_cgroups_path_under_cgroupfs_is_runcs_relative_path(runt
     assert any(line.split(":", 2)[2] == expected for line in membership), membership
     runtime("delete", "--force", cid)
     assert not cgroup_dir(expected.lstrip("/"), "pids").exists()
+
+
+def test_events_reports_an_oom_and_ends_with_the_container(runtime: Runtime, bundle: Callable[..., Path],
+                                                          tmp_path: Path, cid: str) -> None:
+    limit = 16 << 20
+    memory: dict[str, int] = {"limit": limit}
+    if cgroups.version() == 2 or (cgroup_dir("", "memory") / "memory.memsw.limit_in_bytes").exists():
+        memory["swap"] = limit  # no swap to escape to
+    directory = bundle(["sleep", "60"], lambda c: c["linux"].update(resources={"memory": memory}))
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    log = tmp_path / "events.log"
+    with open(log, "w") as out:
+        events = subprocess.Popen([*CLI, "--root", str(runtime.root), "events", "--interval", "100ms", cid],
+                                  stdout=out, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while '"type":"stats"' not in log.read_text():
+            assert time.monotonic() < deadline and events.poll() is None, events.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.05)
+        runtime("exec", cid, "sh", "-c", "x=$(dd if=/dev/urandom bs=1M count=64 2>/dev/null)", check=False)
+        deadline = time.monotonic() + 10
+        while json.dumps({"type": "oom", "id": cid}, separators=(",", ":")) not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-500:]
+            time.sleep(0.05)
+        runtime("kill", cid, "KILL")
+        assert events.wait(10) == 0  # the stream ends with the container
+    finally:
+        if events.poll() is None:
+            events.kill()
+            events.wait()

@@ -8,8 +8,13 @@ import time
 from execdriver.cli.flags import Flag, UsageError
 from execdriver.cli.oci.common import one_id, store
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 SYNOPSIS = "execdriver events [--stats] [--interval DURATION] ID"
-DESCRIPTION = "Print the container's stats once (--stats), or every interval until it stops."
+DESCRIPTION = "Print the container's stats once (--stats), or every interval and its OOM events until it stops."
 FLAGS = (
     Flag("--stats", kind="bool", help="print one stats event and exit"),
     Flag("--interval", default="5s", metavar="DURATION", help="time between stats events (default 5s)"),
@@ -26,24 +31,69 @@ def _seconds(text: str) -> float:
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
+    """A stats event now and every interval, an OOM event as it happens, until the container stops."""
+    import os
+    import select
+
     from execdriver.errors import NotRunningError
     from execdriver.gojson import go_json
+    from execdriver.linux import cgroups
     from execdriver.native import container
 
     container_id = one_id(args, "events")
-    gc.enable()  # a stream that may run for days (bin/execdriver turned the collector off)
     interval = _seconds(str(options["interval"]))
     states = store(global_options)
+    if options["stats"]:
+        _print_stats(go_json, container.stats(states, container_id), container_id)
+        return 0
+    gc.enable()  # a stream that may run for days (bin/execdriver turned the collector off)
+    state = states.load_running(container_id)
+    try:
+        exited = os.pidfd_open(state.pid)
+    except ProcessLookupError:
+        return 0
+    poller = select.poll()
+    poller.register(exited, select.POLLIN)
+    manager = cgroups.manager(state.cgroup) if state.cgroup else None
+    watch = manager.oom_watch() if manager is not None else None
+    if watch is not None:
+        poller.register(*watch)
+    kills = manager.oom_kills() if manager is not None and watch is not None else 0
+    deadline = time.monotonic()
     try:
         while True:
-            sample = container.stats(states, container_id)
-            print(go_json({"type": "stats", "id": container_id, "data": sample["cgroup_stats"]}), flush=True)
-            if options["stats"]:
-                return 0
-            time.sleep(interval)
-    except NotRunningError:
-        if options["stats"]:
-            raise
-        return 0  # the container stopped: the stream ends
+            wait = max(0.0, deadline - time.monotonic())
+            ready = dict(poller.poll(wait * 1000))
+            if exited in ready:
+                return 0  # the container stopped: the stream ends, as runc's
+            if watch is not None and manager is not None and watch[0] in ready:
+                _rearm(watch)
+                oom = True  # v1's eventfd fires on an OOM
+                if watch[1] != select.POLLIN:  # v2's events file on any change: an OOM kill there
+                    oom, kills = manager.oom_kills() > kills, manager.oom_kills()
+                if oom:
+                    print(go_json({"type": "oom", "id": container_id}), flush=True)
+            if time.monotonic() >= deadline:
+                try:
+                    _print_stats(go_json, container.stats(states, container_id), container_id)
+                except NotRunningError:
+                    return 0
+                deadline = time.monotonic() + interval
     except KeyboardInterrupt:
         return 0
+
+
+def _print_stats(go_json: Callable[[object], str], sample: dict[str, Any], container_id: str) -> None:
+    print(go_json({"type": "stats", "id": container_id, "data": sample["cgroup_stats"]}), flush=True)
+
+
+def _rearm(watch: tuple[int, int]) -> None:
+    """Read the OOM watch so that it fires again: an eventfd's counter (v1), an events file (v2)."""
+    import os
+    import select
+
+    fd, events = watch
+    if events == select.POLLIN:
+        os.read(fd, 8)
+    else:
+        os.pread(fd, 4096, 0)
