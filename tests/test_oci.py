@@ -164,6 +164,7 @@ def test_detached_run_pause_ps_events_kill_all(runtime: Runtime, bundle: Callabl
     assert event["data"]["pids_stats"]["current"] == 3
     runtime("kill", "--all", cid, "9")
     wait_status(runtime, cid, "stopped")
+    assert runtime("ps", "--format", "json", cid).stdout.strip() == "[]"  # as runc's: no error once stopped
     runtime("delete", cid)
 
 

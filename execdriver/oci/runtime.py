@@ -299,6 +299,17 @@ class OciRuntime:
             if console >= 0:
                 os.close(console)
 
+    def pids(self, container_id: str) -> list[int]:
+        """Host pids of the container's processes: none once it stopped (runc's ps succeeds then)."""
+        from execdriver.errors import UnsupportedError
+        from execdriver.linux import cgroups
+
+        state = self._loaded(container_id)
+        if not state.cgroup:
+            raise UnsupportedError(f"container {container_id} has no cgroup (it was started without privileges)")
+        manager = cgroups.manager(state.cgroup)
+        return manager.pids() if manager.exists() else []
+
     # -- kill and delete -------------------------------------------------------------
 
     def kill(self, container_id: str, signum: int, all_processes: bool = False) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from execdriver.cli.flags import Flag, UsageError
-from execdriver.cli.oci.common import store
+from execdriver.cli.oci.common import runtime
 
 SYNOPSIS = "execdriver ps [--format table|json] ID [ps options]"
 DESCRIPTION = "List the processes of a container."
@@ -14,11 +14,9 @@ FLAGS = (
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    from execdriver.native import container
-
     if not args:
         raise UsageError("ps: expects a container id")
-    pids = container.pids(store(global_options), args[0])
+    pids = runtime(global_options).pids(args[0])
     if options["format"] == "json":
         from execdriver.gojson import ascii_json
 
