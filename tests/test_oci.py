@@ -1032,3 +1032,24 @@ def test_events_reports_an_oom_and_ends_with_the_container(runtime: Runtime, bun
         if events.poll() is None:
             events.kill()
             events.wait()
+
+
+def test_the_working_directory_is_entered_before_the_user_drops_privileges(runtime: Runtime,
+                                                                          bundle: Callable[..., Path],
+                                                                          tmp_path: Path, cid: str) -> None:
+    """runc's order (its issue 2086): a cwd the runtime may enter and the user may not still works."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)  # root's, closed to uid 42
+    os.chmod(private, 0o700)
+
+    def change(config: dict[str, Any]) -> None:
+        config["mounts"].append({"destination": "/private", "type": "bind", "source": str(private),
+                                 "options": ["rbind"]})
+        config["process"].update(cwd="/private", user={"uid": 42, "gid": 42})
+
+    assert runtime("run", "--bundle", str(bundle(["pwd"], change)), cid).stdout == "/private\n"
+    # The other way round: owned by the container's user, closed to root without CAP_DAC_OVERRIDE.
+    os.chown(private, 42, 42)
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"], change)), cid)
+    assert runtime("exec", "--user", "0", cid, "pwd").stdout == "/private\n"
+    runtime("delete", "--force", cid)

@@ -84,6 +84,16 @@ def resolve(process: Process, known: tuple[str, users.User] | None = None,
 
 
 def _enter_user(user: users.User, cwd: str, security: Security) -> None:
+    # The working directory first, while we may still search any directory: the
+    # user may not (runc's order, its issue 2086); else again as the user, whose
+    # own directory it may be where the runtime's root could not go (a user namespace's).
+    try:
+        os.chdir(cwd)
+        moved = True
+    except PermissionError:
+        moved = False
+    except OSError as err:
+        raise InitError(f"working directory {cwd}: {err.strerror}") from None
     sets = security.capability_sets
     if sets is not None:  # an OCI config names every set: keep them across setuid
         syscalls.set_keepcaps(True)
@@ -109,10 +119,11 @@ def _enter_user(user: users.User, cwd: str, security: Security) -> None:
             capabilities.set_process(security.capabilities if user.uid == 0 else [])
     except OSError as err:  # one the runtime itself lacks, most likely
         raise InitError(f"unable to apply capabilities: {err.strerror or err}") from None
-    try:
-        os.chdir(cwd)
-    except OSError as err:
-        raise InitError(f"working directory {cwd}: {err.strerror}") from None
+    if not moved:
+        try:
+            os.chdir(cwd)
+        except OSError as err:
+            raise InitError(f"working directory {cwd}: {err.strerror}") from None
     try:
         os.getcwd()
     except OSError:
