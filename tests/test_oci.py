@@ -1053,3 +1053,25 @@ def test_the_working_directory_is_entered_before_the_user_drops_privileges(runti
     runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"], change)), cid)
     assert runtime("exec", "--user", "0", cid, "pwd").stdout == "/private\n"
     runtime("delete", "--force", cid)
+
+
+@pytest.mark.skipif(cgroups.version() == 2, reason="systemd's named hierarchy and a hybrid's v2 one are v1 hosts'")
+def test_on_v1_the_container_joins_systemds_named_hierarchy_and_the_unified_one(runtime: Runtime,
+                                                                                 bundle: Callable[..., Path],
+                                                                                 cid: str) -> None:
+    """As runc places a container on a v1 (hybrid) host, and mounts name=systemd in its /sys/fs/cgroup."""
+    from execdriver.linux.cgroups.v1 import NAMED, UNIFIED, mounts
+
+    present = mounts()
+    if NAMED not in present and UNIFIED not in present:
+        pytest.skip("this v1 host mounts neither systemd's named hierarchy nor a unified one")
+    script = "cat /proc/self/cgroup; ls /sys/fs/cgroup"
+    shown = runtime("run", "--bundle", str(bundle(["sh", "-c", script])), cid).stdout.split()
+    if NAMED in present:
+        assert f"{NAMED}:/execdriver/{cid}" in {line.split(":", 1)[1] for line in shown if ":" in line}
+        assert "systemd" in shown
+    if UNIFIED in present:
+        assert f"0::/execdriver/{cid}" in shown and "unified" not in shown
+    assert not cgroup_dir(f"execdriver/{cid}", "pids").exists()
+    for mount in (present.get(NAMED), present.get(UNIFIED)):
+        assert mount is None or not os.path.exists(os.path.join(mount, "execdriver", cid))

@@ -108,11 +108,15 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
             path = f"./{path}"  # a directory named slice:prefix:name, not systemd's scope (cgroups.manager)
         parent_levels = cgroups.manager(path).missing_ancestors()
     hierarchies: list[str] = []
+    join: list[tuple[str, str]] = []
     if cgroups.version() == 1:
-        from execdriver.linux.cgroups.v1 import mounts
+        from execdriver.linux.cgroups.v1 import UNIFIED, file_to_join, mounts
 
-        hierarchies = list(dict.fromkeys(mounts().values()))
-    join = [(mount, f"{path}/tasks") for mount in hierarchies] if joins_itself else []
+        each = {mount: controller for controller, mount in mounts().items()}  # one controller per hierarchy
+        # The container's cgroup mount shows its v1 hierarchies (a hybrid host's v2 one stays out, as with runc).
+        hierarchies = [mount for mount, controller in each.items() if controller != UNIFIED]
+        if joins_itself:
+            join = [(mount, f"{path}/{file_to_join(controller)}") for mount, controller in each.items()]
     return Cgroup(path, path, parent_levels, limits, join, hierarchies)
 
 

@@ -21,19 +21,36 @@ CONTROLLERS = (
 _UNLIMITED = 0x7FFFFFFFFFFFF000  # what v1 reports for "no limit" on 64-bit hosts
 
 
+NAMED = "name=systemd"  # systemd's own v1 hierarchy, controller-less
+UNIFIED = ""  # a hybrid host's cgroup2 hierarchy, beside the v1 ones
+
+
 def hierarchies() -> dict[str, str]:
-    """controller -> mount point of its v1 hierarchy (co-mounted ones share one)."""
+    """controller -> mount point of its v1 hierarchy (co-mounted ones share one).
+
+    Also systemd's named hierarchy (NAMED) and a hybrid host's cgroup v2
+    one (UNIFIED), where they are mounted: runc places a container in them
+    too, and tools in the container (systemd, cgroup readers) expect it.
+    """
     found: dict[str, str] = {}
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         for line in handle:
             fields = line.split()
             separator = fields.index("-")
-            if fields[separator + 1] != "cgroup":
-                continue
-            for option in fields[separator + 3].split(","):
-                if option in CONTROLLERS:
-                    found.setdefault(option, fields[4])
+            fstype = fields[separator + 1]
+            if fstype == "cgroup2":
+                found.setdefault(UNIFIED, fields[4])
+            elif fstype == "cgroup":
+                for option in fields[separator + 3].split(","):
+                    if option in CONTROLLERS or option == NAMED:
+                        found.setdefault(option, fields[4])
     return found
+
+
+def file_to_join(controller: str) -> str:
+    """What a process writes "0" to, to move itself in: ``tasks`` (init._join_cgroup says why),
+    but a cgroup v2 hierarchy has only cgroup.procs."""
+    return "cgroup.procs" if controller == UNIFIED else "tasks"
 
 
 _hierarchies: dict[str, str] = {}
@@ -69,7 +86,8 @@ class V1Manager(Manager):
     def join_files(self) -> list[str]:
         # tasks, not cgroup.procs: a single-threaded process moving itself
         # takes no threadgroup lock (init._join_cgroup says why that matters).
-        return [os.path.join(directory, "tasks") for directory in self.directories()]
+        files = {directory: os.path.join(directory, file_to_join(name)) for name, directory in self.dirs.items()}
+        return [files[directory] for directory in self.directories()]
 
     def sub_join_files(self, subs: dict[str, str]) -> list[str]:
         from execdriver.linux.cgroups.base import _below
