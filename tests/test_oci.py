@@ -479,6 +479,7 @@ def test_bad_configs_are_refused_with_the_field(runtime: Runtime, bundle: Callab
     result = runtime("create", "--bundle", str(bundle(["true"], change)), cid, check=False)
     assert result.returncode == 1
     assert re.search(message, result.stderr), result.stderr
+    assert "invalid configuration: " in result.stderr or "config.json" in result.stderr  # runc's words
     logged = json.loads((tmp_path / "log.json").read_text().splitlines()[-1])
     assert logged["level"] == "error" and re.search(message, logged["msg"])
     assert runtime("list", "-q").stdout.strip() == ""

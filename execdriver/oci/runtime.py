@@ -112,9 +112,12 @@ class OciRuntime:
             except OSError:
                 raise UsageError(f"create: --preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
         bundle = os.path.abspath(bundle)
-        settings = config.load(bundle)
-        spec = config.launch_spec(settings, bundle, container_id, self.store.path(container_id),
-                                  systemd_cgroup=self.systemd_cgroup)
+        try:
+            settings = config.load(bundle)
+            spec = config.launch_spec(settings, bundle, container_id, self.store.path(container_id),
+                                      systemd_cgroup=self.systemd_cgroup)
+        except ConfigError as err:
+            raise ConfigError(f"invalid configuration: {err}") from None  # runc's words, before the field's
         spec.process.preserve_fds = preserve_fds
         # The process too: exec starts from it, as runc does from its saved config, even
         # once the bundle is gone or its config.json changed.
