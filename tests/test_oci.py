@@ -1076,3 +1076,64 @@ def test_on_v1_the_container_joins_systemds_named_hierarchy_and_the_unified_one(
     assert not cgroup_dir(f"execdriver/{cid}", "pids").exists()
     for mount in (present.get(NAMED), present.get(UNIFIED)):
         assert mount is None or not os.path.exists(os.path.join(mount, "execdriver", cid))
+
+
+def test_start_container_hooks_run_under_the_containers_seccomp_filter(runtime: Runtime,
+                                                                      bundle: Callable[..., Path],
+                                                                      cid: str) -> None:
+    """runc's init runs them after start, before the process, filter loaded: a hook the filter
+    stops fails, and the init exits without the process (start itself has succeeded by then)."""
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+    def change(config: dict[str, Any]) -> None:
+        config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+        config["linux"]["seccomp"] = profile
+        config["hooks"] = {"startContainer": [{"path": "/bin/mkdir", "args": ["mkdir", "/tmp/made-by-hook"]}]}
+
+    runtime("create", "--bundle", str(bundle(["sleep", "60"], change)), cid)
+    runtime("start", cid)
+    wait_status(runtime, cid, "stopped")  # (outside the filter, mkdir would work and sleep would run)
+    runtime("delete", cid)
+
+
+def test_start_container_hooks_see_the_state_and_user(runtime: Runtime, bundle: Callable[..., Path],
+                                                     tmp_path: Path, cid: str) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    script = "read -r state; echo \"$state\" > /shared/state; id -u > /shared/uid"
+
+    def change(config: dict[str, Any]) -> None:
+        config["mounts"].append({"destination": "/shared", "type": "bind", "source": str(shared),
+                                 "options": ["rbind"]})
+        config["process"]["user"] = {"uid": 1000, "gid": 1000}
+        config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
+
+    runtime("run", "--bundle", str(bundle(["cat", "/shared/uid"], change)), cid)
+    state = json.loads((shared / "state").read_text())
+    assert state["status"] == "created" and state["id"] == cid and state["pid"] == 1  # as its namespace shows it
+    assert (shared / "uid").read_text() == "1000\n"
+
+
+def test_every_poststop_hook_runs_and_a_failing_poststart_stops_the_container(runtime: Runtime,
+                                                                             bundle: Callable[..., Path],
+                                                                             tmp_path: Path, cid: str) -> None:
+    record = tmp_path / "ran"
+
+    def poststop(config: dict[str, Any]) -> None:
+        config["hooks"] = {"poststop": [
+            {"path": "/bin/sh", "args": ["sh", "-c", f"echo first >> {record}; exit 3"]},
+            {"path": "/bin/sh", "args": ["sh", "-c", f"echo second >> {record}"]},
+        ]}
+
+    runtime("run", "--bundle", str(bundle(["true"], poststop)), cid)
+    assert record.read_text().split() == ["first", "second"]
+    assert "poststop hook 0 (/bin/sh) exited 3" in runtime.log.read_text()  # a warning, to the log
+
+    directory = bundle(["sleep", "60"], lambda c: c.update(hooks={"poststart": [{"path": "/bin/false"}]}))
+    runtime("create", "--bundle", str(directory), f"{cid}-2")
+    result = runtime("start", f"{cid}-2", check=False)
+    assert result.returncode == 1 and "poststart hook 0 (/bin/false) exited 1" in result.stderr
+    wait_status(runtime, f"{cid}-2", "stopped")
+    runtime("delete", f"{cid}-2")

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from execdriver.linux.cgroups import Limits
     from execdriver.linux.cgroups.base import Manager
     from execdriver.native.pool import Sandbox
+    from execdriver.native.protocol import Mode
     from execdriver.native.spawn import Spawner
     from execdriver.native.spec import ExecSpec, LaunchSpec
 
@@ -311,13 +312,14 @@ SECCOMP_PROGRAM = "seccomp.bpf"
 
 
 def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[int, int, int],
-           oci: dict[str, Any], on_created: Sequence[PidCallback] = ()) -> State:
+           oci: dict[str, Any], on_created: Sequence[PidCallback] = (), start_mode: Mode | None = None) -> State:
     """Create the container and leave its init waiting on the exec FIFO.
 
     Steps 1 to 4 of run; then ``on_created`` (the OCI prestart and
     createRuntime hooks) and the state, with ``oci`` (bundle, annotations,
-    hooks) in it. The init outlives this process: whoever reaps orphans
-    here (the engine's shim as subreaper, or pid 1) reaps it.
+    hooks) in it. ``start_mode``: what the init does after the FIFO (its
+    startContainer hooks). The init outlives this process: whoever reaps
+    orphans here (the engine's shim as subreaper, or pid 1) reaps it.
     """
     from execdriver.native import launchers
     from execdriver.native.protocol import Mode
@@ -354,7 +356,9 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
             from execdriver.linux import userns
 
             os.chown(fifo, userns.host_id(users.uid_mappings, 0) or 0, userns.host_id(users.gid_mappings, 0) or 0)
-        launch, _ = launchers.bring_up(store, spawner, spec, Mode(exec_fifo=fifo), stdio, state, cgroup, handles)
+        mode = start_mode or Mode()
+        mode.exec_fifo = fifo
+        launch, _ = launchers.bring_up(store, spawner, spec, mode, stdio, state, cgroup, handles)
         for callback in on_created:
             callback(launch.pid)
         faults.point("created")

@@ -290,6 +290,44 @@ def _wait_for_start(fifo: int) -> None:
         os.close(fifo)
 
 
+def _start_container_hooks(mode: Mode) -> None:
+    """The startContainer hooks, as runc's init runs them: after start, in the container, as its
+    process (user, capabilities, seccomp filter), with the state on stdin; one that fails ends us."""
+    import select
+
+    head, tail = mode.start_state
+    state = b"%s%d%s" % (head, os.getpid(), tail)
+    for index, (path, args, env, timeout) in enumerate(mode.start_hooks):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(read_end, 0)
+                os.execve(path, args or [path], dict(entry.split("=", 1) for entry in env if "=" in entry))
+            finally:
+                os._exit(127)
+        os.close(read_end)
+        try:
+            os.write(write_end, state)  # (a pipe buffers it; a hook need not read it)
+        except OSError:
+            pass
+        os.close(write_end)
+        exited = os.pidfd_open(pid)
+        poller = select.poll()
+        poller.register(exited, select.POLLIN)
+        timed_out = not poller.poll(timeout * 1000 if timeout else None)
+        if timed_out:
+            os.kill(pid, 9)
+        os.close(exited)
+        _, status = os.waitpid(pid, 0)
+        if timed_out:
+            raise InitError(f"startContainer hook {index} ({path}) timed out after {timeout} s")
+        if status != 0:
+            code = os.waitstatus_to_exitcode(status)
+            raise InitError(f"startContainer hook {index} ({path}) "
+                            + (f"exited {code}" if code >= 0 else f"was killed by signal {-code}"))
+
+
 def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, int, int],
         trees: list[int] | None = None, staged: str = "") -> NoReturn:
     """Set the container up, wait as ``mode`` says, exec. Never returns.
@@ -311,6 +349,7 @@ def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, i
             os.close(status)  # nothing more to say: an exec that fails tells stderr (_report)
             status = -1
             _wait_for_start(mode.fifo)
+            _start_container_hooks(mode)
             os.execve(executable, spec.process.argv, env)
         if mode.says_ready():
             os.write(status, READY)
@@ -382,6 +421,8 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
     terminal = spec.process.terminal
     if terminal:
         from execdriver.linux import terminal as pty  # now: after the pivot the package is out of sight
+    if mode.start_hooks:
+        import select  # noqa: F401 - likewise, for _start_container_hooks
     if mode.warm:
         import marshal  # noqa: F401 - likewise, for wait()
 

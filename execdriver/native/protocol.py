@@ -33,6 +33,7 @@ from execdriver.native.spec import ExecSpec, LaunchSpec, Process
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     Kept = tuple[str, str, int, str]  # state directory, cgroup path, its parent levels, network lease token
+    HookWire = tuple[str, list[str], list[str], int]  # path, args, env, timeout in seconds (0: none)
 
 USERS = b"U"
 CGROUP = b"C"
@@ -55,30 +56,37 @@ class Mode:
     * a run with hooks or a network to finish: READY, then wait for GO;
     * an OCI create (``exec_fifo``): the process settled first (user,
       capabilities, limits, seccomp: what fails, fails create), READY,
-      then wait for ``start`` to read the FIFO;
+      then wait for ``start`` to read the FIFO, then run the
+      ``start_hooks`` (startContainer: path, args, env, timeout) as the
+      process, with the state ``start_state`` (the JSON before and after
+      its pid) on their stdin, as runc's init does;
     * a warm sandbox (``warm``): READY, load its seccomp filter ahead,
       then wait for a :class:`Handover`; ``prefault``: the pages it will
       write after that, written ahead; ``report_pages``: report them
       instead (linux/memory.py).
     """
 
-    __slots__ = ("await_go", "exec_fifo", "fifo", "prefault", "report_pages", "warm")
+    __slots__ = ("await_go", "exec_fifo", "fifo", "prefault", "report_pages", "start_hooks", "start_state", "warm")
 
     def __init__(self, await_go: bool = True, exec_fifo: str = "", warm: bool = False, prefault: bytes = b"",
-                 report_pages: bool = False) -> None:
+                 report_pages: bool = False, start_hooks: list[HookWire] | None = None,
+                 start_state: tuple[bytes, bytes] = (b"", b"")) -> None:
         self.await_go = await_go
         self.exec_fifo = exec_fifo
         self.warm = warm
         self.prefault = prefault
         self.report_pages = report_pages
+        self.start_hooks = start_hooks or []
+        self.start_state = start_state
         self.fifo = -1  # in the init: the FIFO's O_PATH descriptor, opened before the pivot
 
     def says_ready(self) -> bool:
         """Whether the init writes READY: only when its runtime waits for it."""
         return bool(self.exec_fifo or self.warm or self.await_go)
 
-    def wire(self) -> tuple[bool, str, bool, bytes, bool]:
-        return (self.await_go, self.exec_fifo, self.warm, self.prefault, self.report_pages)
+    def wire(self) -> tuple[bool, str, bool, bytes, bool, list[HookWire], tuple[bytes, bytes]]:
+        return (self.await_go, self.exec_fifo, self.warm, self.prefault, self.report_pages, self.start_hooks,
+                self.start_state)
 
 
 class Request:

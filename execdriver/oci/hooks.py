@@ -1,10 +1,12 @@
 """OCI hooks: each one a program, run with the container's state on its stdin.
 
 prestart and createRuntime run in the runtime's namespaces once the
-container's namespaces exist; createContainer and startContainer in the
-container's mount namespace (entered with setns, which also makes its root
-ours); poststart after the start, poststop at delete. A hook that fails or
-outlives its timeout fails the operation (poststop: a warning, as runc).
+container's namespaces exist; createContainer in the container's mount
+namespace (entered with setns, which also makes its root ours);
+startContainer is the init's to run (init._start_container_hooks), as
+runc's does, after start and as the container's process; poststart after
+the start, poststop at delete. A hook that fails or outlives its timeout
+fails the operation; poststop hooks all run, a failure a warning (runc's).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-IN_CONTAINER = ("createContainer", "startContainer")
+IN_CONTAINER = ("createContainer",)
 
 
 def parse(config: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -48,41 +50,54 @@ def parse(config: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
-def run(phase: str, hooks: dict[str, list[dict[str, Any]]], state: dict[str, Any], pid: int = 0) -> None:
-    """Run the hooks of ``phase`` in order; raise on the first that fails."""
+def run(phase: str, hooks: dict[str, list[dict[str, Any]]], state: dict[str, Any], pid: int = 0,
+        every: bool = False) -> list[str]:
+    """Run the hooks of ``phase`` in order; raise on the first that fails.
+
+    ``every``: run them all whatever fails, and return what failed (poststop).
+    """
     entries = hooks.get(phase) or []
-    if not entries:
-        return
+    failures: list[str] = []
+    stdin = go_json(state).encode() if entries else b""
+    for index, hook in enumerate(entries):
+        try:
+            _run_one(phase, index, hook, stdin, pid)
+        except ContainerError as err:
+            if not every:
+                raise
+            failures.append(str(err))
+    return failures
+
+
+def _run_one(phase: str, index: int, hook: dict[str, Any], stdin: bytes, pid: int) -> None:
     import subprocess
 
-    stdin = go_json(state).encode()
-    for index, hook in enumerate(entries):
-        enter = None
-        if phase in IN_CONTAINER and pid:
-            namespace = f"/proc/{pid}/ns/mnt"
+    enter = None
+    if phase in IN_CONTAINER and pid:
+        namespace = f"/proc/{pid}/ns/mnt"
 
-            def enter(namespace: str = namespace) -> None:
-                from execdriver.linux import syscalls
+        def enter(namespace: str = namespace) -> None:
+            from execdriver.linux import syscalls
 
-                fd = os.open(namespace, os.O_RDONLY)
-                syscalls.setns(fd, syscalls.CLONE_NEWNS)
-                os.close(fd)
-                os.chdir("/")
+            fd = os.open(namespace, os.O_RDONLY)
+            syscalls.setns(fd, syscalls.CLONE_NEWNS)
+            os.close(fd)
+            os.chdir("/")
 
-        args = hook.get("args") or [hook["path"]]
-        try:
-            result = subprocess.run(args, executable=hook["path"], input=stdin, env=_env(hook.get("env")),
-                                    capture_output=True, timeout=hook.get("timeout"), preexec_fn=enter,
-                                    check=False)
-        except subprocess.TimeoutExpired:
-            raise ContainerError(f"{phase} hook {index} ({hook['path']}) timed out "
-                                 f"after {hook.get('timeout')} s") from None
-        except OSError as err:
-            raise ContainerError(f"{phase} hook {index} ({hook['path']}): {err.strerror}") from None
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout).decode(errors="replace").strip()
-            raise ContainerError(f"{phase} hook {index} ({hook['path']}) exited {result.returncode}"
-                                 + (f": {output}" if output else ""))
+    args = hook.get("args") or [hook["path"]]
+    try:
+        result = subprocess.run(args, executable=hook["path"], input=stdin, env=_env(hook.get("env")),
+                                capture_output=True, timeout=hook.get("timeout"), preexec_fn=enter,
+                                check=False)
+    except subprocess.TimeoutExpired:
+        raise ContainerError(f"{phase} hook {index} ({hook['path']}) timed out "
+                             f"after {hook.get('timeout')} s") from None
+    except OSError as err:
+        raise ContainerError(f"{phase} hook {index} ({hook['path']}): {err.strerror}") from None
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).decode(errors="replace").strip()
+        raise ContainerError(f"{phase} hook {index} ({hook['path']}) exited {result.returncode}"
+                             + (f": {output}" if output else ""))
 
 
 def _env(env: list[str] | None) -> dict[str, str]:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from execdriver.linux.cgroups.base import Manager
+    from execdriver.native.protocol import Mode
     from execdriver.native.spec import ExecSpec, LaunchSpec, Process
     from execdriver.native.state import State, StateStore
 
@@ -141,7 +142,8 @@ class OciRuntime:
 
         console = _console_socket(spec.process, console_socket)
         try:
-            state = container.create(self.store, DirectSpawner(), spec, stdio, oci, on_created=[creation_hooks])
+            state = container.create(self.store, DirectSpawner(), spec, stdio, oci, on_created=[creation_hooks],
+                                     start_mode=_start_mode(container_id, bundle, annotations, phase_hooks))
         finally:
             if console >= 0:
                 os.close(console)
@@ -153,15 +155,17 @@ class OciRuntime:
         """The startContainer and poststart hooks around the start: the init's pid."""
         from execdriver.oci import hooks
 
-        state = self.store.load(container_id)
-        phase_hooks = (state.oci or {}).get("hooks") or {} if state is not None else {}
-        if state is not None and phase_hooks.get("startContainer"):
-            hooks.run("startContainer", phase_hooks, self.state(container_id), state.pid)
-        state = container.start(self.store, container_id)
+        state = container.start(self.store, container_id)  # (the init runs the startContainer hooks)
+        phase_hooks = (state.oci or {}).get("hooks") or {}
         if phase_hooks.get("poststart"):
             # The state as start left it: running, with its pid. Read again now, a process as
             # short as `true` may have exited already, and the hook would be told "stopped", pid 0.
-            hooks.run("poststart", phase_hooks, document(state, "running", state.pid, full=True))
+            try:
+                hooks.run("poststart", phase_hooks, document(state, "running", state.pid, full=True))
+            except Exception:
+                # runc's: the container is stopped, and start fails (runtime spec, lifecycle step 9).
+                container.kill(self.store, container_id, 9)
+                raise
         return state.pid
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
@@ -346,8 +350,6 @@ class OciRuntime:
 
     def delete(self, container_id: str, force: bool = False) -> list[str]:
         """Remove the container (``force``: whatever its status); its poststop hooks: the warnings they gave."""
-        from execdriver.errors import ExecDriverError
-
         state = container.delete(self.store, container_id, force)
         if state is None:
             if force:
@@ -356,13 +358,14 @@ class OciRuntime:
         oci = state.oci or {}
         if not (oci.get("hooks") or {}).get("poststop"):
             return []
+        # Every one, whatever fails: the container is gone, a failure only warns (runc's).
+        from execdriver import log
         from execdriver.oci import hooks
 
-        try:
-            hooks.run("poststop", oci["hooks"], document(state, "stopped", 0))
-        except ExecDriverError as err:  # the container is gone: warn, as runc does
-            return [str(err)]
-        return []
+        failures = hooks.run("poststop", oci["hooks"], document(state, "stopped", 0), every=True)
+        for failure in failures:
+            log.warn(failure)
+        return failures
 
 
 def document(state: State, status: str, pid: int, full: bool = False) -> dict[str, Any]:
@@ -390,6 +393,22 @@ def write_pid_file(path: str, pid: int) -> None:
         os.rename(temporary, path)
     except OSError as err:
         raise ConfigError(f"--pid-file {path}: {err.strerror}") from None
+
+
+def _start_mode(container_id: str, bundle: str, annotations: dict[str, str],
+                phase_hooks: dict[str, list[dict[str, Any]]]) -> Mode | None:
+    """What the init does after start: the startContainer hooks, with the state it will have then."""
+    from execdriver.gojson import go_json
+    from execdriver.native.protocol import Mode
+
+    entries = phase_hooks.get("startContainer") or []
+    if not entries:
+        return None
+    marker = -987654321  # its own pid, which only the init knows (runc's: as its namespace shows it)
+    head, _, tail = go_json(_document(container_id, "created", marker, bundle, annotations)).partition(str(marker))
+    start_hooks = [(hook["path"], list(hook.get("args") or []), list(hook.get("env") or []),
+                    int(hook.get("timeout") or 0)) for hook in entries]
+    return Mode(start_hooks=start_hooks, start_state=(head.encode(), tail.encode()))
 
 
 def _check_terminal(process: Process, console_socket: str, detach: bool) -> None:

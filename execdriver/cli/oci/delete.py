@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from execdriver.cli.flags import Flag
 from execdriver.cli.oci.common import one_id, runtime
 
@@ -16,6 +14,5 @@ FLAGS = (
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    for warning in runtime(global_options).delete(one_id(args, "delete"), bool(options["force"])):
-        print(f"execdriver: warning: {warning}", file=sys.stderr)
+    runtime(global_options).delete(one_id(args, "delete"), bool(options["force"]))  # (hooks' failures: log.warn)
     return 0
