@@ -1137,3 +1137,25 @@ def test_every_poststop_hook_runs_and_a_failing_poststart_stops_the_container(ru
     assert result.returncode == 1 and "poststart hook 0 (/bin/false) exited 1" in result.stderr
     wait_status(runtime, f"{cid}-2", "stopped")
     runtime("delete", f"{cid}-2")
+
+
+def test_ro_on_a_bind_is_its_top_alone_and_rro_every_mount(runtime: Runtime, bundle: Callable[..., Path],
+                                                           tmp_path: Path, cid: str) -> None:
+    """runc's reading: `ro` remounts the bind's top; its submounts keep their flags; `rro` takes them all."""
+    source = tmp_path / "source"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source / "sub")], check=True)
+    try:
+        def change(config: dict[str, Any]) -> None:
+            config["mounts"] += [
+                {"destination": "/ro", "type": "bind", "source": str(source), "options": ["rbind", "ro"]},
+                {"destination": "/rro", "type": "bind", "source": str(source), "options": ["rbind", "rro"]},
+                {"destination": "/tmpro", "type": "tmpfs", "source": "tmpfs", "options": ["rro", "rnoexec"]},
+            ]
+
+        script = ("for f in /ro/top /ro/sub/x /rro/sub/x /tmpro/x; do touch $f 2>/dev/null && echo $f:rw "
+                  "|| echo $f:ro; done; grep ' /tmpro ' /proc/self/mountinfo | grep -c noexec")
+        shown = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid).stdout.split()
+        assert shown == ["/ro/top:ro", "/ro/sub/x:rw", "/rro/sub/x:ro", "/tmpro/x:ro", "1"]
+    finally:
+        subprocess.run(["umount", str(source / "sub")], check=True)

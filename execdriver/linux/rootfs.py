@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from execdriver.linux.devices import DeviceWire
 
     # The wire forms: what marshal carries to the fork server and the init.
-    MountWire = tuple[str, str, str, int, str, int, int, bool]
+    MountWire = tuple[str, str, str, int, str, int, int, bool, tuple[int, int]]
     RootWire = tuple[str, str, str, list[tuple[str, str | None]]]
     FilesystemWire = tuple[RootWire, str, bool, list[MountWire], list[DeviceWire] | None, list[str], list[str],
                            list[tuple[str, str]], int, str, str, list[str]]
@@ -72,14 +72,18 @@ class Mount:
     """One mount of the container's: a filesystem of ``fstype``, or a bind (MS_BIND in ``flags``).
 
     ``propagation``: MS_SHARED, MS_SLAVE ... set on it once mounted;
-    ``remount``: the flags a bind gets after it is made (a bind ignores
-    its own); ``is_dir``: whether a bind's mount point is a directory.
+    ``remount``: the flags a bind's top mount gets after it is made (a
+    bind ignores its own; its submounts keep theirs, as with runc);
+    ``is_dir``: whether a bind's mount point is a directory;
+    ``recursive``: MS_* flags (set, cleared) on it and every mount below
+    (the OCI's rro, rnosuid ...).
     """
 
-    __slots__ = ("data", "destination", "flags", "fstype", "is_dir", "propagation", "remount", "source")
+    __slots__ = ("data", "destination", "flags", "fstype", "is_dir", "propagation", "recursive", "remount", "source")
 
     def __init__(self, destination: str, source: str, fstype: str, flags: int, data: str = "",
-                 propagation: int = 0, remount: int = 0, is_dir: bool = True) -> None:
+                 propagation: int = 0, remount: int = 0, is_dir: bool = True,
+                 recursive: tuple[int, int] = (0, 0)) -> None:
         self.destination = destination
         self.source = source
         self.fstype = fstype
@@ -88,6 +92,7 @@ class Mount:
         self.propagation = propagation
         self.remount = remount
         self.is_dir = is_dir
+        self.recursive = recursive
 
     @property
     def is_bind(self) -> bool:
@@ -96,7 +101,7 @@ class Mount:
     def wire(self) -> MountWire:
         """As marshal carries it to the fork server and the init."""
         return (self.destination, self.source, self.fstype, self.flags, self.data, self.propagation, self.remount,
-                self.is_dir)
+                self.is_dir, self.recursive)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Mount) and self.wire() == other.wire()
@@ -110,9 +115,10 @@ class Mount:
 
 def bind(source: str, destination: str, *, writable: bool, is_dir: bool, recursive: bool = True,
          extra: int = 0) -> Mount:
-    """A bind mount; ``extra`` adds MS_NOSUID, MS_NODEV or MS_NOEXEC."""
+    """A bind mount; ``extra`` adds MS_NOSUID, MS_NODEV or MS_NOEXEC, on every mount of it as read-only does."""
     remount = extra | (0 if writable else MS_RDONLY)
-    return Mount(destination, source, "", MS_BIND | (MS_REC if recursive else 0), "", 0, remount, is_dir)
+    return Mount(destination, source, "", MS_BIND | (MS_REC if recursive else 0), "", 0, remount, is_dir,
+                 (remount, 0) if recursive else (0, 0))
 
 
 def special(destination: str, fstype: str, flags: int, data: str = "", source: str = "") -> Mount:
@@ -377,13 +383,18 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
                 mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None)
             if propagation:  # on the new mount, which sits on the path
                 mount(None, resolve_in_root(root, destination), None, propagation)
+            if entry.recursive != (0, 0):  # (fd is the directory under the new mount: by path, as above)
+                set_tree_attributes(-100, entry.recursive[0], recursive=True, clear=entry.recursive[1],
+                                    path=resolve_in_root(root, destination))
             return
         if tree < 0:  # in the init's namespace, which it made private (init.run): so is the copy
             tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=False)
         try:
-            # A bind ignores its flags: they go on the copy (all of it when
-            # recursive, so that every submount of a read-only bind is too).
-            left = set_tree_attributes(tree, remount, recursive=bool(flags & MS_REC))
+            # A bind ignores its flags: they go on the copy's top mount (its
+            # submounts keep theirs, as with runc), the recursive ones on all.
+            if entry.recursive != (0, 0):
+                set_tree_attributes(tree, entry.recursive[0], recursive=True, clear=entry.recursive[1])
+            left = set_tree_attributes(tree, remount)
             move_mount(tree, fd)
             if propagation:  # refused on a detached tree: on the attached one, through the same descriptor
                 set_tree_attributes(tree, 0, propagation)

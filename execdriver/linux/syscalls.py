@@ -38,6 +38,7 @@ MS_SLAVE = 0x80000
 MS_SHARED = 0x100000
 MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
+MS_NOSYMFOLLOW = 0x100
 MNT_DETACH = 0x2
 
 # clone(2) / unshare(2) / setns(2) flags
@@ -244,25 +245,39 @@ def close_range_cloexec(first: int) -> None:
 _AT_EMPTY_PATH = 0x1000
 # mount(2)'s flags and mount_setattr(2)'s MOUNT_ATTR_* of the same meaning
 _MOUNT_ATTRS = ((MS_RDONLY, 0x1), (MS_NOSUID, 0x2), (MS_NODEV, 0x4), (MS_NOEXEC, 0x8), (MS_NOATIME, 0x10),
-                (MS_NODIRATIME, 0x80), (MS_STRICTATIME, 0x20))
+                (MS_NODIRATIME, 0x80), (MS_STRICTATIME, 0x20), (MS_NOSYMFOLLOW, 0x200000))
+_ATIME = 0x70  # MOUNT_ATTR__ATIME: relatime (0), noatime, strictatime
 
 
-def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: bool = False) -> int:
-    """Set mount flags (MS_RDONLY, MS_NOSUID ...) and propagation on a detached tree, before it is attached.
-
-    Returns the flags it could not express (the caller remounts for those).
-    """
-    attr_set, left = 0, flags
+def _attributes(flags: int) -> tuple[int, int]:
+    """MS_* flags as mount_setattr's attributes, and the flags that have none."""
+    attr, left = 0, flags
     for ms_flag, attr_flag in _MOUNT_ATTRS:
         if flags & ms_flag:
-            attr_set |= attr_flag
+            attr |= attr_flag
             left &= ~ms_flag
+    return attr, left
+
+
+def set_tree_attributes(tree: int, flags: int, propagation: int = 0, recursive: bool = False,
+                        clear: int = 0, path: str = "") -> int:
+    """Set mount flags (MS_RDONLY, MS_NOSUID ...) and propagation on a tree; ``clear``: flags to clear.
+
+    ``tree``: a detached tree, before it is attached (or a directory
+    descriptor with ``path`` in it); ``recursive``: every mount of it, not
+    only its top. Returns the flags it could not express (the caller
+    remounts for those).
+    """
+    attr_set, left = _attributes(flags)
+    attr_clr, _ = _attributes(clear)
     # An access-time mode replaces the current one: the kernel wants those bits cleared too.
-    attr_clr = 0x70 if attr_set & 0x70 else 0  # MOUNT_ATTR__ATIME
-    if attr_set or propagation:
-        _mount_setattr(tree, b"", _AT_EMPTY_PATH | (AT_RECURSIVE if recursive or propagation & MS_REC else 0),
-                       _MountAttr(attr_set, attr_clr, propagation & ~MS_REC, 0), "mount_setattr")
-    return left
+    if attr_set & _ATIME or flags & MS_RELATIME:
+        attr_clr = (attr_clr & ~_ATIME) | _ATIME
+    if attr_set or attr_clr or propagation:
+        at_flags = (0 if path else _AT_EMPTY_PATH) | (AT_RECURSIVE if recursive or propagation & MS_REC else 0)
+        _mount_setattr(tree, path.encode(), at_flags,
+                       _MountAttr(attr_set, attr_clr, propagation & ~MS_REC, 0), "mount_setattr", path or None)
+    return left & ~MS_RELATIME
 
 
 def _mount_setattr(dirfd: int, path: bytes, at_flags: int, attr: _MountAttr, what: str,

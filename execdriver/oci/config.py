@@ -27,6 +27,7 @@ from execdriver.linux.syscalls import (
     MS_NODIRATIME,
     MS_NOEXEC,
     MS_NOSUID,
+    MS_NOSYMFOLLOW,
     MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
@@ -53,6 +54,15 @@ MOUNT_FLAGS = {
     "nostrictatime": (0, MS_STRICTATIME), "nosuid": (MS_NOSUID, 0), "rbind": (MS_BIND | MS_REC, 0),
     "relatime": (MS_RELATIME, 0), "remount": (MS_REMOUNT, 0), "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY),
     "strictatime": (MS_STRICTATIME, 0), "suid": (0, MS_NOSUID), "sync": (MS_SYNCHRONOUS, 0),
+}
+# The recursive ones (runtime spec 1.1, runc 1.1): name -> (flags to set, flags to clear) on every mount below.
+RECURSIVE_FLAGS = {
+    "rro": (MS_RDONLY, 0), "rrw": (0, MS_RDONLY), "rnosuid": (MS_NOSUID, 0), "rsuid": (0, MS_NOSUID),
+    "rnodev": (MS_NODEV, 0), "rdev": (0, MS_NODEV), "rnoexec": (MS_NOEXEC, 0), "rexec": (0, MS_NOEXEC),
+    "rnodiratime": (MS_NODIRATIME, 0), "rdiratime": (0, MS_NODIRATIME), "rrelatime": (MS_RELATIME, 0),
+    "rnorelatime": (0, MS_RELATIME), "rnoatime": (MS_NOATIME, 0), "ratime": (0, MS_NOATIME),
+    "rstrictatime": (MS_STRICTATIME, 0), "rnostrictatime": (0, MS_STRICTATIME),
+    "rnosymfollow": (MS_NOSYMFOLLOW, 0), "rsymfollow": (0, MS_NOSYMFOLLOW),
 }
 PROPAGATION = {"private": MS_PRIVATE, "shared": MS_SHARED, "slave": MS_SLAVE, "unbindable": MS_UNBINDABLE}
 PROPAGATION.update({"r" + name: value | MS_REC for name, value in list(PROPAGATION.items())})
@@ -111,9 +121,8 @@ def _mount(entry: Any, index: int, bundle: str) -> Mount:
     fstype = _get(entry, "type", str, where, "")
     source = _get(entry, "source", str, where, "")
     options = _get(entry, "options", list, where, [])
-    flags = cleared = propagation = 0
+    flags = cleared = propagation = recursive_set = recursive_clear = 0
     data = []
-    recursive_ro = False
     for option in options:
         if not isinstance(option, str):
             raise ConfigError(f"{where}.options: expected strings")
@@ -122,12 +131,14 @@ def _mount(entry: Any, index: int, bundle: str) -> Mount:
             flags, cleared = (flags | add) & ~clear, (cleared | clear) & ~add
         elif option in PROPAGATION:
             propagation = PROPAGATION[option]
-        elif option == "rro":
-            flags, recursive_ro = flags | MS_RDONLY, True
-        elif option in ("tmpcopyup", "idmap", "ridmap") or option.startswith(("rro", "rrw", "rnosuid")):
+        elif option in RECURSIVE_FLAGS:
+            add, clear = RECURSIVE_FLAGS[option]
+            recursive_set, recursive_clear = (recursive_set | add) & ~clear, (recursive_clear | clear) & ~add
+        elif option in ("tmpcopyup", "idmap", "ridmap"):
             raise ConfigError(f"{where}.options: {option!r} is not supported")
         else:
             data.append(option)
+    recursive = (recursive_set, recursive_clear)
     destination = posixpath.normpath(destination)
     if fstype == "bind" or flags & MS_BIND:
         if not os.path.isabs(source):
@@ -137,14 +148,13 @@ def _mount(entry: Any, index: int, bundle: str) -> Mount:
         real = os.path.realpath(source)
         bind_flags = MS_BIND | (flags & MS_REC)
         remount = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
-        if recursive_ro:
-            bind_flags |= MS_REC
-        return Mount(destination, real, "", bind_flags, ",".join(data), propagation, remount, os.path.isdir(real))
+        return Mount(destination, real, "", bind_flags, ",".join(data), propagation, remount, os.path.isdir(real),
+                     recursive)
     if fstype == "cgroup":
         return Mount(destination, "cgroup", "cgroup", flags, "", propagation)
     if not fstype:
         raise ConfigError(f"{where}.type: a mount that is not a bind needs a type")
-    return Mount(destination, source or fstype, fstype, flags, ",".join(data), propagation)
+    return Mount(destination, source or fstype, fstype, flags, ",".join(data), propagation, recursive=recursive)
 
 
 def _capabilities(process: dict[str, Any]) -> CapabilitySets:
