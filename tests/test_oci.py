@@ -1159,3 +1159,10 @@ def test_ro_on_a_bind_is_its_top_alone_and_rro_every_mount(runtime: Runtime, bun
         assert shown == ["/ro/top:ro", "/ro/sub/x:rw", "/rro/sub/x:ro", "/tmpro/x:ro", "1"]
     finally:
         subprocess.run(["umount", str(source / "sub")], check=True)
+
+
+def test_a_profile_that_refuses_getcwd_still_starts(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    """runtime-tools' linux_seccomp: the working directory is checked before the filter is loaded."""
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+    directory = bundle(["sh", "-c", "/bin/pwd -P || echo refused"], lambda c: c["linux"].update(seccomp=profile))
+    assert runtime("run", "--bundle", str(directory), cid).stdout.split()[-1] == "refused"

@@ -83,17 +83,35 @@ def resolve(process: Process, known: tuple[str, users.User] | None = None,
     return _find_executable(process.argv[0], env), user, environ
 
 
-def _enter_user(user: users.User, cwd: str, security: Security) -> None:
-    # The working directory first, while we may still search any directory: the
-    # user may not (runc's order, its issue 2086); else again as the user, whose
-    # own directory it may be where the runtime's root could not go (a user namespace's).
+def _enter_directory(cwd: str) -> bool:
+    """Into the working directory while we may still search any directory, and before a seccomp
+    filter may refuse getcwd: False if refused (the user may get in: _enter_user tries again).
+
+    The user may not search it (runc's order, its issue 2086); the
+    runtime's root may not search what is the user's own in a user
+    namespace.
+    """
     try:
         os.chdir(cwd)
-        moved = True
     except PermissionError:
-        moved = False
+        return False
     except OSError as err:
         raise InitError(f"working directory {cwd}: {err.strerror}") from None
+    _check_directory(cwd)
+    return True
+
+
+def _check_directory(cwd: str) -> None:
+    try:
+        os.getcwd()
+    except OSError:
+        # A directory outside the pivoted root (a leaked host descriptor's
+        # /proc/self/fd/N) has no path from /: refuse it (CVE-2024-21626).
+        raise InitError(f"working directory {cwd}: resolves outside the container's rootfs") from None
+
+
+def _enter_user(user: users.User, cwd: str, security: Security) -> None:
+    """The user's ids, groups and capabilities; then ``cwd``, if _enter_directory could not."""
     sets = security.capability_sets
     if sets is not None:  # an OCI config names every set: keep them across setuid
         syscalls.set_keepcaps(True)
@@ -119,17 +137,12 @@ def _enter_user(user: users.User, cwd: str, security: Security) -> None:
             capabilities.set_process(security.capabilities if user.uid == 0 else [])
     except OSError as err:  # one the runtime itself lacks, most likely
         raise InitError(f"unable to apply capabilities: {err.strerror or err}") from None
-    if not moved:
+    if cwd:
         try:
             os.chdir(cwd)
         except OSError as err:
             raise InitError(f"working directory {cwd}: {err.strerror}") from None
-    try:
-        os.getcwd()
-    except OSError:
-        # A directory outside the pivoted root (a leaked host descriptor's
-        # /proc/self/fd/N) has no path from /: refuse it (CVE-2024-21626).
-        raise InitError(f"working directory {cwd}: resolves outside the container's rootfs") from None
+        _check_directory(cwd)
 
 
 def _setgroups_allowed() -> bool:
@@ -266,10 +279,11 @@ def settle(process: Process, security: Security, user: users.User) -> None:
     """Every setting of the process but the exec: limits, user, capabilities, the seccomp filter last."""
     _finish_process(security)
     os.umask(security.umask)
+    entered = _enter_directory(process.cwd)
     program = security.seccomp_bpf
     if program and not security.no_new_privileges:
         syscalls.seccomp_set_filter(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
-    _enter_user(user, process.cwd, security)
+    _enter_user(user, "" if entered else process.cwd, security)
     if program and security.no_new_privileges:
         syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
 
