@@ -1166,3 +1166,34 @@ def test_a_profile_that_refuses_getcwd_still_starts(runtime: Runtime, bundle: Ca
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
     directory = bundle(["sh", "-c", "/bin/pwd -P || echo refused"], lambda c: c["linux"].update(seccomp=profile))
     assert runtime("run", "--bundle", str(directory), cid).stdout.split()[-1] == "refused"
+
+
+def test_a_read_only_dev_is_read_only_once_it_is_filled(runtime: Runtime, bundle: Callable[..., Path],
+                                                        cid: str) -> None:
+    """runc's issue 3248: /dev mounted read-only still gets its devices and /dev/pts."""
+    def change(config: dict[str, Any]) -> None:
+        for mount in config["mounts"]:
+            if mount["destination"] == "/dev":
+                mount["options"].append("ro")
+
+    script = "grep '^tmpfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; test -c /dev/null && ls -d /dev/pts"
+    assert runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid).stdout.split() == \
+        ["ro", "/dev/pts"]
+
+
+def test_no_pivot_moves_the_root_and_hides_the_hosts_procfs(runtime: Runtime, bundle: Callable[..., Path],
+                                                           cid: str) -> None:
+    """runc's --no-pivot (a root on an initramfs): MS_MOVE and chroot; the host's procfs, still in the
+    mount namespace, is detached first, so that no fresh unmasked procfs can be mounted (runc's test)."""
+    script = "mount -t proc none /proc && echo h > /proc/sysrq-trigger"
+
+    def change(config: dict[str, Any]) -> None:
+        config["process"]["args"] = ["unshare", "-mrpf", "sh", "-euxc", script]
+        for name in ("bounding", "permitted", "effective"):
+            config["process"]["capabilities"][name] += ["CAP_SETFCAP", "CAP_SYS_ADMIN"]
+
+    result = runtime("run", "--no-pivot", "--bundle", str(bundle([], change)), cid, check=False)
+    assert result.returncode == 1 and "mount: permission denied" in result.stderr, result.stderr
+    shown = runtime("run", "--no-pivot", "--bundle", str(bundle(["sh", "-c", "ls /; cat /proc/1/cmdline"])),
+                    f"{cid}-2").stdout
+    assert "bin" in shown.split() and "cat" in shown

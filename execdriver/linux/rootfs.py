@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     MountWire = tuple[str, str, str, int, str, int, int, bool, tuple[int, int]]
     RootWire = tuple[str, str, str, list[tuple[str, str | None]]]
     FilesystemWire = tuple[RootWire, str, bool, list[MountWire], list[DeviceWire] | None, list[str], list[str],
-                           list[tuple[str, str]], int, str, str, list[str]]
+                           list[tuple[str, str]], int, str, str, list[str], bool]
 
 _DEV_LINKS = (
     ("fd", "/proc/self/fd"),
@@ -167,7 +167,9 @@ class Filesystem:
     ``cgroup_directory``/``cgroup_hierarchies``: what a ``cgroup`` mount
     shows (the container's cgroup, in each v1 hierarchy or in v2's);
     ``propagation`` of the new / (rootfsPropagation); ``init_binary``:
-    --init's reaper, copied to INIT_PATH.
+    --init's reaper, copied to INIT_PATH; ``no_pivot``: the root moved
+    onto / and chrooted into rather than pivoted into (runc's --no-pivot,
+    for a root on an initramfs, where pivot_root fails).
     """
 
     __slots__ = (
@@ -178,6 +180,7 @@ class Filesystem:
         "masked_paths",
         "mountpoint",
         "mounts",
+        "no_pivot",
         "propagation",
         "readonly",
         "readonly_paths",
@@ -189,8 +192,9 @@ class Filesystem:
                  devices: list[Device] | None = None, masked_paths: list[str] | None = None,
                  readonly_paths: list[str] | None = None, sysctl: list[tuple[str, str]] | None = None,
                  propagation: int = 0, init_binary: str = "", cgroup_directory: str = "",
-                 cgroup_hierarchies: list[str] | None = None) -> None:
+                 cgroup_hierarchies: list[str] | None = None, no_pivot: bool = False) -> None:
         self.root = root
+        self.no_pivot = no_pivot
         self.mountpoint = mountpoint
         self.readonly = readonly
         self.mounts = mounts if mounts is not None else []
@@ -207,16 +211,16 @@ class Filesystem:
         return (self.root.wire(), self.mountpoint, self.readonly, [m.wire() for m in self.mounts],
                 None if self.devices is None else [d.wire() for d in self.devices], self.masked_paths,
                 self.readonly_paths, self.sysctl, self.propagation, self.init_binary, self.cgroup_directory,
-                self.cgroup_hierarchies)
+                self.cgroup_hierarchies, self.no_pivot)
 
     @classmethod
     def from_wire(cls, wire: FilesystemWire) -> Filesystem:
         (root, mountpoint, readonly, mounts, devices, masked, readonly_paths, sysctl, propagation, init_binary,
-         cgroup_directory, hierarchies) = wire
+         cgroup_directory, hierarchies, no_pivot) = wire
         return cls(Root(*root), mountpoint, readonly=readonly, mounts=[Mount(*m) for m in mounts],
                    devices=None if devices is None else [Device(*d) for d in devices], masked_paths=masked,
                    readonly_paths=readonly_paths, sysctl=sysctl, propagation=propagation, init_binary=init_binary,
-                   cgroup_directory=cgroup_directory, cgroup_hierarchies=hierarchies)
+                   cgroup_directory=cgroup_directory, cgroup_hierarchies=hierarchies, no_pivot=no_pivot)
 
     def bind_sources(self) -> list[str]:
         return [m.source for m in self.mounts if m.is_bind]
@@ -364,7 +368,8 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
             os.path.join(root, destination.lstrip("/"))):
         # A rootfs whose /proc leads elsewhere would have the runtime's later
         # writes to /proc land where the image chose (CVE-2019-16884).
-        raise RootfsError(f"{destination} is a symbolic link in the rootfs: {fstype} must go on a directory")
+        raise RootfsError(f'filesystem "{fstype}" must be mounted on ordinary directory '
+                          f"({destination} is a symbolic link in the rootfs)")  # (runc's words)
     try:
         fd = _open_in_root(root, destination, create_dir=entry.is_dir or not flags & MS_BIND)
     except OSError as err:
@@ -406,6 +411,36 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
         raise RootfsError(f"cannot mount {source or fstype} on {destination}: {err.strerror}") from None
     finally:
         os.close(fd)
+
+
+def _move_root(root: str) -> None:
+    """--no-pivot: the root moved onto / and chrooted into, as runc's msMoveRoot does.
+
+    The host's procfs and sysfs stay in this mount namespace, out of the
+    chroot's sight but enough for the kernel to let a process of the
+    container mount a fresh, unmasked procfs (in a user namespace of its
+    own): each full one outside the root is detached first, or covered.
+    """
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    exposed = []
+    for line in lines:
+        fields = line.split()
+        fstype = fields[fields.index("-") + 1]
+        mountpoint = fields[4].replace("\\040", " ")
+        if fields[3] == "/" and fstype in ("proc", "sysfs") and not (mountpoint + "/").startswith(root + "/"):
+            exposed.append(mountpoint)
+    for mountpoint in sorted(exposed, key=len, reverse=True):
+        try:
+            umount2(mountpoint, MNT_DETACH)
+        except FileNotFoundError:
+            continue  # under one detached already
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            mount("tmpfs", mountpoint, "tmpfs", 0)
+    mount(root, "/", None, MS_MOVE)
+    os.chroot(".")
 
 
 def _setup_root(spec: Root, root: str) -> None:
@@ -608,7 +643,15 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
             finally:
                 os.close(fd)
         mounts = mounts[len(default_mounts()):]
-    for entry in mounts:
+    later_readonly: list[Mount] = []
+    for asked in mounts:
+        entry = asked
+        if not asked.is_bind and asked.flags & MS_RDONLY and (asked.fstype == "tmpfs" or asked.destination == "/dev"):
+            # Read-write until what goes in it (devices, /dev/pts, mount points) is
+            # there, then read-only (runc's order: its issue 3248, a read-only /dev).
+            later_readonly.append(asked)
+            entry = Mount(asked.destination, asked.source, asked.fstype, asked.flags & ~MS_RDONLY, asked.data,
+                          asked.propagation, recursive=asked.recursive)
         if entry.fstype == "cgroup":
             if cgroup_ready is not None:  # it shows the container's cgroup: that must exist now
                 cgroup_ready()
@@ -624,11 +667,16 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
         _copy_init(fs.init_binary, resolve_in_root(root, INIT_PATH))
 
     os.chdir(root)
-    pivot_root(".", ".")
-    umount2(".", MNT_DETACH)
+    if fs.no_pivot:
+        _move_root(root)
+    else:
+        pivot_root(".", ".")
+        umount2(".", MNT_DETACH)
     os.chdir("/")
     if fs.propagation:
         mount(None, "/", None, fs.propagation)
+    for entry in later_readonly:
+        mount(None, entry.destination, None, MS_REMOUNT | entry.flags, entry.data or None)
     for key, value in fs.sysctl:
         try:
             proc_write("/proc/sys/" + key.replace(".", "/"), value)

@@ -408,14 +408,19 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
     spec.init = (state.pid, state.pid_start)
     if not spec.cgroup_tasks:  # (or the sub-cgroups the caller chose: OciRuntime.exec_spec)
         spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []
+    log.debug(f"nsexec container setup: forking a process into the namespaces of {container_id} "
+              f"(its init is pid {state.pid})")
     try:
         launch = spawner.spawn(Request(spec), (status_write, status_write), stdio, ours=(status_read,))
     finally:
         os.close(status_write)
     faults.point("exec-spawned")
+    log.debug(f"child process in init(): pid {launch.pid} joins the cgroup and namespaces, then its user")
     reaped = False
     try:
         message = b"".join(iter(lambda: os.read(status_read, 65536), b""))  # EOF: it exec'd
+        if not message:
+            log.debug(f"setns_init: about to exec {spec.process.argv[0]!r}: done (end of file on its status pipe)")
         if message:
             launch.reap()
             reaped = True

@@ -314,7 +314,8 @@ class LaunchSpec:
         cgroup = (self.cgroup.path.rpartition("/")[0], sorted(self.cgroup.limits.wire().items()))
         return marshal.dumps((self.rootfs, process.additional_gids, process.preserve_fds, process.terminal,
                               self.security.wire(), namespaces.wire()[:-2], namespaces.domainname,
-                              filesystem[:1] + filesystem[2:-2], cgroup, self.pdeathsig))
+                              # not the mountpoint, nor the cgroup's directory and hierarchies (names)
+                              filesystem[:1] + filesystem[2:-3] + filesystem[-1:], cgroup, self.pdeathsig))
 
 
 class ExecSpec:

@@ -97,13 +97,17 @@ class OciRuntime:
     # -- create and start --------------------------------------------------------
 
     def create(self, container_id: str, bundle: str, *, console_socket: str = "", pid_file: str = "",
-               preserve_fds: int = 0) -> int:
-        """Create the container from ``bundle``, run the creation hooks, write the pid file: its init's pid."""
-        prepared = self._prepare(container_id, bundle, preserve_fds)
+               preserve_fds: int = 0, no_pivot: bool = False) -> int:
+        """Create the container from ``bundle``, run the creation hooks, write the pid file: its init's pid.
+
+        ``no_pivot``: the root is moved onto / and chrooted into (runc's --no-pivot).
+        """
+        prepared = self._prepare(container_id, bundle, preserve_fds, no_pivot)
         _check_terminal(prepared[0].process, console_socket, detach=True)
         return self._create(prepared, console_socket=console_socket, pid_file=pid_file)
 
-    def _prepare(self, container_id: str, bundle: str, preserve_fds: int) -> tuple[LaunchSpec, dict[str, Any]]:
+    def _prepare(self, container_id: str, bundle: str, preserve_fds: int,
+                 no_pivot: bool = False) -> tuple[LaunchSpec, dict[str, Any]]:
         """The launch spec of ``bundle``'s config, and what the state keeps of the config."""
         from execdriver.oci import config, hooks
 
@@ -120,6 +124,7 @@ class OciRuntime:
         except ConfigError as err:
             raise ConfigError(f"invalid configuration: {err}") from None  # runc's words, before the field's
         spec.process.preserve_fds = preserve_fds
+        spec.filesystem.no_pivot = no_pivot
         # The process too: exec starts from it, as runc does from its saved config, even
         # once the bundle is gone or its config.json changed.
         oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": hooks.parse(settings),
@@ -169,13 +174,13 @@ class OciRuntime:
         return state.pid
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
-            console_socket: str = "", pid_file: str = "", preserve_fds: int = 0) -> int:
+            console_socket: str = "", pid_file: str = "", preserve_fds: int = 0, no_pivot: bool = False) -> int:
         """create and start; in the foreground, wait (forwarding signals), delete: the exit code.
 
         A process with a terminal and no ``console_socket`` in the foreground
         gets a pty served on our own terminal, as with runc.
         """
-        prepared = self._prepare(container_id, bundle, preserve_fds)
+        prepared = self._prepare(container_id, bundle, preserve_fds, no_pivot)
         process = prepared[0].process
         _check_terminal(process, console_socket, detach)
         if not process.terminal or console_socket:
@@ -371,11 +376,17 @@ class OciRuntime:
 def document(state: State, status: str, pid: int, full: bool = False) -> dict[str, Any]:
     """The runtime spec's state of ``state``'s container; ``full`` adds runc's fields (``state``, ``list``)."""
     oci = state.oci or {}
-    result = _document(state.id, status, pid, str(oci.get("bundle", "")), oci.get("annotations") or {})
-    if full:
-        from execdriver.gojson import rfc3339nano_from
+    bundle, annotations = str(oci.get("bundle", "")), oci.get("annotations") or {}
+    if not full:
+        return _document(state.id, status, pid, bundle, annotations)
+    from execdriver.gojson import rfc3339nano_from
 
-        result.update(rootfs=state.rootfs, created=rfc3339nano_from(state.created), owner="")
+    # runc's fields in runc's order (list --format json is matched field by field), annotations if any.
+    result = {"ociVersion": OCI_VERSION, "id": state.id, "pid": pid, "status": status, "bundle": bundle,
+              "rootfs": state.rootfs, "created": rfc3339nano_from(state.created)}
+    if annotations:
+        result["annotations"] = annotations
+    result["owner"] = ""
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from execdriver.cli.flags import Flag, UsageError
+from execdriver.cli.flags import Flag
 from execdriver.cli.oci import create
 from execdriver.cli.oci.common import one_id, preserve_fds, runtime
 
@@ -17,8 +17,7 @@ FLAGS = (
 
 
 def main(global_options: dict[str, object], options: dict[str, object], args: list[str]) -> int:
-    if options["no_pivot"]:
-        raise UsageError("run: --no-pivot is not supported: this runtime always uses pivot_root")
     return runtime(global_options).run(one_id(args, "run"), str(options["bundle"]), detach=bool(options["detach"]),
                                        keep=bool(options["keep"]), console_socket=str(options["console_socket"]),
-                                       pid_file=str(options["pid_file"]), preserve_fds=preserve_fds(options, "run"))
+                                       pid_file=str(options["pid_file"]), preserve_fds=preserve_fds(options, "run"),
+                                       no_pivot=bool(options["no_pivot"]))
