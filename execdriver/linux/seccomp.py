@@ -137,8 +137,9 @@ def _compile(profile: dict[str, Any], where: str) -> bytes:
             result = lib.seccomp_arch_add(context, token)
             if result not in (0, -errno.EEXIST):
                 raise ConfigError(f"{where}.architectures: {arch}: {os.strerror(-result)}")
+        last = -1
         for index, rule in enumerate(profile.get("syscalls") or ()):
-            _add_rule(lib, context, rule, default, f"{where}.syscalls[{index}]")
+            last = max(last, _add_rule(lib, context, rule, default, f"{where}.syscalls[{index}]"))
         read_end, write_end = os.pipe()
         try:
             if lib.seccomp_export_bpf(context, write_end) != 0:
@@ -148,7 +149,8 @@ def _compile(profile: dict[str, Any], where: str) -> bytes:
             chunks = []
             while chunk := os.read(read_end, 65536):
                 chunks.append(chunk)
-            return b"".join(chunks)
+            permissive = default in (_ACT_ALLOW, _ACT_LOG) or default == _ACT_ERRNO | errno.ENOSYS
+            return (b"" if permissive or last < 0 else _enosys_stub(last)) + b"".join(chunks)
         finally:
             os.close(read_end)
             if write_end >= 0:
@@ -157,7 +159,34 @@ def _compile(profile: dict[str, Any], where: str) -> bytes:
         lib.seccomp_release(context)
 
 
-def _add_rule(lib: ffi.Library, context: int, rule: Any, default: int, where: str) -> None:
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_BIT = 0x40000000
+
+
+def _enosys_stub(last: int) -> bytes:
+    """BPF run before libseccomp's: a native system call newer than any the profile names gets ENOSYS.
+
+    As runc's patchbpf: a profile whose default refuses (EPERM) would
+    refuse calls newer than it knows, and programs then take EPERM for a
+    verdict; with ENOSYS, libc falls back to an older call, as on an older
+    kernel. (x86_64's own calls; x32's and i386's keep libseccomp's default.)
+    """
+    import struct
+
+    ld_abs, jeq, jge, jgt, ret = 0x20, 0x15, 0x35, 0x25, 0x06
+    program = (
+        (ld_abs, 0, 0, 4),  # the architecture
+        (jeq, 0, 4, _AUDIT_ARCH_X86_64),  # not x86_64: on to the filter
+        (ld_abs, 0, 0, 0),  # the call's number
+        (jge, 2, 0, _X32_BIT),  # an x32 call: on to the filter
+        (jgt, 0, 1, last),
+        (ret, 0, 0, _ACT_ERRNO | errno.ENOSYS),
+    )
+    return b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
+
+
+def _add_rule(lib: ffi.Library, context: int, rule: Any, default: int, where: str) -> int:
+    """Add ``rule`` to the filter: the highest native call number it names (-1: none known)."""
     if not isinstance(rule, dict) or not isinstance(rule.get("names"), list):
         raise ConfigError(f"{where}: needs names, a list of system calls")
     action = _action(str(rule.get("action", "")), rule.get("errnoRet"), f"{where}.action")
@@ -169,8 +198,10 @@ def _add_rule(lib: ffi.Library, context: int, rule: Any, default: int, where: st
             raise ConfigError(f"{where}.args[{position}]: needs index, value and a SCMP_CMP_* op")
         comparisons[position] = _ArgCmp(int(arg.get("index", 0)), op, int(arg.get("value", 0)),
                                         int(arg.get("valueTwo", 0)))
+    numbers = [lib.seccomp_syscall_resolve_name(str(name).encode()) for name in rule["names"]]
+    last = max(numbers, default=-1)
     if action == default:
-        return  # libseccomp refuses a rule that repeats the default; it changes nothing anyway
+        return last  # libseccomp refuses a rule that repeats the default; it changes nothing anyway
     indexes = [comparisons[position].arg for position in range(len(args))]
     if len(set(indexes)) < len(indexes):
         # libseccomp takes one comparison per argument in a rule; profiles that list several for
@@ -179,14 +210,14 @@ def _add_rule(lib: ffi.Library, context: int, rule: Any, default: int, where: st
         groups = [(1, ffi.pointer(comparisons[position])) for position in range(len(args))]
     else:
         groups = [(len(args), ffi.pointer(comparisons[0]))]
-    for name in rule["names"]:
-        number = lib.seccomp_syscall_resolve_name(str(name).encode())
+    for name, number in zip(rule["names"], numbers, strict=True):
         if number < 0:
             continue  # unknown to this kernel and libseccomp: as runc, nothing to filter
         for count, first in groups:
             result = lib.seccomp_rule_add_array(context, action, number, count, first)
             if result not in (0, -errno.EEXIST):  # EEXIST: the same rule twice (Podman's default has some)
                 raise ConfigError(f"{where}: {name}: libseccomp refused the rule ({os.strerror(-result)})")
+    return last
 
 
 # Where Docker's default profile is stricter than Podman's: the capability a

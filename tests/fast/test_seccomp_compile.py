@@ -148,6 +148,22 @@ def test_an_oci_profile_judges_each_call() -> None:
 
 
 @needs_libseccomp
+def test_a_call_newer_than_the_profile_gets_enosys_as_with_runc() -> None:
+    """runc's -ENOSYS stub: past the highest call the profile names, ENOSYS, so that libc falls back."""
+    profile = {"defaultAction": "SCMP_ACT_ERRNO",
+               "syscalls": [{"names": ["read", "write", "kcmp"], "action": "SCMP_ACT_ALLOW"}]}
+    program = seccomp.compile_oci(profile)
+    assert _verdict(program, "read") == ALLOW
+    assert _verdict(program, "mkdir") == errno_action(errno.EPERM)  # known to the profile's range: its default
+    assert run_filter(program, _nr("kcmp") + 1) == errno_action(errno.ENOSYS)
+    assert run_filter(program, 1000) == errno_action(errno.ENOSYS)
+    assert run_filter(program, 0x40000000 | 1000) != errno_action(errno.ENOSYS)  # x32's: libseccomp's verdict
+    # Not where the default allows, nor where it says ENOSYS itself.
+    for default in ({"defaultAction": "SCMP_ACT_ALLOW"}, {"defaultAction": "SCMP_ACT_LOG"}):
+        assert run_filter(seccomp.compile_oci({**profile, **default}), 1000) != errno_action(errno.ENOSYS)
+
+
+@needs_libseccomp
 def test_a_call_of_another_architecture_is_killed() -> None:
     program = seccomp.compile_oci({"defaultAction": "SCMP_ACT_ALLOW"})
     assert run_filter(program, _nr("read")) == ALLOW
