@@ -439,7 +439,8 @@ def test_hooks_run_at_their_phases(runtime: Runtime, bundle: Callable[..., Path]
 def test_a_failing_hook_fails_the_create(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
     directory = bundle(["true"], lambda c: c.update(hooks={"createRuntime": [{"path": "/bin/false"}]}))
     result = runtime("create", "--bundle", str(directory), cid, check=False)
-    assert result.returncode == 1 and "createRuntime hook 0 (/bin/false) exited 1" in result.stderr
+    assert result.returncode == 1
+    assert "error running hook #0 (createRuntime, /bin/false): exit status 1" in result.stderr
     assert runtime("list", "-q").stdout.strip() == ""
 
 
@@ -1129,12 +1130,13 @@ def test_every_poststop_hook_runs_and_a_failing_poststart_stops_the_container(ru
 
     runtime("run", "--bundle", str(bundle(["true"], poststop)), cid)
     assert record.read_text().split() == ["first", "second"]
-    assert "poststop hook 0 (/bin/sh) exited 3" in runtime.log.read_text()  # a warning, to the log
+    # A warning, to the log.
+    assert "error running hook #0 (poststop, /bin/sh): exit status 3" in runtime.log.read_text()
 
     directory = bundle(["sleep", "60"], lambda c: c.update(hooks={"poststart": [{"path": "/bin/false"}]}))
     runtime("create", "--bundle", str(directory), f"{cid}-2")
     result = runtime("start", f"{cid}-2", check=False)
-    assert result.returncode == 1 and "poststart hook 0 (/bin/false) exited 1" in result.stderr
+    assert result.returncode == 1 and "error running hook #0 (poststart, /bin/false): exit status 1" in result.stderr
     wait_status(runtime, f"{cid}-2", "stopped")
     runtime("delete", f"{cid}-2")
 
@@ -1197,3 +1199,100 @@ def test_no_pivot_moves_the_root_and_hides_the_hosts_procfs(runtime: Runtime, bu
     shown = runtime("run", "--no-pivot", "--bundle", str(bundle(["sh", "-c", "ls /; cat /proc/1/cmdline"])),
                     f"{cid}-2").stdout
     assert "bin" in shown.split() and "cat" in shown
+
+
+class _Agent:
+    """A seccomp agent of our own (as runc's contrib/cmd/seccompagent): it takes each listener with
+    its ContainerProcessState and answers every notified call with ``errno`` (0: let it go on)."""
+
+    def __init__(self, path: Path, errno_answer: int) -> None:
+        import socket
+        import threading
+
+        self.path, self.errno = path, errno_answer
+        self.states: list[dict[str, Any]] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import select
+        import threading
+
+        from execdriver.linux import fdpass
+
+        while not self.stopped.is_set():
+            if not select.select([self.server], [], [], 0.1)[0]:
+                continue
+            connection, _ = self.server.accept()
+            with connection:
+                message, fds = fdpass.recv_fds(connection, 65536, 1)
+            self.states.append(json.loads(message))
+            threading.Thread(target=self._answer, args=(fds[0],), daemon=True).start()
+
+    def _answer(self, listener: int) -> None:
+        import fcntl
+        import select
+        import struct
+
+        # struct seccomp_notif (80 bytes: id, pid, flags, seccomp_data) and seccomp_notif_resp (24 bytes).
+        recv, send = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV, _SEND
+        try:
+            while not self.stopped.is_set():
+                if not select.select([listener], [], [], 0.1)[0]:
+                    continue
+                request = bytearray(80)
+                try:
+                    fcntl.ioctl(listener, recv, request)
+                except OSError:
+                    return  # the process is gone
+                notification_id = struct.unpack_from("=Q", request, 0)[0]
+                flags = 1 if self.errno == 0 else 0  # SECCOMP_USER_NOTIF_FLAG_CONTINUE
+                response = bytearray(struct.pack("=QqiI", notification_id, 0, -self.errno, flags))
+                try:
+                    fcntl.ioctl(listener, send, response)
+                except OSError:
+                    pass
+        finally:
+            os.close(listener)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.server.close()
+
+
+def test_seccomp_notify_hands_the_listener_to_the_agent(runtime: Runtime, bundle: Callable[..., Path],
+                                                        tmp_path: Path, cid: str) -> None:
+    """SCMP_ACT_NOTIFY as runc does it: the listener and the process's state go to listenerPath."""
+    import errno as errnos
+
+    agent = _Agent(tmp_path / "agent.sock", errnos.ENOMEDIUM)
+    try:
+        def change(config: dict[str, Any]) -> None:
+            config["process"]["noNewPrivileges"] = False
+            config["linux"]["seccomp"] = {
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(agent.path), "listenerMetadata": "bar",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+
+        script = "mkdir /dev/shm/foo 2>&1; ls -d /dev/shm/foo 2>/dev/null || echo absent"
+        directory = bundle(["sh", "-c", script], change)
+        shown = runtime("run", "--bundle", str(directory), cid).stdout
+        assert "No medium found" in shown and "absent" in shown, shown  # the agent's answer
+        (state,) = agent.states
+        assert state["fds"] == ["seccompFd"] and state["metadata"] == "bar"
+        assert state["state"]["id"] == cid and state["pid"] == state["state"]["pid"] > 0
+        # An exec'd process loads the filter too: its listener goes to the agent as well.
+        runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"], change)), f"{cid}-2")
+        assert "No medium found" in runtime("exec", f"{cid}-2", "sh", "-c", "mkdir /tmp/x 2>&1; true").stdout
+        assert len(agent.states) == 3
+        runtime("delete", "--force", f"{cid}-2")
+    finally:
+        agent.close()
+    # No agent: create fails, in runc's words, and leaves nothing.
+    result = runtime("run", "--bundle", str(directory), f"{cid}-3", check=False)
+    assert result.returncode == 1 and "failed to connect with seccomp agent" in result.stderr
+    assert runtime("list", "-q").stdout.strip() == ""

@@ -37,6 +37,7 @@ _ACT_TRAP = 0x00030000
 _ACT_ERRNO = 0x00050000
 _ACT_TRACE = 0x7FF00000
 _ACT_LOG = 0x7FFC0000
+_ACT_NOTIFY = 0x7FC00000
 _ACT_ALLOW = 0x7FFF0000
 OPERATORS = _OPS = {
     "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6,
@@ -97,7 +98,9 @@ def _action(name: str, errno_ret: int | None, where: str) -> int:
         return _ACT_LOG
     if name == "SCMP_ACT_TRACE":
         return _ACT_TRACE | ((errno_ret or 0) & 0xFFFF)
-    raise ConfigError(f"{where}: unknown action {name!r} (SCMP_ACT_NOTIFY is not supported yet)")
+    if name == "SCMP_ACT_NOTIFY":
+        return _ACT_NOTIFY
+    raise ConfigError(f"{where}: unknown action {name!r}")
 
 
 def _malformed(where: str, err: Exception) -> ConfigError:
@@ -115,11 +118,21 @@ def compile_oci(profile: dict[str, Any], where: str = "linux.seccomp") -> bytes:
         raise _malformed(where, err) from None
 
 
+def notifies(profile: dict[str, Any]) -> bool:
+    """Whether a rule of the profile says SCMP_ACT_NOTIFY: its listener goes to the agent at listenerPath."""
+    return any(isinstance(rule, dict) and rule.get("action") == "SCMP_ACT_NOTIFY"
+               for rule in profile.get("syscalls") or ())
+
+
 def _compile(profile: dict[str, Any], where: str) -> bytes:
-    if profile.get("listenerPath") or profile.get("flags"):
-        raise ConfigError(f"{where}: listenerPath and flags are not supported yet")
+    if profile.get("flags"):
+        raise ConfigError(f"{where}.flags: not supported yet")
     lib = _library()
     default = _action(str(profile.get("defaultAction", "")), profile.get("defaultErrnoRet"), f"{where}.defaultAction")
+    if default == _ACT_NOTIFY:
+        raise ConfigError(f"{where}.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action")
+    if notifies(profile) and not profile.get("listenerPath"):
+        raise ConfigError(f"{where}.listenerPath: SCMP_ACT_NOTIFY needs the agent's socket")
     context = lib.seccomp_init(default)
     if not context:
         raise ConfigError(f"{where}: libseccomp could not start a filter")
@@ -190,6 +203,9 @@ def _add_rule(lib: ffi.Library, context: int, rule: Any, default: int, where: st
     if not isinstance(rule, dict) or not isinstance(rule.get("names"), list):
         raise ConfigError(f"{where}: needs names, a list of system calls")
     action = _action(str(rule.get("action", "")), rule.get("errnoRet"), f"{where}.action")
+    if action == _ACT_NOTIFY and "write" in rule["names"]:
+        # The init reports the listener with a write: it would wait on an agent it has not reached yet.
+        raise ConfigError(f"{where}: SCMP_ACT_NOTIFY cannot be used for the write syscall")
     args = rule.get("args") or []
     comparisons = (_ArgCmp * max(1, len(args)))()
     for position, arg in enumerate(args):

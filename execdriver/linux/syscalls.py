@@ -157,11 +157,31 @@ class _SockFprog(ffi.Structure):
 _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
 
 
-def seccomp_set_filter(program: bytes) -> None:
-    """Install a classic BPF ``program`` (seccomp.py compiles it) on this thread: seccomp(SET_MODE_FILTER)."""
+_SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+
+
+def seccomp_set_filter(program: bytes, listener: bool = False) -> int:
+    """Install a classic BPF ``program`` (seccomp.py compiles it) on this thread: seccomp(SET_MODE_FILTER).
+
+    ``listener``: the program notifies (SCMP_ACT_NOTIFY): returns the
+    descriptor its notifications come on (-1 without).
+    """
     fprog = _SockFprog(len(program) // 8, program)
-    if _syscall(_SYS_SECCOMP, 1, 0, ffi.byref(fprog)) != 0:
+    result = _syscall(_SYS_SECCOMP, 1, _SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0, ffi.byref(fprog))
+    if result < 0:
         raise _fail("seccomp")
+    return int(result) if listener else -1
+
+
+_SYS_PIDFD_GETFD = 438  # the same on every architecture
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    """A copy of the descriptor ``fd`` of the process ``pidfd`` refers to, close-on-exec."""
+    result = _syscall(_SYS_PIDFD_GETFD, ffi.c_int(pidfd), ffi.c_int(fd), ffi.c_uint(0))
+    if result < 0:
+        raise _fail("pidfd_getfd")
+    return int(result)
 
 
 def unshare(flags: int) -> None:

@@ -312,14 +312,17 @@ SECCOMP_PROGRAM = "seccomp.bpf"
 
 
 def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[int, int, int],
-           oci: dict[str, Any], on_created: Sequence[PidCallback] = (), start_mode: Mode | None = None) -> State:
+           oci: dict[str, Any], on_created: Sequence[PidCallback] = (), start_mode: Mode | None = None,
+           on_listener: Callable[[int, int], None] | None = None) -> State:
     """Create the container and leave its init waiting on the exec FIFO.
 
     Steps 1 to 4 of run; then ``on_created`` (the OCI prestart and
     createRuntime hooks) and the state, with ``oci`` (bundle, annotations,
     hooks) in it. ``start_mode``: what the init does after the FIFO (its
-    startContainer hooks). The init outlives this process: whoever reaps
-    orphans here (the engine's shim as subreaper, or pid 1) reaps it.
+    startContainer hooks). ``on_listener(pid, fd)``: hand a notifying
+    seccomp filter's listener, the init's ``fd``, to its agent. The init
+    outlives this process: whoever reaps orphans here (the engine's shim as
+    subreaper, or pid 1) reaps it.
     """
     from execdriver.native import launchers
     from execdriver.native.protocol import Mode
@@ -358,7 +361,8 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
             os.chown(fifo, userns.host_id(users.uid_mappings, 0) or 0, userns.host_id(users.gid_mappings, 0) or 0)
         mode = start_mode or Mode()
         mode.exec_fifo = fifo
-        launch, _ = launchers.bring_up(store, spawner, spec, mode, stdio, state, cgroup, handles)
+        launch, _ = launchers.bring_up(store, spawner, spec, mode, stdio, state, cgroup, handles,
+                                       on_listener=on_listener)
         for callback in on_created:
             callback(launch.pid)
         faults.point("created")
@@ -377,7 +381,8 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
 def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: ExecSpec,
                  stdio: tuple[int, int, int], *, detach: bool = False,
                  start: PidCallback | None = None,
-                 serve: Callable[[int, Sequence[Watch]], None] | None = None, paused_too: bool = False) -> int:
+                 serve: Callable[[int, Sequence[Watch]], None] | None = None, paused_too: bool = False,
+                 on_listener: Callable[[int, int], None] | None = None) -> int:
     """Run ``spec``'s process inside the running container: its exit code.
 
     A paused container is refused, in runc's words, unless ``paused_too``:
@@ -387,9 +392,9 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
     cgroup are filled in here. ``start`` gets its host
     pid once it has exec'd; ``serve`` moves its streams as for run. With
     ``detach`` it returns 0 at once, the process left to our parent or the
-    nearest subreaper (an engine's shim).
+    nearest subreaper (an engine's shim). ``on_listener`` as for create.
     """
-    from execdriver.native.protocol import ERROR, Request
+    from execdriver.native.protocol import ERROR, GO, SECCOMP, Request
 
     state = store.load(container_id)
     if state is None:
@@ -404,7 +409,13 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
         from execdriver.native.launchers import give_pipes
 
         give_pipes(userns.read(state.pid, "uid_map"), userns.read(state.pid, "gid_map"), stdio)
-    status_read, status_write = os.pipe2(os.O_CLOEXEC)
+    if spec.security.seccomp_notify:  # it reports its listener, and reads our answer: both ways
+        from execdriver.linux import fdpass
+
+        ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
+        status_read, status_write = ours.detach(), theirs.detach()
+    else:
+        status_read, status_write = os.pipe2(os.O_CLOEXEC)
     spec.init = (state.pid, state.pid_start)
     if not spec.cgroup_tasks:  # (or the sub-cgroups the caller chose: OciRuntime.exec_spec)
         spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []
@@ -418,7 +429,12 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
     log.debug(f"child process in init(): pid {launch.pid} joins the cgroup and namespaces, then its user")
     reaped = False
     try:
-        message = b"".join(iter(lambda: os.read(status_read, 65536), b""))  # EOF: it exec'd
+        message = os.read(status_read, 65536)
+        while message.startswith(SECCOMP) and on_listener is not None:
+            on_listener(launch.pid, int(message[len(SECCOMP):]))
+            os.write(status_read, GO)
+            message = os.read(status_read, 65536)
+        message += b"".join(iter(lambda: os.read(status_read, 65536), b""))  # EOF: it exec'd
         if not message:
             log.debug(f"setns_init: about to exec {spec.process.argv[0]!r}: done (end of file on its status pipe)")
         if message:

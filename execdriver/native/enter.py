@@ -49,6 +49,7 @@ def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: t
             terminal.attach(process.console_socket, process.console_size)
         capabilities.drop_bounding(security.capabilities, security.last_cap)  # as the init did
         executable, user, env = init.resolve(process)
+        init.listener_channel = (status, status)  # (a socket when the filter notifies: exec_process)
         init.become(process, security, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
         init.fail(status, err, "exec")

@@ -18,7 +18,7 @@ import fcntl
 import os
 
 from execdriver.linux import capabilities, read_file, rootfs, signals, syscalls, users
-from execdriver.native.protocol import CGROUP, ERROR, GO, READY, USERS, Handover
+from execdriver.native.protocol import CGROUP, ERROR, GO, READY, SECCOMP, USERS, Handover
 from execdriver.native.spec import DEFAULT_PATH
 
 TYPE_CHECKING = False
@@ -282,10 +282,28 @@ def settle(process: Process, security: Security, user: users.User) -> None:
     entered = _enter_directory(process.cwd)
     program = security.seccomp_bpf
     if program and not security.no_new_privileges:
-        syscalls.seccomp_set_filter(program)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
+        _load_filter(program, security.seccomp_notify)  # now, while CAP_SYS_ADMIN lets us (no no_new_privs)
     _enter_user(user, "" if entered else process.cwd, security)
     if program and security.no_new_privileges:
-        syscalls.seccomp_set_filter(program)  # as late as can be: the filter binds exec too
+        _load_filter(program, security.seccomp_notify)  # as late as can be: the filter binds exec too
+
+
+# Where a notifying filter's listener is reported, and the runtime's answer
+# read: (status, go) of an OCI init, (status, status) of an exec'd process.
+listener_channel = (-1, -1)
+
+
+def _load_filter(program: bytes, notifies: bool) -> None:
+    listener = syscalls.seccomp_set_filter(program, listener=notifies)
+    if listener < 0:
+        return
+    # Until the agent has the listener, a call the filter notifies would wait on no one:
+    # the runtime copies it from us (pidfd_getfd) and gives it to the agent, then answers.
+    status, answer = listener_channel
+    os.write(status, SECCOMP + b"%d" % listener)
+    if os.read(answer, 1) != GO:
+        os._exit(1)
+    os.close(listener)  # (the agent's copy is the one: with it gone, notified calls get ENOSYS)
 
 
 def _wait_for_start(fifo: int) -> None:
@@ -335,11 +353,15 @@ def _start_container_hooks(mode: Mode) -> None:
         os.close(exited)
         _, status = os.waitpid(pid, 0)
         if timed_out:
-            raise InitError(f"startContainer hook {index} ({path}) timed out after {timeout} s")
-        if status != 0:
+            raise InitError(f"error running hook #{index} (startContainer, {path}): "
+                            f"hook ran past specified timeout of {timeout}.0s")
+        if status != 0:  # (runc's words)
+            import _signal  # type: ignore[import-not-found]  # (built in: nothing to find on a path)
+
             code = os.waitstatus_to_exitcode(status)
-            raise InitError(f"startContainer hook {index} ({path}) "
-                            + (f"exited {code}" if code >= 0 else f"was killed by signal {-code}"))
+            raise InitError(f"error running hook #{index} (startContainer, {path}): "
+                            + (f"exit status {code}" if code >= 0 else
+                               f"signal: {(_signal.strsignal(-code) or str(-code)).lower()}"))
 
 
 def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, int, int],
@@ -358,6 +380,8 @@ def run(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[int, i
             # OCI: whatever cannot be applied fails create, not the start (runc's
             # order too): settled, then ready, then only the FIFO and exec are left.
             executable, user, env = ready
+            global listener_channel
+            listener_channel = (status, go)
             settle(spec.process, spec.security, user)
             os.write(status, READY)
             os.close(status)  # nothing more to say: an exec that fails tells stderr (_report)

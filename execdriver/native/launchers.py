@@ -165,10 +165,19 @@ class Warm:
         remove_tree(self.sandbox.spec.state_dir)  # where its root was mounted
 
 
-def expect(status: int, expected: bytes, container_id: str) -> None:
-    from execdriver.native.protocol import ERROR, READY
+def expect(status: int, expected: bytes, container_id: str,
+           listener: Callable[[int], None] | None = None) -> None:
+    """The init's next message is ``expected``, or its error is raised.
+
+    ``listener``: takes the number of a notifying seccomp filter's listener
+    in the init (protocol.SECCOMP), which waits for its answer.
+    """
+    from execdriver.native.protocol import ERROR, READY, SECCOMP
 
     message = os.read(status, 65536)
+    while listener is not None and message.startswith(SECCOMP):
+        listener(int(message[len(SECCOMP):]))
+        message = os.read(status, 65536)
     if message == expected:
         return
     if expected == READY and message.startswith(READY):
@@ -212,10 +221,13 @@ class Handles:
 
 def bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, stdio: tuple[int, int, int],
               state: State, cgroup: Manager, handles: Handles,
-              on_oom: Callable[[], None] | None = None) -> tuple[Launch, list[Watch]]:
+              on_oom: Callable[[], None] | None = None,
+              on_listener: Callable[[int, int], None] | None = None) -> tuple[Launch, list[Watch]]:
     """Steps 2 to 5: network, clone the init, give it its cgroup and network, wait until it is ready.
 
     Also the OOM watch, on the new cgroup before the init may run anything.
+    ``on_listener(pid, fd)``: a notifying seccomp filter's listener is the
+    init's descriptor ``fd``: hand it to its agent (the init waits meanwhile).
     """
     from execdriver.native import protocol
 
@@ -277,7 +289,12 @@ def bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, 
     if handles.network is not None:
         handles.network.attach(launch.pid, network.mtu if network else 0)
     if mode.says_ready():
-        expect(handles.status, protocol.READY, spec.id)  # 5
+        listener = None
+        if on_listener is not None:
+            def listener(fd: int) -> None:
+                on_listener(launch.pid, fd)
+                os.write(handles.go, protocol.GO)
+        expect(handles.status, protocol.READY, spec.id, listener)  # 5
         log.debug("child process in init(): rootfs built and pivoted into, the process found"
                   + (" and settled (user, capabilities, limits, seccomp)" if mode.exec_fifo else ""))
         if mode.exec_fifo:

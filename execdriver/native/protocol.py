@@ -7,6 +7,10 @@ it arrives whole:
     runtime -> init   USERS (+ rootfs tree)  in a user namespace: its mappings are
                                              written; an id-mapped rootfs comes along
     runtime -> init   CGROUP                 the cgroup exists: the init joins it
+    init -> runtime   SECCOMP + fd number    its notifying seccomp filter is loaded
+                                             (SCMP_ACT_NOTIFY): the runtime copies
+                                             the listener (pidfd_getfd), gives it to
+                                             the profile's agent, answers GO
     init -> runtime   READY                  rootfs ready, in its cgroup, program
                                              found (only when Mode.says_ready)
     runtime -> init   GO                     go ahead and exec (only when
@@ -39,6 +43,7 @@ USERS = b"U"
 CGROUP = b"C"
 READY = b"R"
 GO = b"G"
+SECCOMP = b"S"
 ERROR = b"E"
 
 # The fork server's answers.

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # (the aliases too: types cost a start their making, and only
     ProcessWire = tuple[list[str], list[str], str, str, list[int], int, bool, int, tuple[int, int]]
     CapabilitySetsWire = tuple[list[int], list[int], list[int], list[int], list[int]]
     SecurityWire = tuple[list[int], CapabilitySetsWire | None, int, bytes | None, bool, bool,
-                         list[tuple[int, int, int]], int | None, int, str, tuple[int, int] | None]
+                         list[tuple[int, int, int]], int | None, int, str, tuple[int, int] | None, bool]
     NamespacesWire = tuple[int, list[tuple[str, int]], list[Mapping], list[Mapping], bool, str, str]
     CgroupWire = tuple[str, str, int, dict[str, object], list[tuple[str, str]], list[str]]
     LaunchWire = tuple[str, str, str, ProcessWire, SecurityWire, NamespacesWire, FilesystemWire, CgroupWire,
@@ -121,6 +121,8 @@ class Security:
     ``capability_sets`` are given); ``seccomp_bpf`` the compiled program
     (the init only loads it); ``seccomp_lenient``: the program answers with
     errnos only (Docker's default), so a warm sandbox may load it ahead;
+    ``seccomp_notify``: it notifies (SCMP_ACT_NOTIFY): its listener goes to
+    the runtime, which hands it to the profile's agent (protocol.SECCOMP);
     ``io_priority``: (class, level) for ioprio_set, None to inherit.
     """
 
@@ -135,14 +137,17 @@ class Security:
         "rlimits",
         "seccomp_bpf",
         "seccomp_lenient",
+        "seccomp_notify",
         "umask",
     )
 
     def __init__(self, capabilities: list[int], last_cap: int, *, capability_sets: CapabilitySets | None = None,
                  seccomp_bpf: bytes | None = None, seccomp_lenient: bool = False, no_new_privileges: bool = False,
                  rlimits: list[tuple[int, int, int]] | None = None, oom_score_adj: int | None = None,
-                 umask: int = 0o022, apparmor_profile: str = "", io_priority: tuple[int, int] | None = None) -> None:
+                 umask: int = 0o022, apparmor_profile: str = "", io_priority: tuple[int, int] | None = None,
+                 seccomp_notify: bool = False) -> None:
         self.capabilities = capabilities
+        self.seccomp_notify = seccomp_notify
         self.capability_sets = capability_sets
         self.last_cap = last_cap
         self.seccomp_bpf = seccomp_bpf
@@ -158,14 +163,15 @@ class Security:
         sets = self.capability_sets
         return (self.capabilities, None if sets is None else sets.wire(), self.last_cap, self.seccomp_bpf,
                 self.seccomp_lenient, self.no_new_privileges, self.rlimits, self.oom_score_adj, self.umask,
-                self.apparmor_profile, self.io_priority)
+                self.apparmor_profile, self.io_priority, self.seccomp_notify)
 
     @classmethod
     def from_wire(cls, wire: SecurityWire) -> Security:
-        caps, sets, last_cap, bpf, lenient, nnp, rlimits, oom_score_adj, umask, apparmor, io_priority = wire
+        caps, sets, last_cap, bpf, lenient, nnp, rlimits, oom_score_adj, umask, apparmor, io_priority, notify = wire
         return cls(caps, last_cap, capability_sets=None if sets is None else CapabilitySets(*sets),
                    seccomp_bpf=bpf, seccomp_lenient=lenient, no_new_privileges=nnp, rlimits=rlimits,
-                   oom_score_adj=oom_score_adj, umask=umask, apparmor_profile=apparmor, io_priority=io_priority)
+                   oom_score_adj=oom_score_adj, umask=umask, apparmor_profile=apparmor, io_priority=io_priority,
+                   seccomp_notify=notify)
 
 
 class Namespaces:

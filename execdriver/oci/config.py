@@ -435,6 +435,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     uids, gids, idmap = parts.user_namespace(uid_maps, gid_maps, rootfs)
     cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids, systemd=systemd_cgroup)
     security.seccomp_bpf = _seccomp(linux)
+    security.seccomp_notify = bool(security.seccomp_bpf) and seccomp_listener(config) is not None
     spec = LaunchSpec(
         id=container_id,
         state_dir=state_dir,
@@ -529,6 +530,18 @@ def exec_spec(container_id: str, process: dict[str, Any], config: dict[str, Any]
         program = _seccomp(_get(config, "linux", dict, "config", {}))
     security.seccomp_bpf = program or None
     return ExecSpec(container_id, proc, security)
+
+
+def seccomp_listener(config: dict[str, Any]) -> tuple[str, str] | None:
+    """The agent's socket and metadata for a profile that notifies (SCMP_ACT_NOTIFY), None otherwise."""
+    profile = (config.get("linux") or {}).get("seccomp")
+    if not isinstance(profile, dict):
+        return None
+    from execdriver.linux import seccomp
+
+    if not seccomp.notifies(profile):
+        return None
+    return str(profile.get("listenerPath") or ""), str(profile.get("listenerMetadata") or "")
 
 
 def _seccomp(linux: dict[str, Any]) -> bytes | None:

@@ -90,14 +90,14 @@ def _run_one(phase: str, index: int, hook: dict[str, Any], stdin: bytes, pid: in
                                 capture_output=True, timeout=hook.get("timeout"), preexec_fn=enter,
                                 check=False)
     except subprocess.TimeoutExpired:
-        raise ContainerError(f"{phase} hook {index} ({hook['path']}) timed out "
-                             f"after {hook.get('timeout')} s") from None
+        raise ContainerError(f"error running hook #{index} ({phase}, {hook['path']}): "
+                             f"hook ran past specified timeout of {hook.get('timeout')}.0s") from None
     except OSError as err:
-        raise ContainerError(f"{phase} hook {index} ({hook['path']}): {err.strerror}") from None
-    if result.returncode != 0:
+        raise ContainerError(f"error running hook #{index} ({phase}, {hook['path']}): {err.strerror}") from None
+    if result.returncode != 0:  # (runc's words, which engines show)
         output = (result.stderr or result.stdout).decode(errors="replace").strip()
-        raise ContainerError(f"{phase} hook {index} ({hook['path']}) exited {result.returncode}"
-                             + (f": {output}" if output else ""))
+        raise ContainerError(f"error running hook #{index} ({phase}, {hook['path']}): exit status "
+                             f"{result.returncode}" + (f": {output}" if output else ""))
 
 
 def _env(env: list[str] | None) -> dict[str, str]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from execdriver.errors import ConfigError, NotRunningError, UsageError
+from execdriver.errors import ConfigError, ContainerError, NotRunningError, UsageError
 from execdriver.native import container
 
 TYPE_CHECKING = False
@@ -129,6 +129,9 @@ class OciRuntime:
         # once the bundle is gone or its config.json changed.
         oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": hooks.parse(settings),
                "process": settings.get("process") or {}}
+        listener = config.seccomp_listener(settings)
+        if listener is not None:  # exec's processes report theirs to the same agent
+            oci["seccomp_listener"] = list(listener)
         return spec, oci
 
     def _create(self, prepared: tuple[LaunchSpec, dict[str, Any]], *, console_socket: str = "", pid_file: str = "",
@@ -148,7 +151,9 @@ class OciRuntime:
         console = _console_socket(spec.process, console_socket)
         try:
             state = container.create(self.store, DirectSpawner(), spec, stdio, oci, on_created=[creation_hooks],
-                                     start_mode=_start_mode(container_id, bundle, annotations, phase_hooks))
+                                     start_mode=_start_mode(container_id, bundle, annotations, phase_hooks),
+                                     on_listener=_agent(oci, lambda pid: _document(
+                                         container_id, "creating", pid, bundle, annotations)))
         finally:
             if console >= 0:
                 os.close(console)
@@ -263,6 +268,7 @@ class OciRuntime:
             process = process_with(settings.get("process") or {}, options)
         spec = oci_config.exec_spec(container_id, process, settings, program)
         spec.process.preserve_fds = preserve_fds
+        spec.security.seccomp_notify = bool(spec.security.seccomp_bpf) and "seccomp_listener" in oci
         if sub_cgroups:
             from execdriver.linux import cgroups
 
@@ -305,8 +311,11 @@ class OciRuntime:
             _check_terminal(spec.process, console_socket, detach)
         console = -1 if serve is not None else _console_socket(spec.process, console_socket)
         try:
+            state = self._loaded(container_id)
             return container.exec_process(self.store, DirectSpawner(), container_id, spec, stdio, detach=detach,
-                                          start=started, serve=serve, paused_too=ignore_paused)
+                                          start=started, serve=serve, paused_too=ignore_paused,
+                                          on_listener=_agent(state.oci or {}, lambda _pid: document(
+                                              state, container.status(self.store, state), state.pid)))
         finally:
             if console >= 0:
                 os.close(console)
@@ -404,6 +413,46 @@ def write_pid_file(path: str, pid: int) -> None:
         os.rename(temporary, path)
     except OSError as err:
         raise ConfigError(f"--pid-file {path}: {err.strerror}") from None
+
+
+def _agent(oci: dict[str, Any], state_of: Callable[[int], dict[str, Any]]) -> Callable[[int, int], None] | None:
+    """The hand-over of a notifying seccomp filter's listener to the profile's agent, as runc makes it.
+
+    The listener is the descriptor ``fd`` of process ``pid``, which waits:
+    copied with pidfd_getfd, it goes over the agent's socket (listenerPath)
+    with the container process's state (runtime spec's
+    ContainerProcessState: "seccompFd", the pid, listenerMetadata, the
+    container's state), and our copy is closed.
+    """
+    if "seccomp_listener" not in oci:
+        return None
+    path, metadata = oci["seccomp_listener"]
+
+    def give(pid: int, fd: int) -> None:
+        from execdriver.gojson import go_json
+        from execdriver.linux import fdpass, syscalls
+
+        pidfd = os.pidfd_open(pid)
+        try:
+            listener = syscalls.pidfd_getfd(pidfd, fd)
+        finally:
+            os.close(pidfd)
+        try:
+            try:
+                channel = fdpass.connect(path)
+            except OSError as err:
+                raise ContainerError(f"failed to connect with seccomp agent specified in the seccomp profile: "
+                                     f"{path}: {err.strerror}") from None
+            try:
+                message = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": pid, "metadata": metadata,
+                           "state": state_of(pid)}
+                fdpass.send_fds(channel, go_json(message).encode(), [listener])
+            finally:
+                channel.close()
+        finally:
+            os.close(listener)
+
+    return give
 
 
 def _start_mode(container_id: str, bundle: str, annotations: dict[str, str],
