@@ -121,3 +121,14 @@ def test_terminal_rules_are_runcs(busybox_rootfs: Path, tmp_path: Path) -> None:
                             check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
     assert result.returncode != 0 and "cannot use console socket if execdriver will not detach" in result.stderr
     assert not os.path.exists(os.path.join(root, container_id))
+
+
+def test_the_terminal_is_the_users(busybox_rootfs: Path, tmp_path: Path) -> None:
+    """runc's fixStdioPermissions: a process of uid 1000 owns its terminal (the group stays devpts' tty)."""
+    bundle = _terminal_bundle(busybox_rootfs, tmp_path, ["sh", "-c", "stat -c %u:%g $(tty)"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["user"] = {"uid": 1000, "gid": 100}
+    (bundle / "config.json").write_text(json.dumps(config))
+    root, container_id = str(tmp_path / "state"), f"i-{uuid.uuid4().hex[:10]}"
+    code, shown, _, restored = drive([*CLI, "--root", root, "run", "--bundle", str(bundle), container_id])
+    assert code == 0 and shown.split(b"\r\n")[0] == b"1000:5" and restored

@@ -1296,3 +1296,21 @@ def test_seccomp_notify_hands_the_listener_to_the_agent(runtime: Runtime, bundle
     result = runtime("run", "--bundle", str(directory), f"{cid}-3", check=False)
     assert result.returncode == 1 and "failed to connect with seccomp agent" in result.stderr
     assert runtime("list", "-q").stdout.strip() == ""
+
+
+def test_the_hosts_procfs_may_be_bound_on_proc(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
+    """runc's "rootless with host pidns": no pid namespace, the host's /proc bound in (a procfs: allowed)."""
+    def change(config: dict[str, Any]) -> None:
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "pid"]
+        for mount in config["mounts"]:
+            if mount["type"] == "proc":
+                mount.update(type="none", source="/proc", options=["rbind", "nosuid", "nodev", "noexec"])
+
+    assert runtime("run", "--bundle", str(bundle(["sh", "-c", "test -e /proc/1/status && echo ok"], change)),
+                   cid).stdout == "ok\n"
+    # Anything else on /proc is still refused (CVE-2019-16884).
+    def tmpfs_on_proc(config: dict[str, Any]) -> None:
+        config["mounts"].append({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"})
+
+    result = runtime("run", "--bundle", str(bundle(["true"], tmpfs_on_proc)), f"{cid}-2", check=False)
+    assert result.returncode == 1 and "where only procfs goes" in result.stderr

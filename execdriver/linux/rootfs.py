@@ -336,20 +336,33 @@ def proc_write(path: str, data: str) -> None:
         os.close(fd)
 
 
-def _check_proc(root: str, destination: str, fd: int, fstype: str) -> None:
+def _check_proc(root: str, destination: str, fd: int, fstype: str, bind_source: str = "") -> None:
     """Only procfs goes on /proc, and binds only on a few files in it (CVE-2019-16884).
 
     Anything else there could stand in for the files the runtime writes to,
     or uncover the masked ones. The check is on where the destination
-    really leads, symlinks followed, not on its spelling.
+    really leads, symlinks followed, not on its spelling. A bind of a
+    procfs (the host's, for a container in the host's pid namespace) is
+    procfs too, as runc takes it.
     """
     real, canonical = os.readlink(f"/proc/self/fd/{fd}"), _canonical(root)
     inside = "/" + os.path.relpath(real, canonical) if real != canonical else "/"
     if inside == "/" and destination.strip("/"):
         raise RootfsError(f"cannot mount on {destination}: it leads to the container's root")
     if (inside == "/proc" or inside.startswith("/proc/")) and inside not in _PROC_BINDS and not (
-            inside == "/proc" and fstype == "proc"):
+            inside == "/proc" and (fstype == "proc" or (bind_source and _is_procfs(bind_source)))):
         raise RootfsError(f"cannot mount on {destination}: it leads to {inside}, where only procfs goes")
+
+
+def _is_procfs(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fs_type(fd) == PROC_SUPER_MAGIC
+    finally:
+        os.close(fd)
 
 
 def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
@@ -375,7 +388,7 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
     except OSError as err:
         raise RootfsError(f"cannot create mount point {destination}: {err.strerror}") from None
     try:
-        _check_proc(root, destination, fd, fstype)
+        _check_proc(root, destination, fd, fstype, source if flags & MS_BIND else "")
         if not flags & MS_BIND:
             try:
                 mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None)

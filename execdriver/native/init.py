@@ -113,6 +113,8 @@ def _check_directory(cwd: str) -> None:
 def _enter_user(user: users.User, cwd: str, security: Security) -> None:
     """The user's ids, groups and capabilities; then ``cwd``, if _enter_directory could not."""
     sets = security.capability_sets
+    if user.uid != 0:
+        _give_stdio(user.uid)
     if sets is not None:  # an OCI config names every set: keep them across setuid
         syscalls.set_keepcaps(True)
     try:
@@ -143,6 +145,27 @@ def _enter_user(user: users.User, cwd: str, security: Security) -> None:
         except OSError as err:
             raise InitError(f"working directory {cwd}: {err.strerror}") from None
         _check_directory(cwd)
+
+
+def _give_stdio(uid: int) -> None:
+    """Our stdio becomes the user's (its terminal above all, as runc's fixStdioPermissions does):
+    it was made by root, and a user who cannot reopen /dev/pts/0 or /proc/self/fd/1 has no console.
+
+    Not /dev/null; the group stays (devpts gives its tty group). What may
+    not be changed (an id the user namespace does not map, a read-only
+    /dev) is left as it is.
+    """
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        null = -1
+    for fd in (0, 1, 2):
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != uid and not (info.st_rdev and info.st_rdev == null):
+                os.fchown(fd, uid, -1)
+        except OSError:
+            continue
 
 
 def _setgroups_allowed() -> bool:
