@@ -111,6 +111,32 @@ def test_an_oci_bundle_with_a_user_namespace(runtime: Runtime, bundle: Callable[
     assert result.returncode != 0 and "id mappings and a user namespace go together" in result.stderr
 
 
+def test_bind_sources_the_remapped_root_may_not_search(runtime: Runtime, bundle: Callable[..., Path],  # noqa: F811
+                                                        tmp_path: Path, cid: str) -> None:
+    """runc's userns.bats: the runtime opens them before the user namespace (0700 directories of root's)."""
+    sources = []
+    for name in ("one", "two"):
+        (tmp_path / name / "dir").mkdir(parents=True)
+        (tmp_path / name / "dir" / "foo.txt").write_text(name)
+        (tmp_path / name).chmod(0o700)
+        sources.append(tmp_path / name / "dir")
+
+    def userns(config: dict[str, object]) -> None:
+        linux = config["linux"]
+        assert isinstance(linux, dict)
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+        mounts = config["mounts"]
+        assert isinstance(mounts, list)
+        mounts += [{"source": str(source), "destination": f"/mnt/{index}", "options": ["bind"]}
+                   for index, source in enumerate(sources)]
+
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"], userns)), cid)
+    assert runtime("exec", cid, "cat", "/mnt/0/foo.txt", "/mnt/1/foo.txt").stdout == "onetwo"
+    runtime("delete", "--force", cid)
+
+
 @pytest.mark.parametrize(("uids", "message"), [
     ([IDMap(1, HOST_BASE, 10)], "the container's root .* must be mapped"),
     ([IDMap(0, HOST_BASE, 10), IDMap(5, HOST_BASE + 100, 10)], r"uid_mapping\[1\]: container ids 5\+10 overlap"),

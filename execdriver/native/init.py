@@ -430,7 +430,7 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
         # root's, which a runtime without privileges could not write.
         if spec.pdeathsig:
             syscalls.set_pdeathsig(signals.SIGKILL)
-        trees = _wait_for_users(go)
+        root_tree, trees = _wait_for_users(go)
     if not detached:
         detach(namespaces.clone_flags, spec.pdeathsig)
     # Directories of the host's cgroup hierarchies, opened before the pivot
@@ -452,7 +452,7 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
     root_attached = False
     if namespaces.uid_mappings:
         try:
-            _become_namespace_root(fs, trees or [])
+            _become_namespace_root(fs, root_tree)
         except OSError as err:
             raise InitError(f"rootfs: {err}") from None
         root_attached = True
@@ -586,18 +586,20 @@ def _wait_for_process(channel: Socket, process: Process) -> None:
     # (the runtime set the hostname from outside: pool.Sandbox.hand_over)
 
 
-def _wait_for_users(go: int) -> list[int]:
+def _wait_for_users(go: int) -> tuple[list[int], list[int]]:
     """In a new user namespace, as the overflow id until the driver writes our mappings.
 
-    Returns the id-mapped rootfs tree if one came (rootfs.setup attaches it).
+    Returns the id-mapped rootfs tree if one came, and the detached copies
+    of the bind sources if they came (the runtime's root may open what our
+    remapped root may not search): rootfs.setup attaches them.
     """
     from execdriver.linux import fdpass
 
     with fdpass.borrow(go) as channel:
-        message, fds = fdpass.recv_fds(channel, 1, 4)
-    if message != USERS:
+        message, fds = fdpass.recv_fds(channel, 2, 253)
+    if message[:1] != USERS:
         os._exit(1)
-    return fds
+    return (fds[:1], fds[1:]) if message[1:] == b"R" else ([], fds)
 
 
 def _become_namespace_root(fs: rootfs.Filesystem, trees: list[int]) -> None:

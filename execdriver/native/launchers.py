@@ -341,8 +341,15 @@ def _map_users(spec: LaunchSpec, pid: int, go: int) -> None:
     try:
         if spec.namespaces.idmap_root:
             trees.append(userns.idmapped_root(spec.filesystem.root.path, pid))
+        if os.geteuid() == 0:
+            # The bind sources, copied here, as runc opens them before the user namespace: its
+            # remapped root may not search a directory the host's root may (0700, say).
+            from execdriver.linux import syscalls
+
+            trees += [syscalls.open_tree_clone(mount.source, recursive=bool(mount.flags & syscalls.MS_REC))
+                      for mount in spec.filesystem.mounts if mount.is_bind]
         with fdpass.borrow(go) as channel:
-            fdpass.send_fds(channel, USERS, trees)
+            fdpass.send_fds(channel, USERS + (b"R" if spec.namespaces.idmap_root else b"-"), trees)
     finally:
         for tree in trees:
             os.close(tree)
