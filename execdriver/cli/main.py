@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         log.sink, log.debugging = lambda level, message: _log(options, message, level), bool(options["debug"])
         verb, args = rest[0], rest[1:]
         if verb not in VERBS:
-            raise UsageError(f"unknown verb '{verb}' (see execdriver --help)")
+            raise UsageError(f"No help topic for '{verb}': unknown verb (see execdriver --help)")  # (runc's words)
         __import__(VERBS[verb][0])
         module = sys.modules[VERBS[verb][0]]
         error_exit = getattr(module, "ERROR_EXIT", error_exit)
-        verb_options, verb_args = parse(module.FLAGS, args, verb)
+        verb_options, verb_args = parse(module.FLAGS, args, verb, getattr(module, "REORDER_ARGS", False))
         if verb_options.get("help"):
             print(usage(module.FLAGS, module.SYNOPSIS, module.DESCRIPTION))
             return 0
