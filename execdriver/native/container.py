@@ -243,8 +243,9 @@ def unpause(store: StateStore, container_id: str) -> None:
 
 
 def update(store: StateStore, container_id: str, wanted: Limits) -> None:
-    """Change the limits of the running container."""
-    wanted.check()
+    """Change the limits of the running container, as runc update: those unset keep their values,
+    and the device rules stay as they are (rewriting them would deny every device for a moment)."""
+    wanted.check(update=True)
     with store.locked(container_id):
         _running_cgroup(store, container_id)[1].set(wanted, running=True)
 

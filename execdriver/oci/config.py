@@ -195,8 +195,8 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
             # The rootfs would be mounted, and / made private, on the host itself.
             raise ConfigError(f"{where}.path: {path} is the host's own mount namespace")
         join.append((path, _NAMESPACES[kind]))  # a pid one is entered before the clone: spawn.py
-    if not flags & syscalls.CLONE_NEWNS and not any(t == syscalls.CLONE_NEWNS for _, t in join):
-        raise ConfigError("linux.namespaces: a mount namespace is required (the rootfs is pivoted into)")
+    # Without a mount namespace the container shares the runtime's, as runc's does: its root
+    # is mounted there (under the state directory, private) and chrooted into (rootfs.setup).
     return flags, join
 
 
@@ -238,9 +238,10 @@ def _device_rules(resources: dict[str, Any], where: str) -> list[tuple[str, str]
             if number < -1:
                 raise ConfigError(f"{at}.{key}: must be a device number or -1 for any, got {number}")
             numbers.append("*" if number == -1 else str(number))
-        access = _get(rule, "access", str, at, "") or "rwm"
-        if not set(access) <= set("rwm"):
-            raise ConfigError(f"{at}.access: letters of r, w and m only, got {access!r}")
+        given = _get(rule, "access", str, at, "") or "rwm"
+        access = "".join(letter for letter in "rwm" if letter in given)  # runc ignores other letters ("rwa")
+        if not access:
+            raise ConfigError(f"{at}.access: needs r, w or m, got {given!r}")
         verdict = "allow" if rule["allow"] else "deny"
         if kind == "a" and set(access) != set("rwm"):
             # The kernel reads "a" as every access: a partial one is both kinds.
@@ -252,9 +253,31 @@ def _device_rules(resources: dict[str, Any], where: str) -> list[tuple[str, str]
     return rules
 
 
+_RESOURCE_KEYS = {  # LinuxResources' members, as Go's JSON matches them to any case of a name
+    "": ("devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "unified"),
+    "memory": ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
+               "useHierarchy", "checkBeforeUpdate"),
+    "cpu": ("shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle"),
+    "pids": ("limit",),
+    "blockIO": ("weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"),
+}
+
+
+def _fold(obj: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``obj`` with each key that is a name in another case ("CPU", "Cpus") renamed to it, as Go
+    decodes JSON into a struct (runc reads config.json and update's --resources so); the last wins."""
+    lower = {name.lower(): name for name in names}
+    return {lower.get(key.lower(), key) if key not in names else key: value for key, value in obj.items()}
+
+
 def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -> dict[str, Any]:
     """An OCI LinuxResources object as Limits fields; zero and absent mean unset."""
     limits: dict[str, Any] = {}
+    resources = _fold(resources, _RESOURCE_KEYS[""])
+    for key in ("memory", "cpu", "pids", "blockIO"):
+        if isinstance(resources.get(key), dict):
+            resources[key] = _fold(resources[key], _RESOURCE_KEYS[key])
     memory = _get(resources, "memory", dict, where, {})
     for key, name in (("limit", "memory"), ("reservation", "memory_reservation"), ("swap", "memory_swap")):
         value = _get(memory, key, int, f"{where}.memory", 0)
@@ -287,9 +310,12 @@ def resource_limits(resources: dict[str, Any], where: str = "linux.resources") -
     idle = _get(cpu, "idle", int, f"{where}.cpu", 0)
     if idle:
         limits["cpu_idle"] = idle
-    for key in ("realtimeRuntime", "realtimePeriod", "burst"):
-        if cpu.get(key):
-            raise ConfigError(f"{where}.cpu.{key}: not supported by this runtime")
+    for key, name in (("realtimePeriod", "cpu_rt_period"), ("realtimeRuntime", "cpu_rt_runtime")):
+        value = _get(cpu, key, int, f"{where}.cpu", 0)
+        if value:
+            limits[name] = value
+    if cpu.get("burst"):
+        raise ConfigError(f"{where}.cpu.burst: not supported by this runtime")
     pids = _get(resources, "pids", dict, where, {})
     pids_limit = _get(pids, "limit", int, f"{where}.pids", 0)
     if pids_limit:

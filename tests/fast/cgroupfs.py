@@ -25,6 +25,7 @@ class CgroupFS:
         self.root = root
         self.writes: list[tuple[str, str]] = []  # (path relative to the root, value), in order
         self.refusals: dict[str, int] = {}  # relative path -> errno its writes fail with
+        self.refusals_once: dict[str, int] = {}  # the same, for the next write only
         self._real_write = os.write
         monkeypatch.setattr(os, "write", self._write)
 
@@ -37,8 +38,9 @@ class CgroupFS:
             return self._real_write(fd, data)
         relative = os.path.relpath(path, self.root)
         value = bytes(data).decode()
-        if relative in self.refusals:
-            raise OSError(self.refusals[relative], os.strerror(self.refusals[relative]))
+        refusal = self.refusals.get(relative) or self.refusals_once.pop(relative, 0)
+        if refusal:
+            raise OSError(refusal, os.strerror(refusal))
         self.writes.append((relative, value))
         os.ftruncate(fd, 0)
         return os.pwrite(fd, bytes(data), 0)

@@ -24,7 +24,8 @@ UNLIMITED = "9223372036854771712"  # what v1 reports for "no limit" on 64-bit ho
 MOUNTS = {"cpu": "cpu,cpuacct", "cpuacct": "cpu,cpuacct", "cpuset": "cpuset", "memory": "memory",
           "devices": "devices", "freezer": "freezer", "blkio": "blkio", "pids": "pids", "hugetlb": "hugetlb"}
 FILES = {
-    "cpu,cpuacct": ("cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.idle", "cgroup.procs", "tasks"),
+    "cpu,cpuacct": ("cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.rt_period_us", "cpu.rt_runtime_us",
+                    "cpu.idle", "cgroup.procs", "tasks"),
     "cpuset": ("cpuset.cpus", "cpuset.mems", "cgroup.procs", "tasks"),
     "memory": ("memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.oom_control", "memory.swappiness",
                "memory.kmem.tcp.limit_in_bytes", "cgroup.procs", "tasks"),
@@ -41,7 +42,8 @@ NEW_CGROUP = {
     "cgroup.procs": "", "tasks": "", "cpuset.cpus": "", "cpuset.mems": "", "devices.allow": "", "devices.deny": "",
     "memory.limit_in_bytes": UNLIMITED, "memory.soft_limit_in_bytes": UNLIMITED, "memory.swappiness": "60",
     "memory.kmem.tcp.limit_in_bytes": UNLIMITED, "cpu.shares": "1024", "cpu.cfs_period_us": "100000",
-    "cpu.cfs_quota_us": "-1", "pids.max": "max", "freezer.state": "THAWED", "blkio.weight": "500",
+    "cpu.cfs_quota_us": "-1", "cpu.rt_period_us": "1000000", "cpu.rt_runtime_us": "0",
+    "pids.max": "max", "freezer.state": "THAWED", "blkio.weight": "500",
     "blkio.throttle.read_bps_device": "", "blkio.throttle.write_bps_device": "", "blkio.throttle.read_iops_device": "",
     "blkio.throttle.write_iops_device": "", "hugetlb.2MB.limit_in_bytes": UNLIMITED,
 }
@@ -130,28 +132,60 @@ def test_memory_alone_under_an_unlimited_memsw(cgroupfs: CgroupFS) -> None:
     assert _memory_writes(cgroupfs) == [("memory.limit_in_bytes", str(64 * MiB))]
 
 
-def test_memory_above_the_current_memsw_raises_memsw_first(cgroupfs: CgroupFS) -> None:
-    _container(cgroupfs, swap=str(64 * MiB)).set(Limits(memory=128 * MiB))
-    assert _memory_writes(cgroupfs) == [("memory.memsw.limit_in_bytes", str(128 * MiB)),
-                                        ("memory.limit_in_bytes", str(128 * MiB))]
+def _limited(fs: CgroupFS, memory: int, swap: int) -> V1Manager:
+    return _container(fs, swap=str(swap), files={"memory": {"memory.limit_in_bytes": str(memory)}})
 
 
-def test_growing_swap_goes_first(cgroupfs: CgroupFS) -> None:
-    _container(cgroupfs, swap=str(128 * MiB)).set(Limits(memory=256 * MiB, memory_swap=512 * MiB))
+def test_memory_alone_above_the_memsw_in_place_is_refused_and_named(cgroupfs: CgroupFS) -> None:
+    """As runc: memsw is not raised behind the caller's back; the kernel's EINVAL, in the limits' terms."""
+    manager = _limited(cgroupfs, 32 * MiB, 64 * MiB)
+    cgroupfs.refusals_once["memory/execdriver/c1/memory.limit_in_bytes"] = errno.EINVAL  # memory > memsw
+    with pytest.raises(CgroupError, match=rf"^resources\.memory: {128 * MiB} is above the memory\+swap limit in "
+                                          rf"place \({64 * MiB}\); give memory_swap with it$"):
+        manager.set(Limits(memory=128 * MiB), running=True)
+    assert cgroupfs.writes == []
+
+
+@pytest.mark.parametrize(("memory", "swap", "values", "expected"), [
+    # Both given, memsw above the memory limit in place: memsw first (runc's setMemoryAndSwap).
+    (128 * MiB, 128 * MiB, {"memory": 256 * MiB, "memory_swap": 512 * MiB},
+     [("memory.memsw.limit_in_bytes", str(512 * MiB)), ("memory.limit_in_bytes", str(256 * MiB))]),
+    (30 * MiB, 50 * MiB, {"memory": 60 * MiB, "memory_swap": 80 * MiB},
+     [("memory.memsw.limit_in_bytes", str(80 * MiB)), ("memory.limit_in_bytes", str(60 * MiB))]),
+    # ... else memory first: shrinking.
+    (512 * MiB, 1024 * MiB, {"memory": 64 * MiB, "memory_swap": 128 * MiB},
+     [("memory.limit_in_bytes", str(64 * MiB)), ("memory.memsw.limit_in_bytes", str(128 * MiB))]),
+    # Unlimited swap goes first; unlimited memory alone lifts memsw too, first.
+    (64 * MiB, 128 * MiB, {"memory": 64 * MiB, "memory_swap": -1},
+     [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", str(64 * MiB))]),
+    (64 * MiB, 128 * MiB, {"memory": -1},
+     [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")]),
+    # Either alone (an update): the other stays.
+    (50 * MiB, 128 * MiB, {"memory_swap": 96 * MiB}, [("memory.memsw.limit_in_bytes", str(96 * MiB))]),
+    (50 * MiB, 128 * MiB, {"memory_swap": -1}, [("memory.memsw.limit_in_bytes", "-1")]),
+    (50 * MiB, 128 * MiB, {"memory_reservation": -1}, [("memory.soft_limit_in_bytes", "-1")]),
+])
+def test_memory_and_memsw_in_runcs_order(cgroupfs: CgroupFS, memory: int, swap: int, values: dict[str, int],
+                                         expected: list[tuple[str, str]]) -> None:
+    _limited(cgroupfs, memory, swap).set(Limits(**values), running=True)
+    assert _memory_writes(cgroupfs) == expected
+
+
+def test_a_failed_second_write_puts_the_first_back(cgroupfs: CgroupFS) -> None:
+    manager = _limited(cgroupfs, 128 * MiB, 128 * MiB)
+    cgroupfs.refusals_once["memory/execdriver/c1/memory.limit_in_bytes"] = errno.EINVAL
+    with pytest.raises(CgroupError, match=r"^resources\.memory: writing"):
+        manager.set(Limits(memory=256 * MiB, memory_swap=512 * MiB), running=True)
     assert _memory_writes(cgroupfs) == [("memory.memsw.limit_in_bytes", str(512 * MiB)),
-                                        ("memory.limit_in_bytes", str(256 * MiB))]
-
-
-def test_shrinking_swap_goes_last(cgroupfs: CgroupFS) -> None:
-    _container(cgroupfs, swap=str(1024 * MiB)).set(Limits(memory=64 * MiB, memory_swap=128 * MiB))
-    assert _memory_writes(cgroupfs) == [("memory.limit_in_bytes", str(64 * MiB)),
                                         ("memory.memsw.limit_in_bytes", str(128 * MiB))]
 
 
-def test_unlimited_swap_goes_first(cgroupfs: CgroupFS) -> None:
-    _container(cgroupfs, swap=str(128 * MiB)).set(Limits(memory=64 * MiB, memory_swap=-1))
-    assert _memory_writes(cgroupfs) == [("memory.memsw.limit_in_bytes", "-1"),
-                                        ("memory.limit_in_bytes", str(64 * MiB))]
+def test_memsw_below_the_memory_in_place_is_named(cgroupfs: CgroupFS) -> None:
+    manager = _limited(cgroupfs, 64 * MiB, 128 * MiB)
+    cgroupfs.refusals_once["memory/execdriver/c1/memory.memsw.limit_in_bytes"] = errno.EINVAL
+    with pytest.raises(CgroupError, match=rf"^resources\.memory_swap: {32 * MiB} is below the memory limit in "
+                                          rf"place \({64 * MiB}\); give memory with it$"):
+        manager.set(Limits(memory_swap=32 * MiB), running=True)
 
 
 def test_swap_without_swap_accounting_is_refused(cgroupfs: CgroupFS) -> None:
@@ -160,7 +194,8 @@ def test_swap_without_swap_accounting_is_refused(cgroupfs: CgroupFS) -> None:
         manager.set(Limits(memory=64 * MiB, memory_swap=128 * MiB))
     assert cgroupfs.writes == []
     manager.set(Limits(memory=64 * MiB))  # memory alone needs no memsw
-    assert _memory_writes(cgroupfs) == [("memory.limit_in_bytes", str(64 * MiB))]
+    manager.set(Limits(memory=-1))  # nor unlimited memory
+    assert _memory_writes(cgroupfs) == [("memory.limit_in_bytes", str(64 * MiB)), ("memory.limit_in_bytes", "-1")]
 
 
 def test_update_below_the_usage_says_so(cgroupfs: CgroupFS) -> None:
@@ -173,7 +208,63 @@ def test_update_below_the_usage_says_so(cgroupfs: CgroupFS) -> None:
         manager.set(Limits(memory=64 * MiB))  # at create: the kernel's own words
 
 
+# --- cpu bandwidth: period and quota (CFS, real-time) ------------------------------------------
+
+
+def _cpu_writes(fs: CgroupFS) -> list[tuple[str, str]]:
+    return fs.written("cpu,cpuacct/execdriver/c1")
+
+
+def test_a_period_the_kernel_refuses_first_is_written_again_after_the_quota(cgroupfs: CgroupFS) -> None:
+    """A pod's parent at 50%: a shorter period under the old quota is over it until the quota follows (runc's retry)."""
+    manager = _container(cgroupfs)
+    cgroupfs.refusals_once["cpu,cpuacct/execdriver/c1/cpu.cfs_period_us"] = errno.EINVAL
+    manager.set(Limits(cpu_period=10000, cpu_quota=3000), running=True)
+    assert _cpu_writes(cgroupfs) == [("cpu.cfs_quota_us", "3000"), ("cpu.cfs_period_us", "10000")]
+
+
+def test_a_period_refused_without_a_quota_is_an_error(cgroupfs: CgroupFS) -> None:
+    cgroupfs.refusals_once["cpu,cpuacct/execdriver/c1/cpu.cfs_period_us"] = errno.EINVAL
+    with pytest.raises(CgroupError, match=r"^resources\.cpu_period: writing 10000 to .*: Invalid argument$"):
+        _container(cgroupfs).set(Limits(cpu_period=10000), running=True)
+
+
+def test_a_quota_over_the_parents_says_why(cgroupfs: CgroupFS) -> None:
+    cgroupfs.refusals_once["cpu,cpuacct/execdriver/c1/cpu.cfs_quota_us"] = errno.EINVAL
+    with pytest.raises(CgroupError, match=r"^resources\.cpu_quota: writing 60000 to .*: Invalid argument \(quota / "
+                                          r"period may not exceed the parent cgroup's\)$"):
+        _container(cgroupfs).set(Limits(cpu_quota=60000), running=True)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({"cpu_quota": -5}, [("cpu.cfs_quota_us", "-1")]),  # any negative quota: unlimited
+    ({"cpu_rt_runtime": 500001}, [("cpu.rt_runtime_us", "500001")]),
+    ({"cpu_rt_period": 900001, "cpu_rt_runtime": 600001},
+     [("cpu.rt_period_us", "900001"), ("cpu.rt_runtime_us", "600001")]),
+    ({"cpu_shares": 200, "cpu_period": 900000, "cpu_quota": 600000},
+     [("cpu.shares", "200"), ("cpu.cfs_period_us", "900000"), ("cpu.cfs_quota_us", "600000")]),
+])
+def test_cpu_values_go_to_their_files(cgroupfs: CgroupFS, values: dict[str, int],
+                                      expected: list[tuple[str, str]]) -> None:
+    _container(cgroupfs).set(Limits(**values), running=True)
+    assert _cpu_writes(cgroupfs) == expected
+
+
+def test_a_real_time_period_below_the_runtime_in_place_goes_after_it(cgroupfs: CgroupFS) -> None:
+    manager = _container(cgroupfs, files={"cpu,cpuacct": {"cpu.rt_runtime_us": "600000"}})
+    cgroupfs.refusals_once["cpu,cpuacct/execdriver/c1/cpu.rt_period_us"] = errno.EINVAL
+    manager.set(Limits(cpu_rt_period=500000, cpu_rt_runtime=400000), running=True)
+    assert _cpu_writes(cgroupfs) == [("cpu.rt_runtime_us", "400000"), ("cpu.rt_period_us", "500000")]
+
+
 # --- devices, cpuset, the rest -----------------------------------------------------------------
+
+
+def test_update_leaves_the_device_rules_alone(cgroupfs: CgroupFS) -> None:
+    """As runc's update (SkipDevices): rewriting them denies every device for a moment."""
+    _container(cgroupfs).set(Limits(device_rules=[("allow", "c 1:3 rwm")], pids_limit=30), running=True)
+    assert cgroupfs.written() == [("pids/execdriver/c1/pids.max", "30")]
+
 
 
 def test_device_rules_deny_all_then_each_rule_in_its_own_write(cgroupfs: CgroupFS) -> None:

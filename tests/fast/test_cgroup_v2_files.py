@@ -67,10 +67,10 @@ def test_each_limit_goes_to_its_file(cgroupfs: CgroupFS) -> None:
         blkio_throttle=[("read_bps", 8, 0, 1048576), ("write_iops", 8, 16, 0)], cpu_idle=1,
         hugepage_limits=[("2MB", 4 * MiB)], unified=[("memory.high", "200M")]))
     assert cgroupfs.written("execdriver/c1") == [
+        ("memory.swap.max", str(256 * MiB)),  # v2's swap excludes memory: 512 - 256 MiB; first, as runc's
         ("memory.max", str(256 * MiB)),
         ("memory.oom.group", "1"),  # an OOM kill takes the whole container
         ("memory.low", str(128 * MiB)),
-        ("memory.swap.max", str(256 * MiB)),  # v2's swap excludes memory: 512 - 256 MiB
         ("cpu.weight", "39"),  # runc's shares -> weight: 1 + (1024 - 2) * 9999 / 262142
         ("cpu.max", "50000 100000"),
         ("cpuset.cpus", "0-1"),
@@ -93,10 +93,14 @@ def test_nothing_set_writes_nothing(cgroupfs: CgroupFS) -> None:
 
 
 @pytest.mark.parametrize(("values", "expected"), [
-    ({"memory": 64 * MiB, "memory_swap": -1}, [("memory.max", str(64 * MiB)), ("memory.oom.group", "1"),
-                                               ("memory.swap.max", "max")]),
-    ({"memory": 64 * MiB, "memory_swap": 64 * MiB}, [("memory.max", str(64 * MiB)), ("memory.oom.group", "1"),
-                                                     ("memory.swap.max", "0")]),
+    ({"memory": 64 * MiB, "memory_swap": -1}, [("memory.swap.max", "max"), ("memory.max", str(64 * MiB)),
+                                               ("memory.oom.group", "1")]),
+    ({"memory": 64 * MiB, "memory_swap": 64 * MiB}, [("memory.swap.max", "0"), ("memory.max", str(64 * MiB)),
+                                                     ("memory.oom.group", "1")]),
+    ({"memory": -1}, [("memory.swap.max", "max"), ("memory.max", "max")]),  # unlimited memory lifts swap too
+    ({"memory": -1, "memory_swap": -1}, [("memory.swap.max", "max"), ("memory.max", "max")]),
+    ({"memory_swap": -1}, [("memory.swap.max", "max")]),
+    ({"memory_reservation": -1}, [("memory.low", "max")]),
     ({"cpu_quota": -1}, [("cpu.max", "max 100000")]),
     ({"cpu_period": 20000}, [("cpu.max", "max 20000")]),
     ({"cpu_quota": 150000}, [("cpu.max", "150000 100000")]),
@@ -110,6 +114,35 @@ def test_nothing_set_writes_nothing(cgroupfs: CgroupFS) -> None:
 def test_values_in_v2_terms(cgroupfs: CgroupFS, values: dict[str, int], expected: list[tuple[str, str]]) -> None:
     _container(cgroupfs).set(Limits(**values))
     assert cgroupfs.written("execdriver/c1") == expected
+
+
+def test_swap_needs_memory_beside_it(cgroupfs: CgroupFS) -> None:
+    """v2 limits swap apart: memory_swap (memory + swap) means nothing without memory (runc refuses it too)."""
+    with pytest.raises(CgroupError, match=r"^resources\.memory_swap: cgroup v2 limits swap apart from memory"):
+        _container(cgroupfs).set(Limits(memory_swap=128 * MiB), running=True)
+    assert cgroupfs.writes == []
+
+
+@pytest.mark.parametrize(("values", "current", "expected"), [
+    ({"cpu_period": 900000}, "500000 1000000", "500000 900000"),  # the quota in place stays
+    ({"cpu_quota": 600000}, "500000 900000", "600000 900000"),  # the period in place stays
+    ({"cpu_quota": -1}, "600000 900000", "max 900000"),
+    ({"cpu_period": 50000}, "max 100000", "max 50000"),
+    ({"cpu_quota": -1, "cpu_period": 100000}, "600000 900000", "max 100000"),
+    ({"cpu_quota": 3000, "cpu_period": 10000}, "500000 1000000", "3000 10000"),
+])
+def test_update_of_quota_or_period_keeps_the_other(cgroupfs: CgroupFS, values: dict[str, int], current: str,
+                                                   expected: str) -> None:
+    """runc's rule: one of them alone leaves the other as it was (cpu.max takes both at once)."""
+    _container(cgroupfs, cpu_max=current).set(Limits(**values), running=True)
+    assert cgroupfs.written("execdriver/c1") == [("cpu.max", expected)]
+
+
+@pytest.mark.parametrize("values", [{"cpu_rt_runtime": 1000}, {"cpu_rt_period": 1000000}])
+def test_real_time_bandwidth_is_refused(cgroupfs: CgroupFS, values: dict[str, int]) -> None:
+    with pytest.raises(CgroupError, match=r"^resources\.cpu_rt_(runtime|period): cgroup v2 has no real-time"):
+        _container(cgroupfs).set(Limits(**values))
+    assert cgroupfs.writes == []
 
 
 def test_update_leaves_the_oom_group_alone(cgroupfs: CgroupFS) -> None:

@@ -18,7 +18,7 @@ MiB = 1024 * 1024
 def test_defaults_mean_unset() -> None:
     limits = Limits()
     assert [getattr(limits, name) for name in Limits.FIELDS] == [
-        0, 0, 0, 0, 0, 0, "", "", 0, 0, False, -1, 0, [], [], 0, [], []]
+        0, 0, 0, 0, 0, 0, "", "", 0, 0, False, -1, 0, [], [], 0, [], [], 0, 0]
     limits.check()
 
 
@@ -54,17 +54,31 @@ def test_sequences_become_lists_of_tuples() -> None:
     {"unified": [("memory.high", "max"), ("io.bfq.weight", "100")]},
     {"cpuset_cpus": "0-2,4", "cpuset_mems": "0"},
     {"pids_limit": -1},
+    {"memory": -1, "memory_reservation": -1, "memory_swap": -1},  # -1: unlimited, as runc takes it
+    {"memory": -1},
+    {"cpu_quota": -5},  # any negative quota: unlimited (the kernel's -1)
+    {"cpu_rt_period": 1_000_000, "cpu_rt_runtime": -1},
 ])
 def test_values_a_kernel_takes_pass(values: dict[str, Any]) -> None:
     Limits(**values).check()
 
 
+def test_an_update_may_give_swap_alone() -> None:
+    """The memory limit in place stays: cgroup v1 checks memsw against it (and v2 refuses, as runc)."""
+    Limits(memory_swap=96 * MiB).check(update=True)
+    with pytest.raises(ConfigError, match=r"^resources\.memory_swap: needs resources\.memory$"):
+        Limits(memory_swap=96 * MiB).check()
+
+
 @pytest.mark.parametrize(("values", "message"), [
-    ({"memory": -1}, r"^resources\.memory: must not be negative$"),
-    ({"memory_reservation": -1}, r"^resources\.memory_reservation: must not be negative$"),
+    ({"memory": -2}, r"^resources\.memory: must not be negative \(but -1, unlimited\)$"),
+    ({"memory_reservation": -2}, r"^resources\.memory_reservation: must not be negative \(but -1"),
+    ({"memory_swap": -2}, r"^resources\.memory_swap: must not be negative \(but -1"),
+    ({"cpu_rt_runtime": -2}, r"^resources\.cpu_rt_runtime: must not be negative \(but -1"),
     ({"cpu_shares": -2}, r"^resources\.cpu_shares: must not be negative$"),
     ({"cpu_period": -1}, r"^resources\.cpu_period: must not be negative$"),
-    ({"cpu_quota": -2}, r"^resources\.cpu_quota: must not be negative$"),
+    ({"cpu_rt_period": -1}, r"^resources\.cpu_rt_period: must not be negative$"),
+    ({"memory": -1, "memory_swap": 64 * MiB}, r"^resources\.memory_swap: must be -1 \(unlimited\) when "),
     ({"memory": 6 * MiB - 1}, r"^resources\.memory: the minimum is 6 MiB$"),
     ({"memory": 64 * MiB, "memory_swap": 32 * MiB}, r"^resources\.memory_swap: must be at least resources\.memory"),
     ({"memory_swap": 64 * MiB}, r"^resources\.memory_swap: needs resources\.memory$"),

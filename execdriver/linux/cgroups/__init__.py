@@ -42,6 +42,7 @@ class Limits:
         "memory", "memory_reservation", "memory_swap", "cpu_shares", "cpu_period", "cpu_quota",
         "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "memory_swappiness",
         "kernel_tcp", "device_rules", "blkio_throttle", "cpu_idle", "hugepage_limits", "unified",
+        "cpu_rt_period", "cpu_rt_runtime",
     )
     __slots__ = FIELDS
 
@@ -49,12 +50,17 @@ class Limits:
         unknown = set(values) - set(self.FIELDS)
         if unknown:
             raise TypeError(f"unknown limits {sorted(unknown)}")
-        self.memory: int = values.get("memory", 0)
+        self.memory: int = values.get("memory", 0)  # -1 is unlimited (as the two below)
         self.memory_reservation: int = values.get("memory_reservation", 0)
-        self.memory_swap: int = values.get("memory_swap", 0)  # memory + swap; -1 is unlimited
+        self.memory_swap: int = values.get("memory_swap", 0)  # memory + swap
         self.cpu_shares: int = values.get("cpu_shares", 0)
+        # Period and quota in microseconds; a negative quota is unlimited. One of them
+        # alone leaves the other as it is (an update of one: runc's rule).
         self.cpu_period: int = values.get("cpu_period", 0)
         self.cpu_quota: int = values.get("cpu_quota", 0)
+        # cgroup v1's real-time bandwidth (cpu.rt_period_us, cpu.rt_runtime_us; -1: unlimited)
+        self.cpu_rt_period: int = values.get("cpu_rt_period", 0)
+        self.cpu_rt_runtime: int = values.get("cpu_rt_runtime", 0)
         self.cpuset_cpus: str = values.get("cpuset_cpus", "")
         self.cpuset_mems: str = values.get("cpuset_mems", "")
         self.pids_limit: int = values.get("pids_limit", 0)  # -1 is unlimited
@@ -83,16 +89,26 @@ class Limits:
         """The limits set, but for the device rules (which every cgroup has)."""
         return [name for name in self.wire() if name != "device_rules"]
 
-    def check(self) -> None:
-        """Values no kernel accepts: refused before anything is created."""
-        for name in ("memory", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota"):
-            if getattr(self, name) < 0 and not (name == "cpu_quota" and self.cpu_quota == -1):
+    def check(self, *, update: bool = False) -> None:
+        """Values no kernel accepts: refused before anything is created (or changed).
+
+        ``update``: these change a running container's limits, and those left
+        out keep their values; so a swap limit needs no memory limit beside
+        it (cgroup v1 checks it against the memory limit in place).
+        """
+        for name in ("memory", "memory_reservation", "memory_swap", "cpu_rt_runtime"):
+            if getattr(self, name) < -1:
+                raise ConfigError(f"resources.{name}: must not be negative (but -1, unlimited)")
+        for name in ("cpu_shares", "cpu_period", "cpu_rt_period"):
+            if getattr(self, name) < 0:
                 raise ConfigError(f"resources.{name}: must not be negative")
-        if self.memory and self.memory < 6 * 1024 * 1024:
+        if self.memory > 0 and self.memory < 6 * 1024 * 1024:
             raise ConfigError("resources.memory: the minimum is 6 MiB")
-        if self.memory_swap > 0 and self.memory and self.memory_swap < self.memory:
+        if self.memory_swap > 0 and self.memory > 0 and self.memory_swap < self.memory:
             raise ConfigError("resources.memory_swap: must be at least resources.memory (it counts both)")
-        if self.memory_swap > 0 and not self.memory:
+        if self.memory_swap > 0 and self.memory == -1:
+            raise ConfigError("resources.memory_swap: must be -1 (unlimited) when resources.memory is")
+        if self.memory_swap > 0 and not self.memory and not update:
             raise ConfigError("resources.memory_swap: needs resources.memory")
         if self.cpu_period and not 1000 <= self.cpu_period <= 1_000_000:
             raise ConfigError("resources.cpu_period: must lie between 1000 and 1000000 microseconds")

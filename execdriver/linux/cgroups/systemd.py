@@ -108,7 +108,7 @@ class SystemdManager(V2Manager):
             ("DefaultDependencies", ("b", False)),
             ("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
             ("IOAccounting", ("b", True)), ("TasksAccounting", ("b", True)),
-            *unit_properties(limits),
+            *unit_properties(limits, self.cpu_max(limits)),  # (no scope yet: cpu.max reads as the default)
         ]
         self._call("StartTransientUnit", "ssa(sv)a(sa(sv))", (self.unit, "replace", properties, []))
         self._wait_for(pid)
@@ -130,7 +130,7 @@ class SystemdManager(V2Manager):
 
     def set(self, limits: Limits, *, running: bool = False) -> None:
         super().set(limits, running=running)
-        properties = unit_properties(limits)
+        properties = unit_properties(limits, self.cpu_max(limits))
         if running and properties:  # what update changes, systemd keeps too
             self._call("SetUnitProperties", "sba(sv)", (self.unit, True, properties))
 
@@ -192,24 +192,71 @@ class SystemdManager(V2Manager):
         return result
 
 
-def unit_properties(limits: Limits) -> list[tuple[str, tuple[str, Any]]]:
-    """The limits systemd knows as unit properties, in its units (as runc's driver sets them)."""
+def unit_properties(limits: Limits, cpu_max: tuple[int, int] = (-1, 100000)) -> list[tuple[str, tuple[str, Any]]]:
+    """The limits systemd knows as unit properties, in its units (as runc's driver sets them).
+
+    ``cpu_max``: the (quota, period) cpu.max gets (V2Manager.cpu_max), when
+    the limits set either; -1 is unlimited, systemd's infinity (as for memory).
+    """
+    infinity = (1 << 64) - 1
     properties: list[tuple[str, tuple[str, Any]]] = []
-    if limits.memory:
-        properties.append(("MemoryMax", ("t", limits.memory)))
-    if limits.memory_reservation:
-        properties.append(("MemoryLow", ("t", limits.memory_reservation)))
-    if limits.memory_swap:
-        swap = (1 << 64) - 1 if limits.memory_swap < 0 else limits.memory_swap - limits.memory
+    for name, value in (("MemoryMax", limits.memory), ("MemoryLow", limits.memory_reservation)):
+        if value:
+            properties.append((name, ("t", infinity if value < 0 else value)))
+    if limits.memory_swap or limits.memory == -1:
+        # v2's swap apart from memory (V2Manager._set_memory): memory_swap - memory
+        swap = infinity if limits.memory_swap < 0 or limits.memory == -1 else limits.memory_swap - limits.memory
         properties.append(("MemorySwapMax", ("t", swap)))
     if limits.pids_limit:
-        properties.append(("TasksMax", ("t", (1 << 64) - 1 if limits.pids_limit < 0 else limits.pids_limit)))
-    if limits.cpu_quota > 0:
-        period = limits.cpu_period or 100000
-        # per second, rounded up to systemd's 10 ms steps as runc rounds it
-        per_second = limits.cpu_quota * 1_000_000 // period
-        properties.append(("CPUQuotaPerSecUSec", ("t", (per_second + 9999) // 10000 * 10000)))
+        properties.append(("TasksMax", ("t", infinity if limits.pids_limit < 0 else limits.pids_limit)))
+    if limits.cpu_quota or limits.cpu_period:
+        properties += _cpu_quota(*cpu_max)
     if limits.cpu_shares:
         weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
         properties.append(("CPUWeight", ("t", max(1, min(10000, weight)))))
+    for name, cpus in (("AllowedCPUs", limits.cpuset_cpus), ("AllowedMemoryNodes", limits.cpuset_mems)):
+        if cpus:
+            properties.append((name, ("ay", _cpu_bits(cpus))))
+    for name, text in limits.unified:  # those systemd knows, as runc's driver converts them
+        properties += _unified_property(name, text.strip())
     return properties
+
+
+def _cpu_quota(quota: int, period: int) -> list[tuple[str, tuple[str, Any]]]:
+    """CPUQuotaPeriodUSec (systemd >= 242) and CPUQuotaPerSecUSec: per second, rounded up to
+    systemd's 10 ms steps as runc rounds it; infinity for no quota."""
+    per_second = (1 << 64) - 1
+    if quota > 0:
+        per_second = (quota * 1_000_000 // period + 9999) // 10000 * 10000
+    return [("CPUQuotaPeriodUSec", ("t", period)), ("CPUQuotaPerSecUSec", ("t", per_second))]
+
+
+def _cpu_bits(text: str) -> bytes:
+    """A cpuset list ("0-2,4") as systemd's AllowedCPUs takes it: a bit mask, lowest byte first."""
+    mask = 0
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if low:
+            for cpu in range(int(low), int(high or low) + 1):
+                mask |= 1 << cpu
+    return mask.to_bytes(max(1, (mask.bit_length() + 7) // 8), "little")
+
+
+def _unified_property(name: str, text: str) -> list[tuple[str, tuple[str, Any]]]:
+    infinity = (1 << 64) - 1
+    memory = {"memory.min": "MemoryMin", "memory.low": "MemoryLow", "memory.high": "MemoryHigh",
+              "memory.max": "MemoryMax", "memory.swap.max": "MemorySwapMax"}
+    try:
+        if name in memory or name == "pids.max":
+            value = infinity if text == "max" else int(text)
+            return [(memory.get(name, "TasksMax"), ("t", value))]
+        if name == "cpu.weight":
+            return [("CPUWeight", ("t", int(text)))]
+        if name == "cpu.max":
+            quota, _, period = text.partition(" ")
+            return _cpu_quota(-1 if quota == "max" else int(quota), int(period or 100000))
+        if name in ("cpuset.cpus", "cpuset.mems"):
+            return [("AllowedCPUs" if name == "cpuset.cpus" else "AllowedMemoryNodes", ("ay", _cpu_bits(text)))]
+    except ValueError:
+        raise CgroupError(f"resources.unified ({name}): {text!r} is not a value of that file") from None
+    return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import select
@@ -141,16 +142,17 @@ class V1Manager(Manager):
             write(self._file("memory", "memory.oom_control"), 1, "resources.oom_kill_disable")
         if limits.memory_swappiness >= 0:
             write(self._file("memory", "memory.swappiness"), limits.memory_swappiness, "resources.memory_swappiness")
-        if limits.device_rules:
+        if limits.device_rules and not running:
+            # Not on update, as runc's (SkipDevices): rewriting the rules denies
+            # every device for a moment, and a process may open one then.
             self._set_devices(limits.device_rules)
         if limits.kernel_tcp:
             write(self._file("memory", "memory.kmem.tcp.limit_in_bytes"), limits.kernel_tcp, "resources.kernel_tcp")
         if limits.cpu_shares:
-            write(self._file("cpu", "cpu.shares"), limits.cpu_shares, "resources.cpu_shares")
-        if limits.cpu_period:
-            write(self._file("cpu", "cpu.cfs_period_us"), limits.cpu_period, "resources.cpu_period")
-        if limits.cpu_quota:
-            write(self._file("cpu", "cpu.cfs_quota_us"), limits.cpu_quota, "resources.cpu_quota")
+            self._set_shares(limits.cpu_shares)
+        self._set_bandwidth("cfs", limits.cpu_period, limits.cpu_quota, "resources.cpu_period", "resources.cpu_quota")
+        self._set_bandwidth("rt", limits.cpu_rt_period, limits.cpu_rt_runtime, "resources.cpu_rt_period",
+                            "resources.cpu_rt_runtime")
         if limits.cpuset_cpus:
             write(self._file("cpuset", "cpuset.cpus"), limits.cpuset_cpus, "resources.cpuset_cpus")
         if limits.cpuset_mems:
@@ -172,35 +174,98 @@ class V1Manager(Manager):
                   f"resources.hugepage_limits ({size})")
 
     def _set_memory(self, limits: Limits, running: bool) -> None:
+        """memory.limit_in_bytes and memory.memsw.limit_in_bytes (memory + swap), in runc's order.
+
+        The kernel keeps memsw >= memory at every step: when both are given
+        and the new memsw lies above the memory limit in place, memsw goes
+        first, else memory does. Memory alone set to -1 lifts memsw too. If
+        the second write fails, the first is undone: the old limits stay.
+        """
         memory_file = self._file("memory", "memory.limit_in_bytes")
         swap_file = self._file("memory", "memory.memsw.limit_in_bytes")
-        if limits.memory_swap and not os.path.exists(swap_file):
+        memory, swap, accounted = limits.memory, limits.memory_swap, os.path.exists(swap_file)
+        if swap and not accounted:
             raise CgroupError("resources.memory_swap: this kernel accounts no swap (memory.memsw.*)")
-        swap = limits.memory_swap
-        # memsw must stay >= memory: when growing, swap goes first.
-        current_swap = read_int(swap_file, _UNLIMITED) if os.path.exists(swap_file) else _UNLIMITED
-        order: list[tuple[str, int, str]] = []
-        if limits.memory:
-            order.append((memory_file, limits.memory, "resources.memory"))
-        if swap:
-            entry = (swap_file, swap, "resources.memory_swap")
-            if swap == -1 or swap > current_swap:
-                order.insert(0, entry)
-            else:
-                order.append(entry)
-        elif limits.memory and limits.memory > current_swap:
-            order.insert(0, (swap_file, limits.memory, "resources.memory"))
-        for path, value, what in order:
+        if memory == -1 and not swap and accounted:
+            swap = -1
+        steps = [(memory_file, memory, "resources.memory"), (swap_file, swap, "resources.memory_swap")]
+        if memory and swap and (swap == -1 or read_int(memory_file) < swap):
+            steps.reverse()
+        done: list[tuple[str, str]] = []
+        for path, value, what in steps:
+            if not value:
+                continue
+            old = read(path)
             try:
                 write(path, value, what)
-            except CgroupError:
-                if running and what == "resources.memory":
-                    usage = read_int(self._file("memory", "memory.usage_in_bytes"))
-                    raise CgroupError(
-                        f"resources.memory: cannot lower the limit to {value} bytes: the container uses "
-                        f"{usage} bytes that the kernel could not reclaim; the old limit stays"
-                    ) from None
-                raise
+            except CgroupError as err:
+                for undo_path, undo_value in reversed(done):
+                    try:
+                        write(undo_path, -1 if int(undo_value) >= _UNLIMITED else undo_value, what)
+                    except CgroupError:
+                        pass  # (the kernel's error below says what failed)
+                alone = not (limits.memory_swap if what == "resources.memory" else limits.memory)
+                raise self._memory_error(err, what, value, running, alone) from None
+            done.append((path, old))
+
+    def _memory_error(self, err: CgroupError, what: str, value: int, running: bool, alone: bool) -> CgroupError:
+        """The kernel's EBUSY and EINVAL in the terms of the limits (``alone``: memory without swap, or the reverse)."""
+        if err.errno == errno.EBUSY and running and what == "resources.memory":
+            usage = read_int(self._file("memory", "memory.usage_in_bytes"))
+            return CgroupError(f"resources.memory: cannot lower the limit to {value} bytes: the container uses "
+                               f"{usage} bytes that the kernel could not reclaim; the old limit stays", err.errno)
+        if err.errno == errno.EINVAL and alone and what == "resources.memory":
+            swap = read_int(self._file("memory", "memory.memsw.limit_in_bytes"), _UNLIMITED)
+            if value == -1 or value > swap:
+                return CgroupError(f"resources.memory: {value} is above the memory+swap limit in place ({swap}); "
+                                   "give memory_swap with it", err.errno)
+        if err.errno == errno.EINVAL and alone and what == "resources.memory_swap" and value != -1:
+            memory = read_int(self._file("memory", "memory.limit_in_bytes"))
+            if value < memory:
+                return CgroupError(f"resources.memory_swap: {value} is below the memory limit in place ({memory}); "
+                                   "give memory with it", err.errno)
+        return err
+
+    def _set_shares(self, shares: int) -> None:
+        """cpu.shares; the kernel clamps what lies out of its range (2 to 262144): read back, as runc
+        does, and the old value put back."""
+        path = self._file("cpu", "cpu.shares")
+        old = read(path)
+        write(path, shares, "resources.cpu_shares")
+        taken = read_int(path)
+        if taken != shares:
+            write(path, old, "resources.cpu_shares")
+            bound = "maximum" if shares > taken else "minimum"
+            raise CgroupError(f"resources.cpu_shares: the {bound} allowed cpu-shares is {taken}")
+
+    def _set_bandwidth(self, kind: str, period: int, quota: int, period_what: str, quota_what: str) -> None:
+        """cpu.cfs_* (kind "cfs") or cpu.rt_* ("rt"): the period, then the quota (runtime), either alone.
+
+        The kernel refuses (EINVAL) a period that would put the old quota
+        over the parent's share or (rt) below the runtime; with a quota
+        given too, the period is written again after it, as runc does.
+        """
+        period_file = self._file("cpu", f"cpu.{kind}_period_us")
+        quota_file = self._file("cpu", f"cpu.{kind}_quota_us" if kind == "cfs" else "cpu.rt_runtime_us")
+        pending = False
+        if period:
+            try:
+                write(period_file, period, period_what)
+            except CgroupError as err:
+                if err.errno != errno.EINVAL or not quota:
+                    raise
+                pending = True
+        if quota:
+            try:
+                write(quota_file, -1 if kind == "cfs" and quota < 0 else quota, quota_what)
+            except CgroupError as err:
+                if err.errno != errno.EINVAL:
+                    raise
+                why = ("quota / period may not exceed the parent cgroup's" if kind == "cfs" else
+                       "the runtime may not exceed its period, nor the parent cgroup's real-time share")
+                raise CgroupError(f"{err} ({why})", err.errno) from None
+            if pending:
+                write(period_file, period, period_what)
 
     def freeze(self) -> None:
         write(self._file("freezer", "freezer.state"), "FROZEN", "pause")

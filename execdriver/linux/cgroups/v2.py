@@ -78,27 +78,17 @@ class V2Manager(Manager):
             raise CgroupError("resources.memory_swappiness: cgroup v2 has no per-cgroup swappiness")
         if limits.kernel_tcp:
             raise CgroupError("resources.kernel_tcp: cgroup v2 has no separate TCP memory limit")
-        if limits.memory:
-            if running and read_int(self._file("memory.current")) > limits.memory:
-                raise CgroupError(
-                    f"resources.memory: cannot lower the limit to {limits.memory} bytes: the container uses "
-                    f"{read_int(self._file('memory.current'))} bytes; the old limit stays")
-            write(self._file("memory.max"), limits.memory, "resources.memory")
-            if not running:
-                # An OOM kill takes the container's whole tree, not one of its processes:
-                # what is left of a program whose worker was killed is rarely of use.
-                write(self._file("memory.oom.group"), 1, "resources.memory (memory.oom.group)")
-        if limits.memory_reservation:
-            write(self._file("memory.low"), limits.memory_reservation, "resources.memory_reservation")
-        if limits.memory_swap:
-            swap = "max" if limits.memory_swap < 0 else limits.memory_swap - limits.memory
-            write(self._file("memory.swap.max"), swap, "resources.memory_swap")
+        if limits.cpu_rt_period or limits.cpu_rt_runtime:
+            name = "cpu_rt_runtime" if limits.cpu_rt_runtime else "cpu_rt_period"
+            raise CgroupError(f"resources.{name}: cgroup v2 has no real-time bandwidth per cgroup")
+        if limits.memory or limits.memory_swap or limits.memory_reservation:
+            self._set_memory(limits, running)
         if limits.cpu_shares:
             weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
             write(self._file("cpu.weight"), max(1, min(10000, weight)), "resources.cpu_shares")
         if limits.cpu_quota or limits.cpu_period:
-            quota = "max" if limits.cpu_quota <= 0 else str(limits.cpu_quota)
-            write(self._file("cpu.max"), f"{quota} {limits.cpu_period or 100000}", "resources.cpu_quota")
+            quota, period = self.cpu_max(limits)
+            write(self._file("cpu.max"), f"{'max' if quota < 0 else quota} {period}", "resources.cpu_quota")
         if limits.cpuset_cpus:
             write(self._file("cpuset.cpus"), limits.cpuset_cpus, "resources.cpuset_cpus")
         if limits.cpuset_mems:
@@ -118,6 +108,53 @@ class V2Manager(Manager):
             write(self._file(f"hugetlb.{size}.max"), limit, f"resources.hugepage_limits ({size})")
         for name, value in limits.unified:
             write(self._file(name), value, f"resources.unified ({name})")
+
+    def _set_memory(self, limits: Limits, running: bool) -> None:
+        """memory.swap.max, memory.max and memory.low, as runc writes them (-1: max).
+
+        v2 limits swap apart from memory: memory_swap (memory + swap, v1's
+        terms) becomes memory_swap - memory, so it needs the memory limit
+        beside it; memory alone set to -1 lifts swap too.
+        """
+        memory, swap = limits.memory, limits.memory_swap
+        if memory == -1 and not swap:
+            swap = -1
+        elif swap > 0:
+            if memory <= 0:
+                raise CgroupError("resources.memory_swap: cgroup v2 limits swap apart from memory: memory_swap "
+                                  "(memory + swap) needs resources.memory with it")
+            swap -= memory
+        if memory > 0 and running and read_int(self._file("memory.current")) > memory:
+            raise CgroupError(
+                f"resources.memory: cannot lower the limit to {memory} bytes: the container uses "
+                f"{read_int(self._file('memory.current'))} bytes; the old limit stays")
+        if swap or limits.memory_swap > 0:  # (memory_swap == memory: no swap, 0)
+            write(self._file("memory.swap.max"), "max" if swap < 0 else swap, "resources.memory_swap")
+        if memory:
+            write(self._file("memory.max"), "max" if memory < 0 else memory, "resources.memory")
+            if not running and memory > 0:
+                # An OOM kill takes the container's whole tree, not one of its processes:
+                # what is left of a program whose worker was killed is rarely of use.
+                write(self._file("memory.oom.group"), 1, "resources.memory (memory.oom.group)")
+        if limits.memory_reservation:
+            write(self._file("memory.low"), "max" if limits.memory_reservation < 0 else limits.memory_reservation,
+                  "resources.memory_reservation")
+
+    def cpu_max(self, limits: Limits) -> tuple[int, int]:
+        """cpu.max's (quota, period) for ``limits``, -1 for max: one of them alone keeps the other in place.
+
+        runc keeps the other from the config it saved; this reads what the
+        cgroup has, which is the same unless changed behind the runtime's back.
+        """
+        quota, period = limits.cpu_quota, limits.cpu_period
+        if not quota or not period:
+            try:
+                current_quota, current_period = read(self._file("cpu.max")).split()
+            except (OSError, ValueError):
+                current_quota, current_period = "max", "100000"  # the kernel's default
+            quota = quota or (-1 if current_quota == "max" else int(current_quota))
+            period = period or int(current_period)
+        return quota, period
 
     def freeze(self) -> None:
         write(self._file("cgroup.freeze"), 1, "pause")
