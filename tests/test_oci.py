@@ -1314,3 +1314,23 @@ def test_the_hosts_procfs_may_be_bound_on_proc(runtime: Runtime, bundle: Callabl
 
     result = runtime("run", "--bundle", str(bundle(["true"], tmpfs_on_proc)), f"{cid}-2", check=False)
     assert result.returncode == 1 and "where only procfs goes" in result.stderr
+
+
+def test_a_config_without_a_mount_namespace_shares_the_runtimes(runtime: Runtime, bundle: Callable[..., Path],
+                                                               cid: str) -> None:
+    """As runc: the root is mounted in the runtime's namespace (privately, under the state directory) and
+    chrooted into; exec goes into the same root; delete detaches it all."""
+    def change(config: dict[str, Any]) -> None:
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "mount"]
+
+    runtime("run", "-d", "--bundle", str(bundle(["sleep", "60"], change)), cid)
+    pid = runtime.state(cid)["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    root = runtime.root / cid / "rootfs"
+    assert os.readlink(f"/proc/{pid}/root") == str(root)
+    shown = runtime("exec", cid, "sh", "-c", "ls /bin/busybox && test ! -e /work && grep -c ' / ' /proc/mounts")
+    assert shown.stdout.split()[0] == "/bin/busybox"
+    runtime("delete", "--force", cid)
+    assert not root.exists()
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        assert str(runtime.root / cid) not in handle.read()

@@ -23,6 +23,7 @@ from execdriver.linux.syscalls import (
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
+    MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
@@ -406,7 +407,9 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
                                     path=resolve_in_root(root, destination))
             return
         if tree < 0:  # in the init's namespace, which it made private (init.run): so is the copy
-            tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=False)
+            # (private already in the init's own namespace; in the host's, a copy of a shared mount
+            # would propagate what is mounted under it to the host: made private then)
+            tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=_shared_namespace[0])
         try:
             # A bind ignores its flags: they go on the copy's top mount (its
             # submounts keep theirs, as with runc), the recursive ones on all.
@@ -616,8 +619,13 @@ def can_use_staged(fs: Filesystem, joins_network_or_ipc: bool) -> bool:
     return fs.mounts[: len(standard)] == standard and (fs.devices or []) == list(DEFAULT_DEVICES)
 
 
+SHARED_ROOT = "rootfs"  # under the mount point: the root of a container without a mount namespace
+_shared_namespace = [False]  # setup's host_namespace, for _mount_entry's copies
+
+
 def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
-          cgroup_ready: Callable[[], None] | None = None, root_attached: bool = False) -> None:
+          cgroup_ready: Callable[[], None] | None = None, root_attached: bool = False,
+          host_namespace: bool = False) -> None:
     """Assemble the rootfs that ``fs`` describes and pivot into it.
 
     The caller has made every mount private (init.run): nothing mounted here
@@ -629,11 +637,21 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
     ``cgroup_ready`` is called before the first cgroup mount, which needs
     the container's cgroup: until then the rootfs is built while the
     driver makes the cgroup. ``root_attached``: attach_root mounted the
-    root at ``fs.mountpoint`` already.
+    root at ``fs.mountpoint`` already. ``host_namespace``: the container has
+    no mount namespace of its own (runc allows it): the root goes on
+    SHARED_ROOT under the mount point, made private before anything is
+    mounted under it, and is chrooted into (a pivot_root would move the
+    host's); remove_tree detaches it with the state directory.
     """
     root = fs.mountpoint
     pending = list(trees or ())
-    if root_attached:
+    _shared_namespace[0] = host_namespace
+    if host_namespace:
+        root = os.path.join(root, SHARED_ROOT)
+        os.mkdir(root, 0o700)
+        _setup_root(fs.root, root)
+        mount(None, root, None, MS_REC | MS_PRIVATE)
+    elif root_attached:
         if fs.root.kind == "host":
             _populate_host_view(fs.root, root)  # attach_root mounted the tmpfs
     elif pending:
@@ -680,7 +698,9 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
         _copy_init(fs.init_binary, resolve_in_root(root, INIT_PATH))
 
     os.chdir(root)
-    if fs.no_pivot:
+    if host_namespace:
+        os.chroot(".")
+    elif fs.no_pivot:
         _move_root(root)
     else:
         pivot_root(".", ".")

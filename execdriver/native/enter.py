@@ -38,12 +38,21 @@ def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: t
             _join(tasks)
         if process.terminal:
             from execdriver.linux import terminal  # now: in the container the package is out of sight
+        shared_root = -1
+        if not any(nstype == syscalls.CLONE_NEWNS for _, nstype in namespaces):
+            # A container without a mount namespace of its own: its init chrooted (rootfs.setup);
+            # into the same root, or we would run in the host's.
+            shared_root = os.open(f"/proc/{spec.init[0]}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for fd, nstype in namespaces:
             syscalls.setns(fd, nstype)
         if any(nstype == syscalls.CLONE_NEWUSER for _, nstype in namespaces):
             # Still the host's ids, unmapped there: become the container's root (init._wait_for_users).
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        if shared_root >= 0:
+            os.fchdir(shared_root)
+            os.chroot(".")
+            os.close(shared_root)
         if process.terminal:  # in the container's devpts: the mount namespace is its own now
             os.setsid()
             terminal.attach(process.console_socket, process.console_size)

@@ -491,7 +491,8 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
     use_staged = staged if staged and rootfs.can_use_staged(
         fs, namespaces.joins(syscalls.CLONE_NEWNET) or namespaces.joins(syscalls.CLONE_NEWIPC)) else ""
     try:
-        rootfs.setup(fs, trees, use_staged, join_cgroup, root_attached)
+        rootfs.setup(fs, trees, use_staged, join_cgroup, root_attached,
+                     host_namespace=not namespaces.has(syscalls.CLONE_NEWNS))
     except (OSError, rootfs.RootfsError) as err:
         raise InitError(f"rootfs: {err}") from None
     if namespaces.domainname:

@@ -362,8 +362,8 @@ def validate(spec: LaunchSpec) -> None:
     namespaces = spec.namespaces
     if bool(namespaces.clone_flags & syscalls.CLONE_NEWUSER) != bool(namespaces.uid_mappings):
         raise ConfigError("uid_mappings: a user namespace and its id mappings go together")
-    if not namespaces.has(syscalls.CLONE_NEWNS):
-        raise ConfigError("namespaces: a mount namespace is required (the rootfs is pivoted into)")
+    if not namespaces.has(syscalls.CLONE_NEWNS) and namespaces.uid_mappings:
+        raise ConfigError("namespaces: a user namespace needs a mount namespace of the container's own")
     if spec.network is not None and spec.network.unshares == bool(
             not namespaces.clone_flags & syscalls.CLONE_NEWNET):
         raise ConfigError(f"network: mode {spec.network.mode} and the network namespace disagree")

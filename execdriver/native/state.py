@@ -370,8 +370,9 @@ def remove_spares(root: str, pid: int = 0, dead_only: bool = False) -> None:
 def remove_tree(directory: str) -> None:
     """Remove an id's directory: its layout is ours and flat, no shutil needed.
 
-    The directory is only ever mounted on inside the container's own mount
-    namespace, so the host has nothing mounted here to detach.
+    The directory is mounted on inside the container's own mount namespace;
+    only a container without one has its root here in the host's (under
+    rootfs.SHARED_ROOT), which is detached first, all of it.
     """
     try:
         os.unlink(os.path.join(directory, "state.json"))
@@ -382,6 +383,13 @@ def remove_tree(directory: str) -> None:
     try:
         for entry in os.scandir(directory):
             if entry.is_dir(follow_symlinks=False):
+                if entry.name == "rootfs":  # rootfs.SHARED_ROOT (os.path.ismount misses a bind of the same fs)
+                    from execdriver.linux import syscalls
+
+                    try:
+                        syscalls.umount2(entry.path, syscalls.MNT_DETACH)  # (and every mount below it)
+                    except OSError:
+                        pass  # (EINVAL: not mounted)
                 os.rmdir(entry.path)
             else:
                 os.unlink(entry.path)

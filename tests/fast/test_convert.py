@@ -219,10 +219,13 @@ def test_validate_refuses_a_user_namespace_without_its_mappings(rootfs: Path, st
         validate(spec)
 
 
-def test_validate_refuses_a_container_without_a_mount_namespace(rootfs: Path, state_dir: str) -> None:
+def test_validate_refuses_a_user_namespace_without_a_mount_namespace(rootfs: Path, state_dir: str) -> None:
     spec = _valid(rootfs, state_dir)
     spec.namespaces.clone_flags &= ~syscalls.CLONE_NEWNS
-    with pytest.raises(ConfigError, match="a mount namespace is required"):
+    validate(spec)  # the runtime's mount namespace, shared (as runc allows)
+    spec.namespaces.clone_flags |= syscalls.CLONE_NEWUSER
+    spec.namespaces.uid_mappings = spec.namespaces.gid_mappings = [(0, 100000, 1)]
+    with pytest.raises(ConfigError, match="a user namespace needs a mount namespace"):
         validate(spec)
 
 
@@ -343,7 +346,6 @@ def test_the_oci_converter_refuses_naming_the_field(tmp_path: Path, state_dir: s
 
 
 @pytest.mark.parametrize(("linux", "refusal"), [
-    ({"namespaces": [{"type": "pid"}]}, "a mount namespace is required"),
     ({"namespaces": [{"type": "mount"}, {"type": "time"}]}, "time namespaces are not supported"),
     ({"namespaces": [{"type": "mount"}, {"type": "nosuch"}]}, "unknown namespace 'nosuch'"),
     ({"namespaces": [{"type": "mount"}, {"type": "user"}]}, "id mappings and a user namespace go together"),

@@ -219,10 +219,16 @@ def test_architectures_are_added() -> None:
 
 @needs_libseccomp
 @pytest.mark.parametrize(("profile", "message"), [
-    ({"defaultAction": "SCMP_ACT_NOTIFY"}, r"^linux\.seccomp\.defaultAction: unknown action 'SCMP_ACT_NOTIFY'"),
+    ({"defaultAction": "SCMP_ACT_NOTIFY"},
+     r"^linux\.seccomp\.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action"),
     ({}, r"^linux\.seccomp\.defaultAction: unknown action ''"),
-    ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock"}, r"listenerPath and flags are not supported"),
-    ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}, r"listenerPath and flags"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]},
+     r"^linux\.seccomp\.listenerPath: SCMP_ACT_NOTIFY needs the agent's socket"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock",
+      "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]},
+     r"^linux\.seccomp\.syscalls\[0\]: SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]},
+     r"^linux\.seccomp\.flags: not supported"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]},
      r"^linux\.seccomp\.architectures: unknown architecture 'SCMP_ARCH_VAX'$"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ERRNO"}]},
@@ -244,6 +250,19 @@ def test_architectures_are_added() -> None:
 def test_oci_refusals_name_the_field(profile: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         seccomp.compile_oci(profile)
+
+
+NOTIFY = 0x7FC00000
+
+
+@needs_libseccomp
+def test_notify_rules_compile_to_user_notif_and_say_so() -> None:
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+    program = seccomp.compile_oci(profile)
+    assert _verdict(program, "mkdir") == NOTIFY and _verdict(program, "read") == ALLOW
+    assert seccomp.notifies(profile) and not seccomp.notifies({"defaultAction": "SCMP_ACT_ALLOW",
+                                                                "listenerPath": "/run/agent.sock"})
 
 
 # --- Docker's format ---------------------------------------------------------------------------
