@@ -1334,3 +1334,16 @@ def test_a_config_without_a_mount_namespace_shares_the_runtimes(runtime: Runtime
     assert not root.exists()
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         assert str(runtime.root / cid) not in handle.read()
+
+
+def test_create_needs_no_process_and_start_refuses_it(runtime: Runtime, bundle: Callable[..., Path],
+                                                      cid: str) -> None:
+    """The runtime spec: process is REQUIRED of start only."""
+    directory = bundle(["true"], lambda c: c.pop("process"))
+    runtime("create", "--bundle", str(directory), cid)
+    assert runtime.state(cid)["status"] == "created"
+    result = runtime("start", cid, check=False)
+    assert result.returncode == 1 and "has no process" in result.stderr
+    assert runtime.state(cid)["status"] == "created"  # left as it was
+    runtime("delete", cid)
+    assert runtime("list", "-q").stdout.strip() == ""

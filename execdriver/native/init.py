@@ -501,7 +501,8 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
     if not mode.warm:
         if namespaces.hostname:
             syscalls.sethostname(namespaces.hostname)
-        resolved = resolve(spec.process)
+        if spec.process.argv:  # (none: an OCI container created without a process, which start refuses)
+            resolved = resolve(spec.process)
     if terminal:  # in the container's devpts, now that it is mounted
         pty.attach(spec.process.console_socket, spec.process.console_size)
     # Out of the bounding set now, while the runtime still works on the

@@ -350,13 +350,14 @@ class ExecSpec:
         return cls(container_id, Process.from_wire(process), Security.from_wire(security), init, tasks)
 
 
-def validate(spec: LaunchSpec) -> None:
+def validate(spec: LaunchSpec, process_optional: bool = False) -> None:
     """What must hold of any launch spec, whichever front end built it: checked once, before anything is made.
 
     The converters refuse what they cannot read, naming their own field;
     this refuses what no container can be.
     """
-    check_process(spec.process, spec.security.rlimits)
+    if spec.process.argv or not process_optional:  # (an OCI config may leave the process to start's)
+        check_process(spec.process, spec.security.rlimits)
     if len(spec.namespaces.hostname.encode()) > 64:
         raise ConfigError("hostname: longer than 64 bytes")
     namespaces = spec.namespaces

@@ -421,9 +421,11 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Namespaces, validate
 
     process = _get(config, "process", dict, "config", None)
+    # The runtime spec wants a process only of start: without one, the container is
+    # created with an init that runs nothing (argv []), and start refuses it (OciRuntime.start).
+    proc, security = process_fields(process if process is not None else {"cwd": "/", "args": ["-"]})
     if process is None:
-        raise ConfigError("process: missing (the container needs a process to run)")
-    proc, security = process_fields(process)
+        proc.argv = []
     root = _get(config, "root", dict, "config", None)
     if root is None or not _get(root, "path", str, "root", ""):
         raise ConfigError("root.path: missing")
@@ -482,7 +484,7 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
         # An OCI container outlives the command that created it.
         pdeathsig=False,
     )
-    validate(spec)
+    validate(spec, process_optional=process is None)
     return spec
 
 

@@ -165,6 +165,10 @@ class OciRuntime:
         """The startContainer and poststart hooks around the start: the init's pid."""
         from execdriver.oci import hooks
 
+        loaded = self.store.load(container_id)
+        if loaded is not None and not (loaded.oci or {}).get("process", True):
+            raise ConfigError(f"cannot start container {container_id}: its config.json has no process (the "
+                              "runtime spec wants one to start)")
         state = container.start(self.store, container_id)  # (the init runs the startContainer hooks)
         phase_hooks = (state.oci or {}).get("hooks") or {}
         if phase_hooks.get("poststart"):

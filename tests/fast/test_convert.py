@@ -319,8 +319,14 @@ def test_config_devices_and_resources(tmp_path: Path, state_dir: str) -> None:
         assert spec.cgroup.limits.device_rules[:2] == [("deny", "a"), ("allow", "c 10:229 rw")]
 
 
+def test_a_config_without_a_process_makes_an_init_that_runs_nothing(tmp_path: Path, state_dir: str) -> None:
+    """The runtime spec wants a process only of start (OciRuntime.start refuses one without)."""
+    bundle, config = _bundle(tmp_path)
+    del config["process"]
+    assert oci_config.launch_spec(config, str(bundle), "c1", state_dir).process.argv == []
+
+
 @pytest.mark.parametrize(("change", "refusal"), [
-    ({"process": None}, "process: missing"),
     ({"root": {"path": ""}}, "root.path: missing"),
     ({"ociVersion": "2.0.0"}, "ociVersion: '2.0.0' is not a 1.x version"),
     ({"process": {"args": [], "cwd": "/"}}, r"process\.args: needs at least the program"),
