@@ -369,6 +369,12 @@ def validate(spec: LaunchSpec, process_optional: bool = False) -> None:
             not namespaces.clone_flags & syscalls.CLONE_NEWNET):
         raise ConfigError(f"network: mode {spec.network.mode} and the network namespace disagree")
     spec.cgroup.limits.check()
+    if spec.cgroup.limits.unified:
+        from execdriver.linux import cgroups
+
+        if cgroups.version() == 1:
+            raise ConfigError(f"resources.unified: {spec.cgroup.limits.unified[0][0]} is a cgroup v2 file, "
+                              "and this host has cgroup v1")
     if not spec.cgroup.path:
         asked = spec.cgroup.limits.asked()
         if asked:
