@@ -54,7 +54,8 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 # compat mode: a plain path in a .pth file, which bin/execdriver reads without site
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+# dev: the test tools; test: the Kubernetes test's CRI client (pyproject.toml says which is which)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,test]' --config-settings editable_mode=compat
 # Our modules compiled into one file, which the command imports from, and the
 # command itself compiled, started by the kernel as the venv's interpreter
 # with -IS (no shell): see execdriver/freeze.py.

@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
@@ -45,7 +46,13 @@ def make_busybox_rootfs(path: Path) -> Path:
     return path
 
 
-def docker_archive(rootfs: Path, archive: Path, reference: str = "localhost/busybox:latest") -> Path:
+def docker_archive(rootfs: Path, archive: Path, reference: str = "localhost/busybox:latest",
+                   cmd: Sequence[str] = ("/bin/sh",)) -> Path:
+    """The archive of an image of ``rootfs``, tagged ``reference``; ``cmd`` is its default command.
+
+    A pod's sandbox (pause) container runs its image's command and must keep running: the Kubernetes
+    test gives it a sleeping one.
+    """
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         for path in sorted(rootfs.rglob("*")):
@@ -56,7 +63,7 @@ def docker_archive(rootfs: Path, archive: Path, reference: str = "localhost/busy
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "Cmd": ["/bin/sh"],
+            "Cmd": list(cmd),
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "WorkingDir": "/",
         },
