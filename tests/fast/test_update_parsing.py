@@ -86,6 +86,8 @@ def test_int_flags_as_urfave_reads_them(text: str, expected: int | str) -> None:
     (["test_update", "--memory", "-1"], ["--memory", "-1", "test_update"]),  # a value may start with "-"
     (["ct", "--memory=1G", "x"], ["--memory=1G", "ct", "x"]),  # "=" takes no value after it
     (["-r", "-", "ct"], ["-r", "-", "ct"]),  # "-" alone is an argument, but a flag's value here
+    # ... so, as with runc, flags after it take the wrong values: ["-r", "--pids-limit"] (give them first).
+    (["-r", "-", "ct", "--pids-limit", "5"], ["-r", "--pids-limit", "5", "-", "ct"]),
     (["ct", "--", "--memory", "1"], ["ct", "--", "--memory", "1"]),
 ])
 def test_reorder_moves_flags_before_arguments(argv: list[str], expected: list[str]) -> None:
