@@ -114,3 +114,40 @@ def test_oci_containers_on_a_shared_mount_leave_nothing_on_the_host(runtime: Run
     assert result.returncode == 0, result.stderr
     assert _mounts_below(shared_rootfs.parent) == []
 
+
+
+def test_a_host_mount_after_start_reaches_the_container_as_the_binds_propagation_says(
+        runtime: Runtime, busybox_rootfs: Path, tmp_path: Path, cid: str) -> None:  # noqa: F811
+    """As runc: the container's mounts are slaves of the host's (nothing goes back); a bind of a shared
+    host directory receives what the host mounts there later, unless the bind is rprivate."""
+    source = tmp_path / "source"
+    source.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(source)], check=True)
+        (source / "later").mkdir()
+        directory = tmp_path / "bundle"
+        directory.mkdir()
+        os.symlink(busybox_rootfs, directory / "rootfs")
+        config = default_config()
+        config["process"].update(args=["sleep", "60"], terminal=False)
+        config["mounts"] += [
+            {"destination": "/slave", "type": "bind", "source": str(source), "options": ["rbind", "rslave"]},
+            {"destination": "/default", "type": "bind", "source": str(source), "options": ["rbind"]},
+            {"destination": "/private", "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]},
+        ]
+        (directory / "config.json").write_text(json.dumps(config))
+        runtime("run", "-d", "--bundle", str(directory), cid)
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source / "later")], check=True)
+            (source / "later" / "mark").write_text("x")
+            script = "for d in slave default private; do test -e /$d/later/mark && echo $d:seen || echo $d:not; done"
+            shown = runtime("exec", cid, "sh", "-c", script).stdout.split()
+            assert shown == ["slave:seen", "default:seen", "private:not"]
+            # And nothing the container mounts goes back to the host.
+            runtime("exec", cid, "mount", "-t", "tmpfs", "tmpfs", "/slave/later", check=False)
+            assert _mounts_below(source) == [str(source / "later")]
+        finally:
+            runtime("delete", "--force", cid)
+    finally:
+        subprocess.run(["umount", "--recursive", "--lazy", str(source)], check=True)

@@ -407,8 +407,8 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
                                     path=resolve_in_root(root, destination))
             return
         if tree < 0:  # in the init's namespace, which it made private (init.run): so is the copy
-            # (private already in the init's own namespace; in the host's, a copy of a shared mount
-            # would propagate what is mounted under it to the host: made private then)
+            # (in the init's own namespace a slave, which propagates nothing back to the host; in
+            # the host's, a copy of a shared mount would propagate to it: made private then)
             tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=_shared_namespace[0])
         try:
             # A bind ignores its flags: they go on the copy's top mount (its

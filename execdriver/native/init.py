@@ -446,9 +446,11 @@ def prepare(spec: LaunchSpec, mode: Mode, sync: tuple[int, int], stdio: tuple[in
         syscalls.setns(namespace, nstype)
         os.close(namespace)
     if namespaces.has(syscalls.CLONE_NEWNS) and not detached:
-        # Nothing mounted from here on may propagate back to the host.
+        # Nothing mounted from here on may propagate back to the host: every mount a
+        # slave (runc's default), so that the host's later mounts under a bind's source
+        # still reach the container where its propagation says so (rslave, rshared).
         # (A joined mount namespace is the container's: it gets the rootfs.)
-        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
     root_attached = False
     if namespaces.uid_mappings:
         try:
