@@ -151,3 +151,27 @@ def test_a_host_mount_after_start_reaches_the_container_as_the_binds_propagation
             runtime("delete", "--force", cid)
     finally:
         subprocess.run(["umount", "--recursive", "--lazy", str(source)], check=True)
+
+
+def test_an_api_volume_is_rprivate_as_dockers(driver: NativeDriver, busybox_rootfs: Path, tmp_path: Path,
+                                              cid: str) -> None:
+    """The host's later mounts under a volume's source stay out of the container (Docker's default)."""
+    from execdriver import Mount
+
+    source = tmp_path / "volume"
+    source.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(source)], check=True)
+        (source / "later").mkdir()
+
+        def mount_later(_config: ProcessConfig, _pid: int, _oom: OOMEvents) -> None:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source / "later")], check=True)
+            (source / "later" / "mark").write_text("x")
+
+        command = shell(cid, busybox_rootfs, "test -e /v/later/mark && echo seen || echo not",
+                        mounts=[Mount(str(source), "/v", True)])
+        status, out, err = run(driver, command, hooks=Hooks(pre_start=[mount_later]))
+        assert status.exit_code == 0 and out.split() == ["not"], err
+    finally:
+        subprocess.run(["umount", "--recursive", "--lazy", str(source)], check=True)

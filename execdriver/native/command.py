@@ -19,7 +19,7 @@ from execdriver.linux import rootfs as rootfs_module
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.devices import ALLOW_ALL_DEVICES, DEFAULT_DEVICES, device_rules
 from execdriver.linux.rootfs import MASKED_PATHS, READONLY_PATHS, Filesystem, Mount, bind, default_mounts, special
-from execdriver.linux.syscalls import MS_NODEV, MS_NOSUID
+from execdriver.linux.syscalls import MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC
 from execdriver.native.parts import place_cgroup, root_of, user_namespace
 from execdriver.native.spec import (
     CLONE_FLAGS,
@@ -76,7 +76,9 @@ def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str, host_view: bool) -
         if target == "/":
             raise ConfigError(f"{where}.destination: cannot mount over the container's root")
         real = os.path.realpath(source)
-        result.append(bind(real, target, writable=writable, is_dir=os.path.isdir(real)))
+        volume = bind(real, target, writable=writable, is_dir=os.path.isdir(real))
+        volume.propagation = MS_REC | MS_PRIVATE  # Docker's default for a volume: the host's later mounts stay out
+        result.append(volume)
     if tmpdir:
         if not os.path.isdir(tmpdir):
             raise ConfigError(f"tmpdir: {tmpdir} does not exist or is not a directory")
