@@ -283,3 +283,15 @@ def test_a_scope_keeps_what_update_sets_as_unit_properties(runtime: Runtime, sta
             assert shown("AllowedCPUs") == ["1"]
     finally:
         runtime("--systemd-cgroup", "delete", "--force", cid)
+
+
+def test_a_stopped_or_missing_container_is_refused_in_runcs_words(runtime: Runtime, started: Callable[..., Files],
+                                                                  cid: str) -> None:
+    started(args=("true",))
+    deadline = time.monotonic() + 10
+    while runtime.state(cid)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert _fails(runtime, "update", "--pids-limit", "5", cid).strip().endswith("container not running")
+    assert _fails(runtime, "update", "--pids-limit", "5", f"{cid}-x").strip().endswith(
+        f"container {cid}-x does not exist")

@@ -247,6 +247,10 @@ def update(store: StateStore, container_id: str, wanted: Limits) -> None:
     and the device rules stay as they are (rewriting them would deny every device for a moment)."""
     wanted.check(update=True)
     with store.locked(container_id):
+        state = store.load(container_id)
+        if state is None or not state.alive():  # (created, running or paused: runc's too)
+            raise NotRunningError(f"container {container_id} does not exist" if state is None else
+                                  "container not running")  # runc's words
         _running_cgroup(store, container_id)[1].set(wanted, running=True)
 
 
