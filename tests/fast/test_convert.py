@@ -221,7 +221,8 @@ def test_validate_refuses_a_user_namespace_without_its_mappings(rootfs: Path, st
 
 def test_validate_refuses_a_user_namespace_without_a_mount_namespace(rootfs: Path, state_dir: str) -> None:
     spec = _valid(rootfs, state_dir)
-    spec.namespaces.clone_flags &= ~syscalls.CLONE_NEWNS
+    spec.namespaces.clone_flags &= ~(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUSER)
+    spec.namespaces.uid_mappings = spec.namespaces.gid_mappings = []  # (a user without privileges gets them)
     validate(spec)  # the runtime's mount namespace, shared (as runc allows)
     spec.namespaces.clone_flags |= syscalls.CLONE_NEWUSER
     spec.namespaces.uid_mappings = spec.namespaces.gid_mappings = [(0, 100000, 1)]
