@@ -150,3 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         return error_exit
     except KeyboardInterrupt:
         return 130
+    finally:
+        _drop_unwritable_streams()
+
+
+def _drop_unwritable_streams() -> None:
+    """A stream we may not write (an engine's read-only /dev/null) still holds what we tried to
+    write: the interpreter's last flush would fail and exit 120. It goes to /dev/null instead."""
+    import os
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - the interpreter closes it

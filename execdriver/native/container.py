@@ -196,7 +196,11 @@ def _remove_leftovers(store: StateStore, old: State) -> None:
     if old.cgroup:
         cgroup = cgroups.manager(old.cgroup)
         if cgroup.exists():
-            cgroup.kill()
+            try:
+                cgroup.kill()
+            except cgroups.CgroupError:
+                if cgroup.exists():
+                    raise  # (else its run's own end removed it meanwhile, or systemd its empty scope)
         cgroup.destroy(old.cgroup_parent_levels)  # its parents too, should another's delete have taken it
 
 
