@@ -1201,63 +1201,77 @@ def test_no_pivot_moves_the_root_and_hides_the_hosts_procfs(runtime: Runtime, bu
     assert "bin" in shown.split() and "cat" in shown
 
 
-_AGENT = r"""
-import json, os, select, socket, struct, sys, fcntl
-sys.path.insert(0, sys.argv[4])
-from execdriver.linux import fdpass
-path, answer, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-server.bind(path)
-server.listen()
-print("ready", flush=True)
-listeners = []
-RECV, SEND = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV, _SEND
-while True:
-    for fd in select.select([server, *listeners], [], [])[0]:
-        if fd is server:
-            connection, _ = server.accept()
-            message, fds = fdpass.recv_fds(connection, 65536, 1)
-            connection.close()
-            with open(record, "a") as handle:
-                handle.write(message.decode() + "\n")
-            listeners += fds
-            continue
-        request = bytearray(80)  # struct seccomp_notif: id, pid, flags, seccomp_data
-        try:
-            fcntl.ioctl(fd, RECV, request)
-        except OSError:  # its processes are gone
-            listeners.remove(fd)
-            os.close(fd)
-            continue
-        response = struct.pack("=QqiI", struct.unpack_from("=Q", request)[0], 0, -answer, 0 if answer else 1)
-        try:
-            fcntl.ioctl(fd, SEND, bytearray(response))
-        except OSError:
-            pass
-"""
-
-
 class _Agent:
-    """A seccomp agent of our own (as runc's contrib/cmd/seccompagent), in a process of its own: it takes
-    each listener with its ContainerProcessState and answers every notified call with ``errno``."""
+    """A seccomp agent of our own (as runc's contrib/cmd/seccompagent): it takes each listener with
+    its ContainerProcessState and answers every notified call with ``errno`` (0: let it go on)."""
 
     def __init__(self, path: Path, errno_answer: int) -> None:
-        self.path, self.record = path, path.with_suffix(".states")
-        root = str(Path(__file__).resolve().parent.parent)
-        self.process = subprocess.Popen([sys.executable, "-c", _AGENT, str(path), str(errno_answer),
-                                         str(self.record), root], stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None and self.process.stdout.readline() == "ready\n"
+        import socket
+        import threading
 
-    @property
-    def states(self) -> list[dict[str, Any]]:
-        text = self.record.read_text() if self.record.exists() else ""
-        return [json.loads(line) for line in text.splitlines()]
+        self.path, self.errno = path, errno_answer
+        self.states: list[dict[str, Any]] = []
+        self.answering: list[threading.Thread] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import select
+        import threading
+
+        from execdriver.linux import fdpass
+
+        while not self.stopped.is_set():
+            if not select.select([self.server], [], [], 0.1)[0]:
+                continue
+            connection, _ = self.server.accept()
+            with connection:
+                message, fds = fdpass.recv_fds(connection, 65536, 1)
+            self.states.append(json.loads(message))
+            self.answering.append(threading.Thread(target=self._answer, args=(fds[0],), daemon=True))
+            self.answering[-1].start()
+
+    def _answer(self, listener: int) -> None:
+        import fcntl
+        import select
+        import struct
+
+        # struct seccomp_notif (80 bytes: id, pid, flags, seccomp_data) and seccomp_notif_resp (24 bytes).
+        recv, send = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV, _SEND
+        try:
+            poller = select.poll()
+            poller.register(listener, select.POLLIN)
+            while not self.stopped.is_set():
+                events = dict(poller.poll(100)).get(listener, 0)
+                if events & (select.POLLHUP | select.POLLERR):
+                    return  # its processes are gone: no notification can come (RECV would wait for one)
+                if not events:
+                    continue
+                request = bytearray(80)
+                try:
+                    fcntl.ioctl(listener, recv, request)
+                except OSError:
+                    return  # the process is gone
+                notification_id = struct.unpack_from("=Q", request, 0)[0]
+                flags = 1 if self.errno == 0 else 0  # SECCOMP_USER_NOTIF_FLAG_CONTINUE
+                response = bytearray(struct.pack("=QqiI", notification_id, 0, -self.errno, flags))
+                try:
+                    fcntl.ioctl(listener, send, response)
+                except OSError:
+                    pass
+        finally:
+            os.close(listener)
 
     def close(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        """Every thread of ours gone: a later test may clone from this process (DirectSpawner)."""
+        self.stopped.set()
+        for thread in (self.thread, *self.answering):
+            thread.join(10)
+        self.server.close()
 
 
 def test_seccomp_notify_hands_the_listener_to_the_agent(runtime: Runtime, bundle: Callable[..., Path],
