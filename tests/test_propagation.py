@@ -116,62 +116,62 @@ def test_oci_containers_on_a_shared_mount_leave_nothing_on_the_host(runtime: Run
 
 
 
-def test_a_host_mount_after_start_reaches_the_container_as_the_binds_propagation_says(
-        runtime: Runtime, busybox_rootfs: Path, tmp_path: Path, cid: str) -> None:  # noqa: F811
-    """As runc: the container's mounts are slaves of the host's (nothing goes back); a bind of a shared
-    host directory receives what the host mounts there later, unless the bind is rprivate."""
+@pytest.fixture()
+def shared_source(tmp_path: Path) -> Iterator[Path]:
+    """A shared tmpfs of the test's own, with an empty ``later`` directory for the host to mount on."""
     source = tmp_path / "source"
     source.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source)], check=True)
     try:
         subprocess.run(["mount", "--make-shared", str(source)], check=True)
         (source / "later").mkdir()
-        directory = tmp_path / "bundle"
-        directory.mkdir()
-        os.symlink(busybox_rootfs, directory / "rootfs")
-        config = default_config()
-        config["process"].update(args=["sleep", "60"], terminal=False)
-        config["mounts"] += [
-            {"destination": "/slave", "type": "bind", "source": str(source), "options": ["rbind", "rslave"]},
-            {"destination": "/default", "type": "bind", "source": str(source), "options": ["rbind"]},
-            {"destination": "/private", "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]},
-        ]
-        (directory / "config.json").write_text(json.dumps(config))
-        runtime("run", "-d", "--bundle", str(directory), cid)
-        try:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source / "later")], check=True)
-            (source / "later" / "mark").write_text("x")
-            script = "for d in slave default private; do test -e /$d/later/mark && echo $d:seen || echo $d:not; done"
-            shown = runtime("exec", cid, "sh", "-c", script).stdout.split()
-            assert shown == ["slave:seen", "default:seen", "private:not"]
-            # And nothing the container mounts goes back to the host.
-            runtime("exec", cid, "mount", "-t", "tmpfs", "tmpfs", "/slave/later", check=False)
-            assert _mounts_below(source) == [str(source / "later")]
-        finally:
-            runtime("delete", "--force", cid)
+        yield source
     finally:
         subprocess.run(["umount", "--recursive", "--lazy", str(source)], check=True)
 
 
-def test_an_api_volume_is_rprivate_as_dockers(driver: NativeDriver, busybox_rootfs: Path, tmp_path: Path,
+def _mount_later(source: Path) -> None:
+    """What the host mounts under the source once the container runs, and a mark in it."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source / "later")], check=True)
+    (source / "later" / "mark").write_text("x")
+
+
+def test_a_host_mount_after_start_reaches_the_container_as_the_binds_propagation_says(
+        runtime: Runtime, busybox_rootfs: Path, tmp_path: Path, shared_source: Path,  # noqa: F811
+        cid: str) -> None:
+    """As runc: the container's mounts are slaves of the host's (nothing goes back); a bind of a shared
+    host directory receives what the host mounts there later, unless the bind is rprivate."""
+    source = shared_source
+    directory = tmp_path / "bundle"
+    directory.mkdir()
+    os.symlink(busybox_rootfs, directory / "rootfs")
+    config = default_config()
+    config["process"].update(args=["sleep", "60"], terminal=False)
+    config["mounts"] += [
+        {"destination": "/slave", "type": "bind", "source": str(source), "options": ["rbind", "rslave"]},
+        {"destination": "/default", "type": "bind", "source": str(source), "options": ["rbind"]},
+        {"destination": "/private", "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]},
+    ]
+    (directory / "config.json").write_text(json.dumps(config))
+    runtime("run", "-d", "--bundle", str(directory), cid)
+    try:
+        _mount_later(source)
+        script = "for d in slave default private; do test -e /$d/later/mark && echo $d:seen || echo $d:not; done"
+        shown = runtime("exec", cid, "sh", "-c", script).stdout.split()
+        assert shown == ["slave:seen", "default:seen", "private:not"]
+        # And nothing the container mounts goes back to the host.
+        runtime("exec", cid, "mount", "-t", "tmpfs", "tmpfs", "/slave/later", check=False)
+        assert _mounts_below(source) == [str(source / "later")]
+    finally:
+        runtime("delete", "--force", cid)
+
+
+def test_an_api_volume_is_rprivate_as_dockers(driver: NativeDriver, busybox_rootfs: Path, shared_source: Path,
                                               cid: str) -> None:
     """The host's later mounts under a volume's source stay out of the container (Docker's default)."""
     from execdriver import Mount
 
-    source = tmp_path / "volume"
-    source.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source)], check=True)
-    try:
-        subprocess.run(["mount", "--make-shared", str(source)], check=True)
-        (source / "later").mkdir()
-
-        def mount_later(_config: ProcessConfig, _pid: int, _oom: OOMEvents) -> None:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(source / "later")], check=True)
-            (source / "later" / "mark").write_text("x")
-
-        command = shell(cid, busybox_rootfs, "test -e /v/later/mark && echo seen || echo not",
-                        mounts=[Mount(str(source), "/v", True)])
-        status, out, err = run(driver, command, hooks=Hooks(pre_start=[mount_later]))
-        assert status.exit_code == 0 and out.split() == ["not"], err
-    finally:
-        subprocess.run(["umount", "--recursive", "--lazy", str(source)], check=True)
+    command = shell(cid, busybox_rootfs, "test -e /v/later/mark && echo seen || echo not",
+                    mounts=[Mount(str(shared_source), "/v", True)])
+    status, out, err = run(driver, command, hooks=Hooks(pre_start=[lambda *_: _mount_later(shared_source)]))
+    assert status.exit_code == 0 and out.split() == ["not"], err

@@ -89,17 +89,19 @@ def test_the_init_and_exec_run_as_the_mapped_ids_on_the_host(driver: NativeDrive
         thread.join(10)
 
 
+def _user_namespace(config: dict[str, object]) -> None:
+    """An OCI config's user namespace, the container's 65536 ids from HOST_BASE on."""
+    linux = config["linux"]
+    assert isinstance(linux, dict)
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+
+
 def test_an_oci_bundle_with_a_user_namespace(runtime: Runtime, bundle: Callable[..., Path],  # noqa: F811
                                              cid: str) -> None:
-    def userns(config: dict[str, object]) -> None:
-        linux = config["linux"]
-        assert isinstance(linux, dict)
-        linux["namespaces"].append({"type": "user"})
-        linux["uidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
-
     out = runtime("run", "--bundle", str(bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %u /bin"],
-                                                 userns)), cid).stdout
+                                                 _user_namespace)), cid).stdout
     assert out.split() == ["0", "0", str(HOST_BASE), "65536", "0"]
 
     def half(config: dict[str, object]) -> None:
@@ -122,11 +124,7 @@ def test_bind_sources_the_remapped_root_may_not_search(runtime: Runtime, bundle:
         sources.append(tmp_path / name / "dir")
 
     def userns(config: dict[str, object]) -> None:
-        linux = config["linux"]
-        assert isinstance(linux, dict)
-        linux["namespaces"].append({"type": "user"})
-        linux["uidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
+        _user_namespace(config)
         mounts = config["mounts"]
         assert isinstance(mounts, list)
         mounts += [{"source": str(source), "destination": f"/mnt/{index}", "options": ["bind"]}

@@ -366,7 +366,7 @@ def _is_procfs(path: str) -> bool:
         os.close(fd)
 
 
-def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
+def _mount_entry(root: str, entry: Mount, tree: int = -1, private_copy: bool = False) -> None:
     """Mount ``entry`` in ``root`` through a descriptor of its resolved mount point.
 
     The mount point is opened once, with symlinks resolved inside the root,
@@ -374,7 +374,9 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
     path swapped meanwhile changes nothing (CVE-2021-30465). A bind is a
     detached copy of its source (``tree``, from a fork server, or made
     here) whose flags are set before it is attached: no path is looked up
-    again after the check.
+    again after the check. ``private_copy``: in the host's mount namespace
+    (a container without one of its own), where a copy of a shared mount
+    would propagate what is mounted under it back to the host.
     """
     destination, source, fstype, flags, data = entry.destination, entry.source, entry.fstype, entry.flags, entry.data
     propagation, remount = entry.propagation, entry.remount
@@ -407,15 +409,18 @@ def _mount_entry(root: str, entry: Mount, tree: int = -1) -> None:
                                     path=resolve_in_root(root, destination))
             return
         if tree < 0:  # in the init's namespace, which it made private (init.run): so is the copy
-            # (in the init's own namespace a slave, which propagates nothing back to the host; in
-            # the host's, a copy of a shared mount would propagate to it: made private then)
-            tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=_shared_namespace[0])
+            # (in the init's own namespace a slave, which propagates nothing back to the host)
+            tree = open_tree_clone(source, recursive=bool(flags & MS_REC), private=private_copy)
         try:
             # A bind ignores its flags: they go on the copy's top mount (its
-            # submounts keep theirs, as with runc), the recursive ones on all.
-            if entry.recursive != (0, 0):
-                set_tree_attributes(tree, entry.recursive[0], recursive=True, clear=entry.recursive[1])
-            left = set_tree_attributes(tree, remount)
+            # submounts keep theirs, as with runc), the recursive ones on all;
+            # one call where they are the same (rootfs.bind's).
+            if entry.recursive == (remount, 0):
+                left = set_tree_attributes(tree, remount, recursive=True)
+            else:
+                if entry.recursive != (0, 0):
+                    set_tree_attributes(tree, entry.recursive[0], recursive=True, clear=entry.recursive[1])
+                left = set_tree_attributes(tree, remount)
             move_mount(tree, fd)
             if propagation:  # refused on a detached tree: on the attached one, through the same descriptor
                 set_tree_attributes(tree, 0, propagation)
@@ -488,7 +493,7 @@ def _populate_host_view(spec: Root, root: str) -> None:
         make_readonly_recursive(path)
 
 
-def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str]) -> None:
+def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str], private_copy: bool) -> None:
     """A ``cgroup`` mount: the container's own cgroups, each hierarchy's under its name.
 
     As runc does without a cgroup namespace: a tmpfs, and in it a bind of the
@@ -498,7 +503,8 @@ def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str
     readonly = flags & MS_RDONLY
     if not hierarchies:  # cgroup v2: one directory
         source = os.path.join("/sys/fs/cgroup", directory)
-        _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True))
+        _mount_entry(root, bind(source, destination, writable=not readonly, is_dir=True),
+                     private_copy=private_copy)
         return
     _mount_entry(root, special(destination, "tmpfs", flags & ~MS_RDONLY, "mode=755"))
     base = resolve_in_root(root, destination)
@@ -507,7 +513,8 @@ def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str
         os.mkdir(os.path.join(base, name), 0o755)
         target = os.path.join(destination, name)
         _mount_entry(root, bind(os.path.join(hierarchy, directory), target, writable=not readonly,
-                                is_dir=True, extra=flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+                                is_dir=True, extra=flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)),
+                     private_copy=private_copy)
     if readonly:
         mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
 
@@ -620,7 +627,6 @@ def can_use_staged(fs: Filesystem, joins_network_or_ipc: bool) -> bool:
 
 
 SHARED_ROOT = "rootfs"  # under the mount point: the root of a container without a mount namespace
-_shared_namespace = [False]  # setup's host_namespace, for _mount_entry's copies
 
 
 def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
@@ -645,7 +651,6 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
     """
     root = fs.mountpoint
     pending = list(trees or ())
-    _shared_namespace[0] = host_namespace
     if host_namespace:
         root = os.path.join(root, SHARED_ROOT)
         os.mkdir(root, 0o700)
@@ -687,11 +692,11 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
             if cgroup_ready is not None:  # it shows the container's cgroup: that must exist now
                 cgroup_ready()
                 cgroup_ready = None
-            _mount_cgroup(root, entry, fs.cgroup_directory, fs.cgroup_hierarchies)
+            _mount_cgroup(root, entry, fs.cgroup_directory, fs.cgroup_hierarchies, host_namespace)
         elif entry.is_bind and pending:
-            _mount_entry(root, entry, pending.pop(0))
+            _mount_entry(root, entry, pending.pop(0), host_namespace)
         else:
-            _mount_entry(root, entry)
+            _mount_entry(root, entry, private_copy=host_namespace)
     if fs.devices is not None and not staged:
         _create_devices(root, fs.devices)
     if fs.init_binary:

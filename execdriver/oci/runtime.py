@@ -9,12 +9,12 @@ engine in native/container.py (which knows no OCI config):
              its init waiting on the exec FIFO; prestart, createRuntime and
              createContainer hooks; the state with the bundle, annotations,
              hooks and the config's process (exec starts from it)
-    start    startContainer hooks, the FIFO read (the init execs),
-             poststart hooks
+    start    the FIFO read (the init runs the startContainer hooks and
+             execs), poststart hooks (one that fails kills the container)
     exec     a process from --process or from the kept one with the
              command line's changes, with the container's kept seccomp program
     kill     the init, or (--all) every process of its cgroup
-    delete   the cgroup and state; poststop hooks (a failure warns, as runc)
+    delete   the cgroup and state; every poststop hook (a failure warns, as runc)
     state    the runtime spec's state document, with runc's extra fields
 
 Imports are per method: ``state`` and ``kill`` load no config reader.
@@ -313,13 +313,16 @@ class OciRuntime:
 
         if serve is None:
             _check_terminal(spec.process, console_socket, detach)
+        on_listener = None
+        if spec.security.seccomp_notify:  # (its agent, and the state the agent is sent, in the state)
+            state = self._loaded(container_id)
+            on_listener = _agent(state.oci or {}, lambda _pid: document(
+                state, container.status(self.store, state), state.pid))
         console = -1 if serve is not None else _console_socket(spec.process, console_socket)
         try:
-            state = self._loaded(container_id)
             return container.exec_process(self.store, DirectSpawner(), container_id, spec, stdio, detach=detach,
                                           start=started, serve=serve, paused_too=ignore_paused,
-                                          on_listener=_agent(state.oci or {}, lambda _pid: document(
-                                              state, container.status(self.store, state), state.pid)))
+                                          on_listener=on_listener)
         finally:
             if console >= 0:
                 os.close(console)

@@ -54,25 +54,31 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         return 0
     poller = select.poll()
     poller.register(exited, select.POLLIN)
-    manager = cgroups.manager(state.cgroup) if state.cgroup else None
-    watch = manager.oom_watch() if manager is not None else None
-    if watch is not None:
-        poller.register(*watch)
-    kills = manager.oom_kills() if manager is not None and watch is not None else 0
+    callbacks = {}
+    if state.cgroup:
+        from execdriver.native.launchers import oom_watches
+
+        manager = cgroups.manager(state.cgroup)
+        kills = [manager.oom_kills()]
+
+        def on_oom() -> None:
+            # v1's eventfd fires on an OOM; v2's events file on any change: an OOM kill there.
+            now = manager.oom_kills()
+            if manager.version == 1 or now > kills[0]:
+                print(go_json({"type": "oom", "id": container_id}), flush=True)
+            kills[0] = now
+
+        for fd, events, fired in oom_watches(manager, on_oom, []):  # (re-armed, and a cgroup gone, there)
+            poller.register(fd, events)
+            callbacks[fd] = fired
     deadline = time.monotonic()
     try:
         while True:
-            wait = max(0.0, deadline - time.monotonic())
-            ready = dict(poller.poll(wait * 1000))
+            ready = dict(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
             if exited in ready:
                 return 0  # the container stopped: the stream ends, as runc's
-            if watch is not None and manager is not None and watch[0] in ready:
-                _rearm(watch)
-                oom = True  # v1's eventfd fires on an OOM
-                if watch[1] != select.POLLIN:  # v2's events file on any change: an OOM kill there
-                    oom, kills = manager.oom_kills() > kills, manager.oom_kills()
-                if oom:
-                    print(go_json({"type": "oom", "id": container_id}), flush=True)
+            for fd in ready.keys() & callbacks.keys():
+                callbacks[fd]()
             if time.monotonic() >= deadline:
                 try:
                     _print_stats(go_json, container.stats(states, container_id), container_id)
@@ -85,15 +91,3 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
 
 def _print_stats(go_json: Callable[[object], str], sample: dict[str, Any], container_id: str) -> None:
     print(go_json({"type": "stats", "id": container_id, "data": sample["cgroup_stats"]}), flush=True)
-
-
-def _rearm(watch: tuple[int, int]) -> None:
-    """Read the OOM watch so that it fires again: an eventfd's counter (v1), an events file (v2)."""
-    import os
-    import select
-
-    fd, events = watch
-    if events == select.POLLIN:
-        os.read(fd, 8)
-    else:
-        os.pread(fd, 4096, 0)
