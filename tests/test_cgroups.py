@@ -9,6 +9,7 @@ has no way to allocate a chosen amount of memory.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from execdriver import Command, ExecDriverError, Hooks, NotRunningError, OOMEvents, ProcessConfig, Resources
+from execdriver import Command, ExecDriverError, Hooks, NotRunningError, OOMEvents, Pipes, ProcessConfig, Resources
 from execdriver.linux import cgroups, process
 from execdriver.linux.cgroups.v1 import hierarchies
 from execdriver.native.driver import NativeDriver
@@ -49,6 +50,16 @@ def membership() -> str:
     return "grep :memory: /proc/self/cgroup" if V1 else "grep ^0:: /proc/self/cgroup"
 
 
+def placed(proc_cgroup: str, path: str) -> set[str]:
+    """The hierarchies (by controller, "name=systemd" or "" for v2) where /proc/PID/cgroup shows ``path``."""
+    found = set()
+    for line in proc_cgroup.strip().split("\n"):
+        _, controllers, where = line.split(":", 2)
+        if where == path:
+            found.update(controllers.split(","))
+    return found
+
+
 def python(cid: str, code: str, **fields: object) -> Command:
     """A container on the host view running python3 -c CODE."""
     return Command(id=cid, rootfs="/", readonly_rootfs=True,
@@ -64,11 +75,26 @@ def no_cgroup_left(cid: str) -> Iterator[None]:
 
 
 def test_every_container_is_in_its_cgroup(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:
-    status, out, _ = run(driver, shell(cid, busybox_rootfs, "cat /proc/self/cgroup"))
-    assert status.exit_code == 0 and status.oom_killed is False
-    lines = dict(line.split(":", 2)[1:] for line in out.strip().split("\n"))
-    for controller in ("memory", "cpu", "pids", "freezer", "cpuset", "devices", "blkio") if V1 else ("",):
-        assert lines[controller] == f"/execdriver/{cid}", controller
+    """In every hierarchy, a hybrid host's v2 one too: the init cloned afresh, one the fork server
+    cloned ahead (moved in as it builds its rootfs) and an exec'd process (cloned into it: spawn.born_in)."""
+    wanted = set(hierarchies()) if V1 else {""}
+    assert {"memory", "cpu", "pids", "freezer", "cpuset", "devices", "blkio"} <= wanted or not V1
+    for _ in range(2):  # the first clones afresh; the second takes the blank cloned meanwhile
+        status, out, _ = run(driver, shell(cid, busybox_rootfs, "cat /proc/self/cgroup"))
+        assert status.exit_code == 0 and status.oom_killed is False
+        assert placed(out, f"/execdriver/{cid}") >= wanted, out
+    thread, result = start_in_background(driver, shell(cid, busybox_rootfs, "sleep 60"))
+    try:
+        out_buffer = io.BytesIO()
+        code = driver.exec(Command(id=cid), ProcessConfig(entrypoint="cat", arguments=["/proc/self/cgroup"]),
+                           Pipes(stdout=out_buffer))
+        assert code == 0
+        shown = out_buffer.getvalue().decode()
+        assert placed(shown, f"/execdriver/{cid}") >= wanted, shown
+    finally:
+        driver.terminate(Command(id=cid))
+        thread.join(10)
+    assert "error" not in result, result
 
 
 def test_limits_reach_the_cgroup_files(driver: NativeDriver, busybox_rootfs: Path, cid: str) -> None:

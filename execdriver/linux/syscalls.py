@@ -326,18 +326,40 @@ def make_readonly_recursive(path: str | bytes) -> None:
                    "mount_setattr", path)
 
 
-def clone(flags: int) -> tuple[int, int]:
+class _CloneArgs(ffi.Structure):
+    """struct clone_args, up to its cgroup field (clone3, Linux 5.7)."""
+
+    _fields_ = tuple((name, ffi.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls", "set_tid",
+        "set_tid_size", "cgroup"))
+
+
+_SYS_CLONE3 = 435  # the same on every architecture
+CLONE_INTO_CGROUP = 0x200000000
+
+
+def clone(flags: int, cgroup: int = -1) -> tuple[int, int]:
     """fork(2) with namespace flags: returns (pid, pidfd), or (0, -1) in the child.
+
+    ``cgroup``: a cgroup v2 directory's descriptor to start the child in
+    (CLONE_INTO_CGROUP). Born there, it never moves in: a move by a write
+    to cgroup.procs takes the kernel's global threadgroup lock, whose
+    writers wait for an RCU grace period (often 10 ms and more).
 
     Only safe in a single-threaded process: the child is a copy of the caller
     with one thread, and no fork handlers run in it. The child is expected
     to exec or ``os._exit``.
     """
     pidfd = ffi.c_int(-1)
-    pid = _clone_syscall(_SYS_CLONE, ffi.c_ulong(flags | CLONE_PIDFD | 17),  # 17 = SIGCHLD
-                         None, ffi.byref(pidfd), None, None)
+    if cgroup >= 0:
+        args = _CloneArgs(flags=flags | CLONE_PIDFD | CLONE_INTO_CGROUP, pidfd=ffi.addressof(pidfd),
+                          exit_signal=17, cgroup=cgroup)  # 17 = SIGCHLD
+        pid = _clone_syscall(_SYS_CLONE3, ffi.byref(args), ffi.c_size_t(ffi.sizeof(args)))
+    else:
+        pid = _clone_syscall(_SYS_CLONE, ffi.c_ulong(flags | CLONE_PIDFD | 17),  # 17 = SIGCHLD
+                             None, ffi.byref(pidfd), None, None)
     if pid < 0:
-        raise _fail("clone")
+        raise _fail("clone3" if cgroup >= 0 else "clone")
     if pid == 0:
         return 0, -1
     return pid, pidfd.value

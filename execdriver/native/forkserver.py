@@ -106,10 +106,11 @@ class _Server:
         return blank
 
     def handle(self) -> bool:
-        message, fds = fdpass.recv_fds(self.control, 1 << 20, 6)
+        message, fds = fdpass.recv_fds(self.control, 1 << 20, 7)
         if not message:
             return False
         reply = fdpass.wrap(fds[0])
+        cgroup = fds[6] if len(fds) == 7 else -1  # the v2 cgroup to start the init in (spawn.born_in)
         try:
             profile, sources, kept, spec = protocol.unframe(message)  # (the request goes on undecoded)
             blank = self._take_blank(profile) if profile else None
@@ -118,7 +119,7 @@ class _Server:
                 self.blank, blank = blank, None
             if blank is not None:
                 try:
-                    fdpass.send_fds(blank.channel, spec, [*fds[1:], *(trees or ())])
+                    fdpass.send_fds(blank.channel, spec, [*fds[1:6], *(trees or ())])
                 except OSError:  # the blank died: clone afresh
                     _discard(blank)
                     blank = None
@@ -126,11 +127,13 @@ class _Server:
                     for tree in trees or ():
                         os.close(tree)
             if blank is not None:
+                if cgroup >= 0:
+                    _move(blank, cgroup)
                 blank.channel.close()
                 pid, pidfd = blank.pid, blank.pidfd
             else:
                 pid, pidfd = clone_init(protocol.decode(spec), (fds[1], fds[2]), (fds[3], fds[4], fds[5]),
-                                        (*self._ours(), reply.fileno()))
+                                        (*self._ours(), reply.fileno()), cgroup)
         except Exception as err:  # noqa: BLE001 - reported to the caller
             reply.send(protocol.FAILED + str(err).encode())
             reply.close()
@@ -240,6 +243,25 @@ def _trees(sources: list[str] | None) -> list[int] | None:
 def _exited(pidfd: int) -> bool:
     """Whether our child has exited (it stays to be reaped)."""
     return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _move(blank: _Blank, cgroup: int) -> None:
+    """Move a blank, cloned before its cgroup was known, into it (the directory ``cgroup``).
+
+    The write takes the kernel's threadgroup lock (syscalls.clone), and
+    may wait for an RCU grace period: meanwhile the blank builds its
+    rootfs and the runtime makes the rest of the cgroup, and neither waits
+    for us until the runtime reads the pid that we send once this is done.
+    """
+    try:
+        fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
+        try:
+            os.write(fd, b"%d" % blank.pid)
+        finally:
+            os.close(fd)
+    except OSError:
+        _discard(blank)
+        raise
 
 
 def _discard(blank: _Blank) -> None:

@@ -272,7 +272,7 @@ def bring_up(store: StateStore, spawner: Spawner, spec: LaunchSpec, mode: Mode, 
         _map_users(spec, launch.pid, handles.go)
     watches: list[Watch] = []
     try:
-        if not spec.cgroup.join:
+        if not spec.cgroup.join and not spec.cgroup.into:  # else the init joins, or was born in it
             cgroup.add(launch.pid)
         # After the add, which is what makes a systemd scope, and before the init may run anything.
         watches = oom_watches(cgroup, on_oom, handles.fds)

@@ -109,15 +109,19 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         parent_levels = cgroups.manager(path).missing_ancestors()
     hierarchies: list[str] = []
     join: list[tuple[str, str]] = []
+    into = ""
+    if joins_itself and cgroups.v2_root():
+        # Cloned into its v2 cgroup, never moved: syscalls.clone says why.
+        into = os.path.join(cgroups.v2_root(), path)
     if cgroups.version() == 1:
-        from execdriver.linux.cgroups.v1 import UNIFIED, file_to_join, mounts
+        from execdriver.linux.cgroups.v1 import UNIFIED, mounts
 
         each = {mount: controller for controller, mount in mounts().items()}  # one controller per hierarchy
         # The container's cgroup mount shows its v1 hierarchies (a hybrid host's v2 one stays out, as with runc).
         hierarchies = [mount for mount, controller in each.items() if controller != UNIFIED]
         if joins_itself:
-            join = [(mount, f"{path}/{file_to_join(controller)}") for mount, controller in each.items()]
-    return Cgroup(path, path, parent_levels, limits, join, hierarchies)
+            join = [(mount, f"{path}/tasks") for mount, controller in each.items() if controller != UNIFIED]
+    return Cgroup(path, path, parent_levels, limits, join, hierarchies, into)
 
 
 def _systemd_cgroup(container_id: str, path: str, limits: Limits) -> Cgroup:

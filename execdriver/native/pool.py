@@ -159,7 +159,7 @@ def prepare(spawner: Spawner, spec: LaunchSpec, pages: bytes | None = None,
     try:
         launch = spawner.spawn(Request(spec, mode), (theirs.fileno(), status_write), (null, null, null),
                                meanwhile=lambda: cgroup.create(limits), ours=(ours.fileno(), status))
-        if not spec.cgroup.join:
+        if not spec.cgroup.join and not spec.cgroup.into:  # else the init joins, or was born in it
             cgroup.add(launch.pid)
         os.write(ours.fileno(), CGROUP)
         expect(status, READY, spec.id)

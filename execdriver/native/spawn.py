@@ -70,21 +70,56 @@ class Spawner(Protocol):
     def close(self) -> None: ...
 
 
-def clone_init(request: Request, sync: tuple[int, int], stdio: tuple[int, int, int],
-               close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
-    """Clone the init into new namespaces; returns (pid, pidfd) in the parent.
+def born_in(request: Request) -> int:
+    """The cgroup v2 directory the request's process is to be cloned into (syscalls.clone), opened; -1: none.
 
-    An exec'd process's request: see :func:`clone_exec`.
+    An init's (spec.Cgroup.into) is made here, before the clone, empty;
+    the runtime gives it its limits meanwhile. An exec'd process's is
+    taken out of the files it would write itself into, if it exists: if
+    not, the process fails there, in runc's words.
     """
     spec = request.spec
     if isinstance(spec, ExecSpec):
-        return clone_exec(spec, sync[1], stdio, close_in_child)
+        from execdriver.linux import cgroups
+
+        for tasks in spec.cgroup_tasks:
+            directory, name = os.path.split(tasks)
+            if name == "cgroup.procs" and cgroups.is_v2_directory(directory):
+                try:
+                    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    return -1
+                spec.cgroup_tasks = [other for other in spec.cgroup_tasks if other != tasks]
+                return fd
+        return -1
+    if not spec.cgroup.into:
+        return -1
+    try:
+        os.makedirs(spec.cgroup.into, 0o755, exist_ok=True)
+        return os.open(spec.cgroup.into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        from execdriver.linux.cgroups import CgroupError
+
+        raise CgroupError(f"cgroup {spec.cgroup.into}: {err.strerror or err}", err.errno or 0) from None
+
+
+def clone_init(request: Request, sync: tuple[int, int], stdio: tuple[int, int, int],
+               close_in_child: tuple[int, ...] = (), cgroup: int = -1) -> tuple[int, int]:
+    """Clone the init into new namespaces; returns (pid, pidfd) in the parent.
+
+    ``cgroup``: born_in's descriptor. An exec'd process's request: see
+    :func:`clone_exec`.
+    """
+    spec = request.spec
+    if isinstance(spec, ExecSpec):
+        return clone_exec(spec, sync[1], stdio, close_in_child, cgroup)
     from execdriver.native import init  # here, not in the child: there an import copies every page it touches
 
     joined_pid = [path for path, nstype in spec.namespaces.join if nstype == syscalls.CLONE_NEWPID]
     pid_namespace = os.open(joined_pid[0], os.O_RDONLY | os.O_CLOEXEC) if joined_pid else -1
     try:
-        pid, pidfd = _clone_in(pid_namespace, spec.namespaces.clone_flags & ~syscalls.CLONE_NEWCGROUP)  # (init.run)
+        pid, pidfd = _clone_in(pid_namespace, spec.namespaces.clone_flags & ~syscalls.CLONE_NEWCGROUP,  # (init.run)
+                               cgroup)
     finally:
         if pid_namespace >= 0:
             os.close(pid_namespace)
@@ -104,7 +139,7 @@ _EXEC_NAMESPACES = (("user", syscalls.CLONE_NEWUSER), ("cgroup", syscalls.CLONE_
 
 
 def clone_exec(spec: ExecSpec, status: int, stdio: tuple[int, int, int],
-               close_in_child: tuple[int, ...] = ()) -> tuple[int, int]:
+               close_in_child: tuple[int, ...] = (), cgroup: int = -1) -> tuple[int, int]:
     """Fork a process into the container of ``spec.init``, the init's (pid, start time).
 
     The child starts inside the container's pid namespace; it joins the
@@ -129,7 +164,7 @@ def clone_exec(spec: ExecSpec, status: int, stdio: tuple[int, int, int],
             opened.append(pid_namespace)
         if process.start_time(init_pid) != init_start:  # the files were the init's, not a reused pid's
             raise NotRunningError(f"Container is not running: {spec.id or init_pid}")
-        pid, pidfd = _clone_in(pid_namespace, 0)
+        pid, pidfd = _clone_in(pid_namespace, 0, cgroup)
         if pid == 0:
             _enter_child(close_in_child)
             enter.run(spec, namespaces, status, stdio)
@@ -139,7 +174,7 @@ def clone_exec(spec: ExecSpec, status: int, stdio: tuple[int, int, int],
             os.close(fd)
 
 
-def _clone_in(pid_namespace: int, flags: int) -> tuple[int, int]:
+def _clone_in(pid_namespace: int, flags: int, cgroup: int) -> tuple[int, int]:
     """clone, the child in ``pid_namespace`` (a descriptor; -1: ours) if given.
 
     setns to a pid namespace moves only the children to come (a pod's
@@ -147,12 +182,12 @@ def _clone_in(pid_namespace: int, flags: int) -> tuple[int, int]:
     process's children home.
     """
     if pid_namespace < 0:
-        return syscalls.clone(flags)
+        return syscalls.clone(flags, cgroup)
     home = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         syscalls.setns(pid_namespace, syscalls.CLONE_NEWPID)
         try:
-            pid, pidfd = syscalls.clone(flags)
+            pid, pidfd = syscalls.clone(flags, cgroup)
         except BaseException:
             syscalls.setns(home, syscalls.CLONE_NEWPID)
             raise
@@ -267,8 +302,13 @@ class DirectSpawner:
         threading = sys.modules.get("threading")  # not imported: surely one thread
         if threading is not None and threading.active_count() > 1:
             raise ContainerError("DirectSpawner needs a single-threaded process; use the fork server")
-        # The init must not hold the runtime's ends of its sync pipes.
-        pid, pidfd = clone_init(request, sync, stdio, ours)
+        cgroup = born_in(request)
+        try:
+            # The init must not hold the runtime's ends of its sync pipes.
+            pid, pidfd = clone_init(request, sync, stdio, ours, cgroup)
+        finally:
+            if cgroup >= 0:
+                os.close(cgroup)
         return _finish(_DirectLaunch(pid, pidfd), meanwhile)
 
     def close(self) -> None:
@@ -350,6 +390,7 @@ class ForkServerSpawner:
         from execdriver.native import protocol
 
         control = self._start()
+        cgroup = born_in(request)
         reply, server_end = fdpass.pair()
         try:
             # The profile leads, so that the server can hand a blank init
@@ -358,9 +399,12 @@ class ForkServerSpawner:
             payload = protocol.frame(shape, tree_sources(request) if shape else None, request.kept(),
                                      request.encode())
             try:
-                fdpass.send_fds(control, payload, [server_end.fileno(), *sync, *stdio])
+                born = [cgroup] if cgroup >= 0 else []
+                fdpass.send_fds(control, payload, [server_end.fileno(), *sync, *stdio, *born])
             finally:
                 server_end.close()
+                if cgroup >= 0:
+                    os.close(cgroup)
         except OSError as err:
             reply.close()
             raise ContainerError(f"the fork server is gone: {err}") from None

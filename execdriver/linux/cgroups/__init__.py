@@ -156,6 +156,21 @@ def version() -> int:
     return _version[0]
 
 
+def v2_root() -> str:
+    """Where this host's cgroup v2 hierarchy is mounted: ROOT on v2, a hybrid host's beside v1, or ""."""
+    if version() == 2:
+        return ROOT
+    from execdriver.linux.cgroups.v1 import UNIFIED, mounts
+
+    return mounts().get(UNIFIED, "")
+
+
+def is_v2_directory(path: str) -> bool:
+    """Whether ``path`` is in the cgroup v2 hierarchy, the one a clone can start a process in."""
+    root = v2_root()
+    return bool(root) and (path == root or path.startswith(root.rstrip("/") + "/"))
+
+
 def own_path() -> str:
     """This process's cgroup, from the root ("" for the root itself): cgroup v2's, or v1's memory one.
 
