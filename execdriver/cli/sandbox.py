@@ -2,8 +2,11 @@
 
 Without ``--rootfs`` the container sees the host's own filesystem read-only
 (like bubblewrap's ``--ro-bind / /``), with its own /proc, /dev, /tmp and
-/run, so it needs no image. The exit status is the command's, or 128+signal;
-errors of the runtime itself exit 125, usage errors 2.
+/run, so it needs no image. It is limited as ``execdriver.sandbox.run``
+is by default (memory, CPU, pids, /tmp's size; 0 lifts a limit), and
+``--timeout`` kills it. The exit status is the command's, or 128+signal;
+124 when it timed out, as timeout(1)'s; errors of the runtime itself exit
+125, usage errors 2.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from execdriver.linux.network import Network
     from execdriver.native.spec import Security
+    from execdriver.sandbox.options import Limits
 
 SYNOPSIS = "execdriver sandbox [flags] [--] CMD [ARG...]"
 ERROR_EXIT = 125  # the runtime's own errors, as docker run reports them
@@ -48,6 +52,13 @@ FLAGS = (
     Flag("--mtu", default="0", metavar="N", help="the MTU of the container's interface (default: the bridge's)"),
     Flag("--subnet-pool", default="", metavar="NET/LEN:PREFIX",
          help="where new bridges' subnets come from (default 10.98.0.0/16:24)"),
+    Flag("--memory", "-m", default="256m", metavar="SIZE",
+         help="memory limit, swap included, e.g. 512m (default 256m; 0: none)"),
+    Flag("--cpus", default="1", metavar="N", help="CPU time, in CPUs, e.g. 0.5 (default 1; 0: none)"),
+    Flag("--pids-limit", default="64", metavar="N", help="processes and threads at once (default 64; 0: none)"),
+    Flag("--tmp-size", default="64m", metavar="SIZE", help="size of the host view's /tmp (default 64m; 0: none)"),
+    Flag("--timeout", default="0", metavar="SECONDS",
+         help="kill it (all of it) after this long and exit 124, as timeout(1) (default 0: never)"),
     Flag("--help", "-h", kind="bool", help="show this help"),
 )
 
@@ -131,6 +142,36 @@ def _security(options: dict[str, object], state_dir: str) -> Security:
                             no_new_privileges=no_new_privileges, rlimits=rlimits, apparmor_profile=apparmor)
 
 
+TIMED_OUT_EXIT = 124  # timeout(1)'s
+
+
+def _limits(options: dict[str, object]) -> tuple[Limits, float]:
+    """--memory, --cpus, --pids-limit, --tmp-size (0: none) and --timeout, checked."""
+    from execdriver.cli.flags import ram_in_bytes
+    from execdriver.errors import ConfigError
+    from execdriver.sandbox.options import Limits
+
+    values: dict[str, int | float | None] = {}
+    for flag, name, parse in (("memory", "memory", ram_in_bytes), ("cpus", "cpus", float),
+                              ("pids_limit", "pids", int), ("tmp_size", "tmp_size", ram_in_bytes)):
+        text = str(options[flag])
+        try:
+            value = parse(text)
+        except ValueError:
+            raise UsageError(f"sandbox: --{flag.replace('_', '-')} {text}: not a valid value") from None
+        values[name] = value or None
+    try:
+        timeout = float(str(options["timeout"]))
+        if not timeout >= 0 or timeout == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"sandbox: --timeout {options['timeout']}: not a number of seconds") from None
+    try:
+        return Limits(**values), timeout  # type: ignore[arg-type]
+    except ConfigError as err:
+        raise UsageError(f"sandbox: --{str(err).replace('_', '-').replace('pids:', 'pids-limit:')}") from None
+
+
 def _pool(text: str) -> tuple[str, int] | None:
     network, _, prefix = text.partition(":")
     if not text:
@@ -149,6 +190,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
 
     if not args:
         raise UsageError("sandbox: no command given")
+    limits, timeout = _limits(options)
     rootfs = options["rootfs"]
     host_view = rootfs is None
     container_id = str(options["id"] or f"sandbox-{os.getpid()}")
@@ -171,7 +213,12 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         network=network,
         security=_security(options, store.path(container_id)),
         init=bool(options["init"]),
+        limits=limits.cgroup(command.default_device_rules(bool(options["privileged"]))),
     )
+    if host_view and limits.tmp_size is not None:
+        for mount in spec.filesystem.mounts:
+            if mount.destination == "/tmp" and mount.fstype == "tmpfs":
+                mount.data = f"{mount.data},size={limits.tmp_size}"
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -181,6 +228,14 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
 
     for signum in signals.FORWARDED_SIGNALS:
         signals.signal_handle(signum, forward)
+    timed_out: list[bool] = []
+    if timeout:
+        def expire(_signum: int, _frame: object) -> None:
+            timed_out.append(True)
+            forward(signals.SIGKILL, None)  # pid 1 of its namespace: all of it goes
+
+        signals.signal_handle(signals.SIGALRM, expire)
+        signals.alarm_after(timeout)
     if network is not None and network.mode == "bridge":
         container.guard(store, container_id)
     # This process runs one thread, so it clones the container itself, and
@@ -189,11 +244,11 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     sys.stderr.flush()
     if not options["tty"]:
         code, _ = container.run(store, DirectSpawner(), spec, (0, 1, 2))
-        return code
-    from execdriver.console import Interactive
+    else:
+        from execdriver.console import Interactive
 
-    with Interactive() as interactive:
-        interactive.attach(spec.process)
-        code, _ = container.run(store, DirectSpawner(), spec, interactive.console.stdio,
-                                serve=interactive.console.transfer)
-    return code
+        with Interactive() as interactive:
+            interactive.attach(spec.process)
+            code, _ = container.run(store, DirectSpawner(), spec, interactive.console.stdio,
+                                    serve=interactive.console.transfer)
+    return TIMED_OUT_EXIT if timed_out else code

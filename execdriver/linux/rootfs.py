@@ -569,7 +569,7 @@ def _create_devices(root: str, devices: list[Device], dev: str = "") -> None:
             os.symlink(link, os.path.join(dev, name))
 
 
-def _mask(path: str) -> None:
+def mask(path: str) -> None:
     """Hide ``path``: /dev/null over a file, an empty read-only tmpfs over a directory."""
     try:
         mode = os.lstat(path).st_mode
@@ -581,7 +581,7 @@ def _mask(path: str) -> None:
         mount("/dev/null", path, None, MS_BIND)
 
 
-def _make_readonly(path: str) -> None:
+def make_readonly(path: str) -> None:
     try:
         mount(path, path, None, MS_BIND | MS_REC)
     except FileNotFoundError:
@@ -606,9 +606,9 @@ def stage(staging: str) -> None:
     # Docker's read-only and masked paths, all on /proc and /sys: ahead too
     # (some twenty mounts off a start's critical path); they move with them.
     for path in READONLY_PATHS:
-        _make_readonly(staging + path)
+        make_readonly(staging + path)
     for path in MASKED_PATHS:
-        _mask(staging + path)
+        mask(staging + path)
 
 
 def can_use_staged(fs: Filesystem, joins_network_or_ipc: bool) -> bool:
@@ -722,8 +722,8 @@ def setup(fs: Filesystem, trees: list[int] | None = None, staged: str = "",
             raise RootfsError(f"sysctl {key}: {err.strerror}") from None
     if not staged:  # (staged ones came masked: stage())
         for path in fs.readonly_paths:
-            _make_readonly(path)
+            make_readonly(path)
         for path in fs.masked_paths:
-            _mask(path)
+            mask(path)
     if fs.readonly:
         mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)

@@ -22,6 +22,7 @@ SIGPIPE: int = _signal.SIGPIPE
 SIGTERM: int = _signal.SIGTERM
 SIGXFSZ: int = _signal.SIGXFSZ
 SIGWINCH: int = _signal.SIGWINCH
+SIGALRM: int = _signal.SIGALRM
 
 # What the foreground commands (sandbox, run, exec) pass on to their process.
 FORWARDED_SIGNALS = (SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM)
@@ -37,6 +38,11 @@ def signal_ignore(signum: int) -> None:
 
 def signal_handle(signum: int, handler: Callable[[int, object], None]) -> None:
     _signal.signal(signum, handler)
+
+
+def alarm_after(seconds: float) -> None:
+    """SIGALRM in ``seconds`` (setitimer: fractions too)."""
+    _signal.setitimer(_signal.ITIMER_REAL, seconds)
 
 
 def unblock_all_signals() -> None:

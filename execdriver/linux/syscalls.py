@@ -262,6 +262,17 @@ def close_range_cloexec(first: int) -> None:
         raise _fail("close_range")
 
 
+def close_all_but(*keep: int) -> None:
+    """Close every descriptor from 3 up but those in ``keep``."""
+    first = 3
+    for fd in sorted({fd for fd in keep if fd >= 3}):
+        if fd > first and _syscall(_SYS_CLOSE_RANGE, ffi.c_uint(first), ffi.c_uint(fd - 1), ffi.c_uint(0)) != 0:
+            raise _fail("close_range")
+        first = fd + 1
+    if _syscall(_SYS_CLOSE_RANGE, ffi.c_uint(first), ffi.c_uint(0xFFFFFFFF), ffi.c_uint(0)) != 0:
+        raise _fail("close_range")
+
+
 _AT_EMPTY_PATH = 0x1000
 # mount(2)'s flags and mount_setattr(2)'s MOUNT_ATTR_* of the same meaning
 _MOUNT_ATTRS = ((MS_RDONLY, 0x1), (MS_NOSUID, 0x2), (MS_NODEV, 0x4), (MS_NOEXEC, 0x8), (MS_NOATIME, 0x10),

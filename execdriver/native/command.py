@@ -142,7 +142,7 @@ def launch_spec(
         raise ConfigError("hostname: longer than 64 bytes")
     root = root_of(rootfs, layer_paths, layer_folder)
     if limits is None:  # the devices cgroup, at least: CAP_MKNOD makes any node, this decides what opens
-        limits = Limits(device_rules=_device_rules(privileged))
+        limits = Limits(device_rules=default_device_rules(privileged))
     clone_flags = CLONE_FLAGS
     join: list[tuple[str, int]] = []
     if network is not None:
@@ -190,7 +190,7 @@ def launch_spec(
     return spec
 
 
-def _device_rules(privileged: bool) -> list[tuple[str, str]]:
+def default_device_rules(privileged: bool) -> list[tuple[str, str]]:
     """Every device for a privileged container; else the default rules (devices.py)."""
     return list(ALLOW_ALL_DEVICES) if privileged else device_rules([])
 
@@ -360,7 +360,7 @@ def build(command: Command, state_dir: str, network: Network | None = None,
         env=config.env,
         user=config.user,
         privileged=config.privileged,
-        limits=limits_of(command.resources, devices=_device_rules(config.privileged)),
+        limits=limits_of(command.resources, devices=default_device_rules(config.privileged)),
         cgroup_path=cgroup_path,
         systemd_cgroup=systemd_cgroup,
         network=network,

@@ -77,6 +77,16 @@ class NativeDriver(Driver):
             ForkServerSpawner(os.path.join(root, ".stage")) if fork_server else DirectSpawner()
         )
 
+    @property
+    def store(self) -> StateStore:
+        """Where the containers' state lives (for what builds on the driver: execdriver.sandbox)."""
+        return self._store
+
+    @property
+    def spawner(self) -> Spawner:
+        """What clones the inits: the fork server, or this process (``fork_server`` False)."""
+        return self._spawner
+
     def __enter__(self) -> NativeDriver:
         return self
 

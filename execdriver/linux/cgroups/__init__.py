@@ -247,6 +247,9 @@ class NoCgroup:
     def destroy(self, parent_levels: int = 0) -> None:
         pass
 
+    def usage(self) -> tuple[int, int]:
+        return 0, 0
+
     def oom_kills(self) -> int:
         return 0
 

@@ -207,6 +207,10 @@ class Manager(abc.ABC):
         """How many processes the kernel's OOM killer killed in the cgroup."""
 
     @abc.abstractmethod
+    def usage(self) -> tuple[int, int]:
+        """(CPU time in nanoseconds, peak memory in bytes) of everything the cgroup has held."""
+
+    @abc.abstractmethod
     def oom_watch(self) -> tuple[int, int] | None:
         """(fd, poll events) that fire on an OOM event, None if not available."""
 

@@ -285,6 +285,10 @@ class V1Manager(Manager):
     def oom_kills(self) -> int:
         return read_map(self._file("memory", "memory.oom_control")).get("oom_kill", 0)
 
+    def usage(self) -> tuple[int, int]:
+        cpu = read_int(self._file("cpuacct", "cpuacct.usage")) if "cpuacct" in self.dirs else 0
+        return cpu, read_int(self._file("memory", "memory.max_usage_in_bytes"))
+
     def oom_watch(self) -> tuple[int, int] | None:
         eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         try:

@@ -185,6 +185,10 @@ class V2Manager(Manager):
         self._oom_kills = max(count, self._oom_kills)
         return self._oom_kills
 
+    def usage(self) -> tuple[int, int]:
+        return (read_map(self._file("cpu.stat")).get("usage_usec", 0) * 1000,
+                read_int(self._file("memory.peak")))  # (Linux 5.19)
+
     def oom_watch(self) -> tuple[int, int] | None:
         try:
             return os.open(self._file("memory.events"), os.O_RDONLY | os.O_CLOEXEC), select.POLLPRI

@@ -1,0 +1,467 @@
+"""Templates: sandboxes of an interpreter that has done its imports already, waiting for code.
+
+A Template starts a *zygote* (zygote.py): the template's Python, in a
+container of its own, that runs ``preload`` once and then clones sandboxes
+from itself. A pool of ``size`` sandboxes waits, each made as far as it
+can go without its code: namespaces, its own /proc, /tmp and /dev
+filesystems, its cgroup with the limits, root given up, the seccomp
+filter loaded. ``run`` hands the code to one; it runs it in a copy of the
+preload's namespace (the modules loaded, the memory copy-on-write) and
+exits. A sandbox serves one request and is never reused; a thread refills
+the pool behind it, and removes the cgroups of those that are done.
+
+The runtime makes each sandbox's cgroup and hands the zygote its
+descriptors: the cgroup v2 directory to clone into, the v1 ``tasks`` files
+the sandbox writes itself into (no pid is moved by a write of its pid:
+syscalls.clone says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import marshal
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+
+from execdriver.errors import ConfigError, ExecDriverError
+from execdriver.linux import cgroups, fdpass, signals
+from execdriver.sandbox import cold, options
+from execdriver.sandbox.result import Result, SandboxError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.fdpass import Socket
+    from execdriver.native.driver import NativeDriver
+
+_STARTUP_TIMEOUT = 60.0  # the zygote's preload (numpy: about a second here; a cold cache: more)
+# A clone copies one thread: a library's thread pool (numpy's BLAS) would be
+# missing in every sandbox, and its locks held forever. So the zygote asks
+# the usual pools for none, and refuses a preload that started threads.
+_ONE_THREAD = ("OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMEXPR_NUM_THREADS=1")
+
+
+class _Sandbox:
+    """One waiting (then running) sandbox, as the runtime holds it."""
+
+    def __init__(self, sandbox_id: str, cgroup: Manager, channel: Socket) -> None:
+        self.id = sandbox_id
+        self.cgroup = cgroup
+        self.channel = channel
+        self.pid = 0
+        self.pidfd = -1
+        self.status: int | None = None
+        self.exited = threading.Event()
+
+
+class Template:
+    """Sandboxes of ``args`` (a Python interpreter; None: this one) that ran ``preload``, ``size`` of them waiting.
+
+    The limits, ``user``, ``cwd``, ``env`` and ``network`` ("none" alone:
+    loopback) are the template's, for every sandbox; ``driver`` as
+    ``sandbox.run``'s. ``close()`` (or the
+    end of a ``with`` block, or of the program) kills the zygote and every
+    sandbox, and removes what they held.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, *, preload: str = "", size: int = 4,
+                 memory: int | None = options.MEMORY, cpus: float | None = options.CPUS,
+                 pids: int | None = options.PIDS, tmp_size: int | None = options.TMP_SIZE,
+                 user: str = options.USER, cwd: str = options.CWD, env: Mapping[str, str] | None = None,
+                 network: str = "none", driver: NativeDriver | None = None) -> None:
+        argv = options.argv_of(args if args is not None else [sys.executable], None, "")
+        if network != "none":
+            raise ConfigError(f"network: {network!r}: a template's sandboxes have loopback alone (network='none')")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 256:
+            raise ConfigError(f"size: {size!r} is not a number of sandboxes from 1 to 256")
+        options.check(cwd, user, network)
+        if not cwd.startswith("/tmp"):
+            raise ConfigError(f"cwd: {cwd!r}: a template's sandboxes start in their /tmp or below it")
+        self.limits = options.Limits(memory, cpus, pids, tmp_size)
+        self.size = size
+        self.id = f"template-{uuid.uuid4().hex[:12]}"
+        self._driver = driver or cold.shared_driver()
+        self._lock = threading.Condition()
+        self._ready: collections.deque[_Sandbox] = collections.deque()
+        self._by_pid: dict[int, _Sandbox] = {}
+        self._done: list[_Sandbox] = []  # finished: their cgroups to remove
+        self._replies: collections.deque[tuple[bytes, list[int]]] = collections.deque()
+        self._closed = False
+        self._failure: str = ""
+        self._counter = 0
+        self._device_rules = _device_rules()
+        self._control, self._zygote_thread, self._zygote_status = self._start_zygote(argv, user, cwd, env, preload)
+        self._reader = threading.Thread(target=self._read, name=f"{self.id}-reader", daemon=True)
+        self._reader.start()
+        self._refiller = threading.Thread(target=self._refill, name=f"{self.id}-refill", daemon=True)
+        self._refiller.start()
+        import atexit
+
+        atexit.register(self.close)
+
+    # -- the zygote ----------------------------------------------------------
+
+    def _start_zygote(self, argv: list[str], user: str, cwd: str, env: Mapping[str, str] | None,
+                      preload: str) -> tuple[Socket, threading.Thread, list[int]]:
+        from execdriver.linux import users
+        from execdriver.native import command, container
+        from execdriver.sandbox.zygote import Config
+
+        store = self._driver.store
+        state_dir = store.path(self.id)
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        boot = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                "from execdriver.sandbox import zygote; zygote.main()")
+        spec = command.launch_spec(
+            container_id=self.id, state_dir=state_dir, argv=[*argv, "-I", "-c", boot], rootfs="/", readonly=True,
+            hostname="sandbox", env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                     *_ONE_THREAD],
+            security=command.process_security(True, state_dir))  # every capability we have, no filter (clone, mount)
+        try:
+            who = users.resolve(user)
+        except users.UserError as err:
+            raise ConfigError(f"user: {err}") from None
+        sandbox_security = command.process_security(False, state_dir, cap_drop=["ALL"], no_new_privileges=True)
+        config = Config(preload, who.uid, who.gid, who.groups, cwd, options.env_of(env),
+                        self.limits.tmp_size, sandbox_security.seccomp_bpf or b"")
+        ours, theirs = fdpass.pair()
+        error_read, error_write = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        started = threading.Event()
+        status: list[int] = []
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                code, _ = container.run(store, self._driver.spawner, spec, (theirs.fileno(), null, error_write),
+                                        ready=lambda _pid: started.set(), keep_parent=True)
+                status.append(code)
+            except BaseException as err:  # noqa: BLE001 - handed to the constructor
+                failure.append(err)
+            finally:
+                started.set()
+
+        thread = threading.Thread(target=serve, name=f"{self.id}-zygote", daemon=True)
+        thread.start()
+        try:
+            started.wait()
+            theirs.close()
+            os.close(null)
+            os.close(error_write)
+            if failure:
+                raise SandboxError(f"template {self.id}: the zygote did not start: {failure[0]}")
+            try:
+                ours.send(config.wire())
+                ready, _, _ = select.select([ours], [], [], _STARTUP_TIMEOUT)
+                answer = ours.recv(8192) if ready else b""
+            except OSError:
+                answer = b""
+            if answer != b"R":
+                errors = b""
+                if select.select([error_read], [], [], 1.0)[0]:
+                    errors = os.read(error_read, 8192)
+                why = answer[1:].decode(errors="replace") if answer.startswith(b"E") else "no answer"
+                if not answer:
+                    self._kill_zygote()
+                    thread.join(10)
+                    why = str(failure[0]) if failure else why
+                raise SandboxError(f"template {self.id}: the preload failed: {why} {errors.decode(errors='replace')}"
+                                   .strip())
+        except BaseException:
+            ours.close()
+            self._kill_zygote()
+            thread.join(10)
+            raise
+        finally:
+            os.close(error_read)
+        return ours, thread, status
+
+    def _kill_zygote(self) -> None:
+        from execdriver.native import container
+
+        try:
+            container.kill(self._driver.store, self.id, signal.SIGKILL)
+        except ExecDriverError:
+            pass  # gone already
+
+    def _read(self) -> None:
+        """The zygote's messages: answers to the refiller, and exits."""
+        while True:
+            try:
+                message, fds = fdpass.recv_fds(self._control, 4096, 1)
+            except OSError:
+                message, fds = b"", []
+            with self._lock:
+                if not message:
+                    self._failure = self._failure or "the zygote is gone"
+                    for sandbox in list(self._by_pid.values()):
+                        sandbox.exited.set()
+                    self._lock.notify_all()
+                    return
+                if message.startswith(b"X"):
+                    pid, status = marshal.loads(message[1:])
+                    ended = self._by_pid.pop(pid) if pid in self._by_pid else None
+                    if ended is not None:
+                        ended.status = status
+                        ended.exited.set()
+                        if ended in self._ready:  # died waiting (its set-up failed)
+                            self._ready.remove(ended)
+                            self._retire(ended)
+                else:
+                    self._replies.append((message, fds))
+                self._lock.notify_all()
+
+    # -- the pool ------------------------------------------------------------
+
+    def _refill(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self._done and len(self._ready) >= self.size:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                done, self._done = self._done, []
+                wanted = len(self._ready) < self.size and not self._failure
+            for sandbox in done:
+                _remove(sandbox)
+            if wanted:
+                try:
+                    sandbox = self._make()
+                except (OSError, ExecDriverError) as err:
+                    with self._lock:
+                        self._failure = f"cannot make a sandbox: {err}"
+                        self._lock.notify_all()
+                    continue
+                with self._lock:
+                    if sandbox.status is None:
+                        self._ready.append(sandbox)
+                    self._lock.notify_all()
+
+    def _make(self) -> _Sandbox:
+        with self._lock:
+            self._counter += 1
+            sandbox_id = f"{self.id}-{self._counter}"
+        cgroup = cgroups.manager(f"execdriver/{sandbox_id}")
+        cgroup.create(self.limits.cgroup(self._device_rules))
+        fds: list[int] = []
+        ours, theirs = fdpass.pair()
+        sandbox = _Sandbox(sandbox_id, cgroup, ours)
+        try:
+            v2 = cgroups.v2_root()
+            kind = b"1"
+            fds.append(theirs.detach())
+            for directory in cgroup.directories():
+                if v2 and cgroups.is_v2_directory(directory):
+                    fds.insert(1, os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                    kind = b"2"
+                else:
+                    fds.append(os.open(os.path.join(directory, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
+            with self._lock:
+                fdpass.send_fds(self._control, b"M" + kind + sandbox_id.encode(), fds)
+                while not self._replies and not self._failure:
+                    self._lock.wait()
+                if not self._replies:
+                    raise SandboxError(self._failure)
+                message, pidfds = self._replies.popleft()
+                if not message.startswith(b"P") or len(pidfds) != 1:
+                    raise SandboxError(f"the zygote could not clone a sandbox: {message[1:].decode(errors='replace')}")
+                sandbox.pid, sandbox.pidfd = int(message[1:]), pidfds[0]
+                self._by_pid[sandbox.pid] = sandbox
+        except BaseException:
+            ours.close()
+            _remove(sandbox)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return sandbox
+
+    def _retire(self, sandbox: _Sandbox) -> None:
+        """(Under the lock.) Its cgroup goes when the refiller gets to it, off the request's path."""
+        self._done.append(sandbox)
+        self._lock.notify_all()
+
+    def _take(self) -> _Sandbox:
+        with self._lock:
+            while not self._ready:
+                if self._closed:
+                    raise SandboxError(f"template {self.id} is closed")
+                if self._failure:
+                    raise SandboxError(f"template {self.id}: {self._failure}")
+                self._lock.wait()
+            sandbox = self._ready.popleft()
+            self._lock.notify_all()
+            return sandbox
+
+    # -- running code ----------------------------------------------------------
+
+    def run(self, code: str, *, stdin: bytes | None = None, files: Mapping[str, bytes | str] | None = None,
+            env: Mapping[str, str] | None = None, timeout: float | None = options.TIMEOUT,
+            check: bool = False) -> Result:
+        """Run ``code`` in a sandbox of its own, as ``sandbox.run(code=...)`` does, with the preload done."""
+        if not isinstance(code, str):
+            raise ConfigError("code: not a string")
+        written = options.files_of(files, "/tmp")
+        extra = [] if env is None else options.env_of(env)
+        seconds = options.timeout_of(timeout)
+        request = marshal.dumps((code, written, extra))
+        while True:
+            sandbox = self._take()
+            try:
+                result = self._serve(sandbox, request, stdin or b"", seconds)
+                break
+            except BrokenPipeError:  # it died waiting: another
+                with self._lock:
+                    self._retire(sandbox)
+        if check:
+            result.check_returncode()
+        return result
+
+    async def run_async(self, code: str, **kwargs: object) -> Result:
+        """``run``, awaited: the waiting is done in a worker thread (a cancelled await leaves the sandbox
+        to its ``timeout``)."""
+        return await asyncio.to_thread(self.run, code, **kwargs)  # type: ignore[arg-type]
+
+    def _serve(self, sandbox: _Sandbox, request: bytes, stdin: bytes, timeout: float | None) -> Result:
+        begin = time.monotonic()
+        stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
+        out_read, out_write = os.pipe2(os.O_CLOEXEC)
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            fdpass.send_fds(sandbox.channel, request, [stdin_read, out_write, err_write])
+        except OSError:
+            for fd in (stdin_read, stdin_write, out_read, out_write, err_read, err_write):
+                os.close(fd)
+            raise BrokenPipeError from None
+        finally:
+            sandbox.channel.close()
+        for fd in (stdin_read, out_write, err_write):
+            os.close(fd)
+        timed_out = False
+        try:
+            out, err, timed_out = _transfer(stdin_write, out_read, err_read, stdin, sandbox.pidfd,
+                                            None if timeout is None else begin + timeout)
+            if not sandbox.exited.wait(None if not timed_out else 10):
+                raise SandboxError(f"sandbox {sandbox.id}: its exit was never reported")
+            if sandbox.status is None:
+                raise SandboxError(f"template {self.id}: {self._failure}")
+            wall = time.monotonic() - begin
+            cpu, peak = sandbox.cgroup.usage()
+            oom_killed = sandbox.cgroup.oom_kills() > 0
+        finally:
+            os.close(sandbox.pidfd)
+            sandbox.pidfd = -1
+            with self._lock:
+                self._retire(sandbox)
+        return Result(["<code>"], os.waitstatus_to_exitcode(sandbox.status), out, err, timed_out=timed_out,
+                      oom_killed=oom_killed, wall_time=wall, cpu_time=cpu / 1e9, peak_memory=peak, id=sandbox.id)
+
+    # -- the end -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Kill the zygote and every sandbox; remove their cgroups and state."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._lock.notify_all()
+        self._kill_zygote()
+        self._zygote_thread.join(30)
+        self._control.close()
+        self._refiller.join(30)
+        self._reader.join(30)
+        with self._lock:
+            left = [*self._ready, *self._done, *self._by_pid.values()]
+            self._ready.clear()
+            self._done = []
+        for sandbox in dict.fromkeys(left):
+            sandbox.channel.close()
+            if sandbox.pidfd >= 0:
+                os.close(sandbox.pidfd)
+                sandbox.pidfd = -1
+            _remove(sandbox)
+
+    def __enter__(self) -> Template:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Template:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.close)
+
+
+def _device_rules() -> list[tuple[str, str]]:
+    from execdriver.native import command
+
+    return command.default_device_rules(False)
+
+
+def _remove(sandbox: _Sandbox) -> None:
+    """Its cgroup, once its processes are gone (pid 1 gone, the kernel kills the rest)."""
+    try:
+        sandbox.cgroup.kill()
+        sandbox.cgroup.destroy()
+    except cgroups.CgroupError as err:
+        print(f"execdriver: sandbox {sandbox.id}: {err}", file=sys.stderr)
+
+
+def _transfer(stdin_write: int, out_read: int, err_read: int, stdin: bytes, pidfd: int,
+              deadline: float | None) -> tuple[bytes, bytes, bool]:
+    """Feed stdin, collect stdout and stderr until both close; kill at ``deadline``. Closes the three."""
+    poller = select.poll()
+    outputs: dict[int, list[bytes]] = {out_read: [], err_read: []}
+    for fd in outputs:
+        poller.register(fd, select.POLLIN)
+    view = memoryview(stdin)
+    if view:
+        os.set_blocking(stdin_write, False)
+        poller.register(stdin_write, select.POLLOUT)
+    else:
+        os.close(stdin_write)
+        stdin_write = -1
+    timed_out = False
+    open_outputs = 2
+    try:
+        while open_outputs:
+            wait = None if deadline is None or timed_out else max(0.0, deadline - time.monotonic()) * 1000
+            events = poller.poll(wait)
+            if not events and not timed_out:
+                timed_out = True
+                try:
+                    signals.pidfd_send_signal(pidfd, signals.SIGKILL)  # pid 1: its whole namespace goes
+                except ProcessLookupError:
+                    pass
+                continue
+            for fd, event in events:
+                if fd == stdin_write:
+                    try:
+                        view = view[os.write(fd, view[:65536]):]
+                    except BrokenPipeError:
+                        view = view[:0]
+                    if not view:
+                        poller.unregister(fd)
+                        os.close(fd)
+                        stdin_write = -1
+                    continue
+                chunk = os.read(fd, 65536) if event & (select.POLLIN | select.POLLHUP) else b""
+                if chunk:
+                    outputs[fd].append(chunk)
+                else:
+                    poller.unregister(fd)
+                    open_outputs -= 1
+    finally:
+        for fd in (stdin_write, out_read, err_read):
+            if fd >= 0:
+                os.close(fd)
+    return b"".join(outputs[out_read]), b"".join(outputs[err_read]), timed_out
