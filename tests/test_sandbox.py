@@ -120,7 +120,7 @@ def test_bad_input_is_refused_before_anything_is_made(driver: NativeDriver) -> N
                             ({"args": ["true"], "network": "wifi"}, "network"),
                             ({"args": ["true"], "rootfs": "/nonexistent"}, "rootfs")):
         with pytest.raises(ConfigError, match=message):
-            sandbox.run(driver=driver, **kwargs)  # type: ignore[arg-type]
+            sandbox.run(driver=driver, **kwargs)
 
 
 def test_run_async_is_the_asyncio_twin(driver: NativeDriver) -> None:
