@@ -30,8 +30,9 @@ fi
 # libseccomp2 compiles seccomp profiles; golang-github-containers-common's
 # seccomp.json is the base of the default profile (seccomp.py says how).
 # tini: --init's reaper (its static build is copied into the container).
+# bubblewrap: a peer of the sandboxes in bench/sandbox.py.
 packages=(busybox-static runc crun containerd podman conmon docker.io python3 python3-venv libnftables1 iproute2
-          libseccomp2 golang-github-containers-common tini)
+          libseccomp2 golang-github-containers-common tini bubblewrap)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,0 +1,187 @@
+"""Sandboxes for untrusted code, every row side by side in one run (issue 21's targets).
+
+    .venv/bin/python bench/sandbox.py [--requests N] [--concurrency N] [--cold N]
+
+Rows, for ``print(numpy.__version__)``:
+
+* a numpy Template: N requests from 8 threads at a time, request to result
+  (p50, p99) and sandboxes a second, refills included;
+* a cold ``sandbox.run`` (a new container, the interpreter started and
+  numpy imported in it);
+* ``podman run`` of the host's root as its image (``--rootfs /:O``, an
+  overlay: nothing written reaches the host), with the same memory and
+  pids limits and no network;
+* ``bwrap`` (bubblewrap) with the same namespaces: it has no memory, CPU or
+  pids limit of its own.
+
+Then a bare ``sandbox.run(["true"])`` against the API's start of ``true``
+(NativeDriver.run), and what a Template costs: the zygote's PSS, and each
+waiting sandbox's (shared pages divided among their sharers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from execdriver import Command, Pipes, ProcessConfig, sandbox  # noqa: E402
+from execdriver.native.driver import NativeDriver  # noqa: E402
+from execdriver.sandbox import Template  # noqa: E402
+
+CODE = "print(numpy.__version__)"
+COLD_CODE = "import numpy; print(numpy.__version__)"
+MiB = 1 << 20
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def row(name: str, times: list[float], extra: str = "") -> None:
+    print(f"{name:<44} p50 {percentile(times, 0.5):8.2f}  p99 {percentile(times, 0.99):8.2f}  ms  {extra}")
+
+
+def template_row(template: Template, requests: int, concurrency: int) -> tuple[list[float], float]:
+    times: list[float] = []
+    lock = threading.Lock()
+    left = [requests]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not left[0]:
+                    return
+                left[0] -= 1
+            begin = time.perf_counter()
+            result = template.run(CODE, timeout=10)
+            elapsed = (time.perf_counter() - begin) * 1000
+            if result.returncode != 0:
+                raise SystemExit(f"template run failed: {result}")
+            with lock:
+                times.append(elapsed)
+
+    begin = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return times, requests / (time.perf_counter() - begin)
+
+
+def timed(action: object, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        begin = time.perf_counter()
+        action()  # type: ignore[operator]
+        times.append((time.perf_counter() - begin) * 1000)
+    return times
+
+
+def pss(pid: int) -> int:
+    """Proportional set size, bytes (smaps_rollup)."""
+    with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+
+
+def podman_command(work: Path) -> list[str]:
+    (work / "containers.conf").write_text(
+        '[containers]\nnetns = "none"\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+        '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    (work / "storage.conf").write_text(
+        f'[storage]\ndriver = "overlay"\nrunroot = "{work}/runroot"\ngraphroot = "{work}/root"\n')
+    os.environ["CONTAINERS_CONF"] = str(work / "containers.conf")
+    os.environ["CONTAINERS_STORAGE_CONF"] = str(work / "storage.conf")
+    return ["podman", "--root", str(work / "root"), "--runroot", str(work / "runroot"), "--tmpdir", str(work / "tmp"),
+            "--runtime", "runc", "run", "--rm", "--network", "none", "--memory", "256m", "--pids-limit", "64",
+            "--user", "65534", "--rootfs", "/:O", sys.executable, "-I", "-c", COLD_CODE]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--cold", type=int, default=20)
+    options = parser.parse_args()
+    state = tempfile.mkdtemp(prefix="execdriver-bench-sandbox-")
+    work = Path(tempfile.mkdtemp(prefix="execdriver-bench-podman-"))
+    try:
+        with NativeDriver(root=state) as driver:
+            begin = time.perf_counter()
+            template = Template(preload="import numpy", size=8, driver=driver)
+            made = time.perf_counter() - begin
+            try:
+                template.run(CODE)  # the pool full before the clock starts
+                time.sleep(1)
+                waiting = template.waiting_pids()
+                per_sandbox = statistics.mean(pss(pid) for pid in waiting) if waiting else 0.0
+                zygote = pss(driver.store.load_running(template.id).pid)
+                times, rate = template_row(template, options.requests, options.concurrency)
+            finally:
+                template.close()
+            print(f"print(numpy.__version__), {options.requests} requests, {options.concurrency} at a time "
+                  f"(template: {options.cold} for the others, one at a time)")
+            row("numpy Template (8 at a time)", times, f"{rate:6.1f} sandboxes/s")
+            cold = timed(lambda: sandbox.run(code=COLD_CODE, python=sys.executable, driver=driver, check=True),
+                         options.cold)
+            row("cold sandbox.run", cold)
+            if shutil.which("podman"):
+                command = podman_command(work)
+                podman = timed(lambda: subprocess.run(command, check=True, capture_output=True),
+                               max(3, options.cold // 4))
+                row("podman run --rootfs /:O", podman)
+            if shutil.which("bwrap"):
+                command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                           "--unshare-all", "--die-with-parent", "--uid", "65534", "--gid", "65534",
+                           sys.executable, "-I", "-c", COLD_CODE]
+                bwrap = timed(lambda: subprocess.run(command, check=True, capture_output=True), options.cold)
+                row("bwrap (no memory, CPU or pids limit)", bwrap)
+
+            def api_true() -> None:
+                command = Command(id=f"t-{uuid.uuid4().hex[:10]}", rootfs="/", readonly_rootfs=True,
+                                  process_config=ProcessConfig(entrypoint="true"))
+                driver.run(command, Pipes())
+
+            timed(api_true, 5)
+            api, bare = [], []
+            for _ in range(options.cold):  # interleaved: the host's drift falls on both
+                api += timed(api_true, 1)
+                bare += timed(lambda: sandbox.run(["true"], driver=driver), 1)
+            print()
+            row("API start of true (NativeDriver.run)", api)
+            row("sandbox.run(['true'])", bare,
+                f"x{percentile(bare, 0.5) / percentile(api, 0.5):.2f} the API's (target <= 1.5)")
+            print()
+            print(f"template made in {made * 1000:.0f} ms; zygote PSS {zygote / MiB:.1f} MiB; "
+                  f"each waiting sandbox PSS {per_sandbox / MiB:.2f} MiB (target <= 2)")
+            p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+            print(f"verdicts: template p50 {p50:.2f} <= 3 ms: {p50 <= 3}; p99 {p99:.2f} <= 10 ms: {p99 <= 10}; "
+                  f"{rate:.0f}/s >= 100: {rate >= 100}; per sandbox {per_sandbox / MiB:.2f} <= 2 MiB: "
+                  f"{per_sandbox <= 2 * MiB}")
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        subprocess.run(["umount", "-R", str(work)], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+
+if __name__ == "__main__":
+    main()
