@@ -180,6 +180,15 @@ def test_rootless_sandbox_cli(nobody_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "0", str(NOBODY), "1", "0", "Seccomp:", "2"]
     assert (nobody_dir / "rootfs" / "made").stat().st_uid == NOBODY
+    from execdriver.sandbox.options import NO_CGROUP
+
+    # Without a cgroup for the user (no delegated subtree), the default limits are not applied,
+    # and that is said; a limit asked for is refused. With one, both apply.
+    explicit = as_nobody(*cli, "--rootfs", str(nobody_dir / "rootfs"), "--memory", "64m", "true")
+    if NO_CGROUP in result.stderr:
+        assert explicit.returncode == 125 and "limits need a cgroup" in explicit.stderr
+    else:
+        assert explicit.returncode == 0, explicit.stderr
     # What needs privileges says so.
     result = as_nobody(*cli, "--rootfs", str(nobody_dir / "rootfs"), "--network", "bridge", "true")
     assert result.returncode == 125 and "a bridge needs root" in result.stderr

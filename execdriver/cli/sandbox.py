@@ -52,10 +52,10 @@ FLAGS = (
     Flag("--mtu", default="0", metavar="N", help="the MTU of the container's interface (default: the bridge's)"),
     Flag("--subnet-pool", default="", metavar="NET/LEN:PREFIX",
          help="where new bridges' subnets come from (default 10.98.0.0/16:24)"),
-    Flag("--memory", "-m", default="256m", metavar="SIZE",
+    Flag("--memory", "-m", default="", metavar="SIZE",
          help="memory limit, swap included, e.g. 512m (default 256m; 0: none)"),
-    Flag("--cpus", default="1", metavar="N", help="CPU time, in CPUs, e.g. 0.5 (default 1; 0: none)"),
-    Flag("--pids-limit", default="64", metavar="N", help="processes and threads at once (default 64; 0: none)"),
+    Flag("--cpus", default="", metavar="N", help="CPU time, in CPUs, e.g. 0.5 (default 1; 0: none)"),
+    Flag("--pids-limit", default="", metavar="N", help="processes and threads at once (default 64; 0: none)"),
     Flag("--tmp-size", default="64m", metavar="SIZE", help="size of the host view's /tmp (default 64m; 0: none)"),
     Flag("--timeout", default="0", metavar="SECONDS",
          help="kill it (all of it) after this long and exit 124, as timeout(1) (default 0: never)"),
@@ -146,15 +146,25 @@ TIMED_OUT_EXIT = 124  # timeout(1)'s
 
 
 def _limits(options: dict[str, object]) -> tuple[Limits, float]:
-    """--memory, --cpus, --pids-limit, --tmp-size (0: none) and --timeout, checked."""
+    """--memory, --cpus, --pids-limit, --tmp-size (0: none) and --timeout, checked.
+
+    The defaults are the library's. A user without privileges whom this
+    host gives no cgroup runs without the default memory, CPU and pids
+    limits, told so; one asked for explicitly is then an error.
+    """
     from execdriver.cli.flags import ram_in_bytes
     from execdriver.errors import ConfigError
+    from execdriver.sandbox import options as defaults
     from execdriver.sandbox.options import Limits
 
     values: dict[str, int | float | None] = {}
+    explicit = False
     for flag, name, parse in (("memory", "memory", ram_in_bytes), ("cpus", "cpus", float),
                               ("pids_limit", "pids", int), ("tmp_size", "tmp_size", ram_in_bytes)):
         text = str(options[flag])
+        if not text:
+            continue
+        explicit = explicit or flag != "tmp_size"
         try:
             value = parse(text)
         except ValueError:
@@ -167,9 +177,13 @@ def _limits(options: dict[str, object]) -> tuple[Limits, float]:
     except ValueError:
         raise UsageError(f"sandbox: --timeout {options['timeout']}: not a number of seconds") from None
     try:
-        return Limits(**values), timeout  # type: ignore[arg-type]
+        limits = Limits(**values)  # type: ignore[arg-type]
     except ConfigError as err:
         raise UsageError(f"sandbox: --{str(err).replace('_', '-').replace('pids:', 'pids-limit:')}") from None
+    if not explicit and not defaults.cgroup_available():
+        sys.stderr.write(f"execdriver: warning: {defaults.NO_CGROUP}\n")
+        limits = limits.without_cgroup()
+    return limits, timeout
 
 
 def _pool(text: str) -> tuple[str, int] | None:

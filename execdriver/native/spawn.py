@@ -419,6 +419,8 @@ class ForkServerSpawner:
         for fd in fds:
             os.close(fd)
         reply.close()
+        if failure is not None:  # what made the clone fail, most likely (a cgroup removed under it)
+            raise failure
         text = message[1:].decode(errors="replace") if message else "no answer"
         raise ContainerError(f"the fork server could not clone the container: {text}")
 

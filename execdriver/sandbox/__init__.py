@@ -13,9 +13,23 @@ guide: docs/sandbox.md.
 
 from __future__ import annotations
 
-from execdriver.sandbox.cold import run, run_async
-from execdriver.sandbox.options import Limits
-from execdriver.sandbox.result import Result, SandboxError, SandboxFailed
-from execdriver.sandbox.template import Template
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from execdriver.sandbox.cold import run, run_async
+    from execdriver.sandbox.options import Limits
+    from execdriver.sandbox.result import Result, SandboxError, SandboxFailed
+    from execdriver.sandbox.template import Template
 
 __all__ = ["Limits", "Result", "SandboxError", "SandboxFailed", "Template", "run", "run_async"]
+
+# Each name from its module on first use: the sandbox command imports options.py alone.
+_HOMES = {"run": "cold", "run_async": "cold", "Limits": "options", "Result": "result", "SandboxError": "result",
+          "SandboxFailed": "result", "Template": "template"}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'execdriver.sandbox' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"execdriver.sandbox.{_HOMES[name]}"), name)

@@ -63,6 +63,11 @@ def run(args: str | Sequence[str] | None = None, *, code: str | None = None, std
     """
     argv = options.argv_of(args, code, python)
     limits = options.Limits(memory, cpus, pids, tmp_size)
+    if (memory, cpus, pids) == (options.MEMORY, options.CPUS, options.PIDS) and not options.cgroup_available():
+        import warnings
+
+        warnings.warn(options.NO_CGROUP, RuntimeWarning, stacklevel=2)
+        limits = limits.without_cgroup()
     options.check(cwd, user, network)
     written = options.files_of(files, cwd)
     seconds = options.timeout_of(timeout)

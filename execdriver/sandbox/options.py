@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 import posixpath
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from execdriver.errors import ConfigError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # the sandbox command imports this module: nothing heavy on its start path
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from execdriver.linux.cgroups import Limits as CgroupLimits
 
 MiB = 1 << 20
@@ -26,18 +27,16 @@ CWD = "/tmp"
 NETWORKS = ("none", "host", "bridge")
 
 
-@dataclass(frozen=True)
 class Limits:
     """Hard limits, by the kernel: ``memory`` in bytes (swap included: a sandbox gets none),
     ``cpus`` (a fraction of one CPU's time, or several), ``pids`` (processes and threads at
     once), ``tmp_size`` (bytes of /tmp, a tmpfs counted in ``memory`` too). None: no limit."""
 
-    memory: int | None = MEMORY
-    cpus: float | None = CPUS
-    pids: int | None = PIDS
-    tmp_size: int | None = TMP_SIZE
+    __slots__ = ("cpus", "memory", "pids", "tmp_size")
 
-    def __post_init__(self) -> None:
+    def __init__(self, memory: int | None = MEMORY, cpus: float | None = CPUS, pids: int | None = PIDS,
+                 tmp_size: int | None = TMP_SIZE) -> None:
+        self.memory, self.cpus, self.pids, self.tmp_size = memory, cpus, pids, tmp_size
         for name, low in (("memory", 4 * MiB), ("pids", 1), ("tmp_size", 4096)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -45,6 +44,13 @@ class Limits:
         if self.cpus is not None and (not isinstance(self.cpus, (int, float)) or isinstance(self.cpus, bool)
                                       or not math.isfinite(self.cpus) or self.cpus < 0.01):
             raise ConfigError(f"cpus: {self.cpus!r} is not a number of at least 0.01")
+
+    def __repr__(self) -> str:
+        return f"Limits(memory={self.memory}, cpus={self.cpus}, pids={self.pids}, tmp_size={self.tmp_size})"
+
+    def without_cgroup(self) -> Limits:
+        """These limits less those a cgroup enforces (memory, CPU, pids): for a host that gives us none."""
+        return Limits(None, None, None, self.tmp_size)
 
     def cgroup(self, device_rules: list[tuple[str, str]]) -> CgroupLimits:
         """As the cgroup managers take them."""
@@ -58,6 +64,20 @@ class Limits:
         if self.pids is not None:
             values.update(pids_limit=self.pids)
         return CgroupLimits(**values)
+
+
+def cgroup_available() -> bool:
+    """Whether this process can make a cgroup for its sandboxes: root, or a user with a delegated
+    cgroup v2 subtree (systemd gives each user session one)."""
+    if os.geteuid() == 0:
+        return True
+    from execdriver.linux import cgroups
+
+    return bool(cgroups.delegated_subtree())
+
+
+NO_CGROUP = ("a user without privileges gets no cgroup on this host (no delegated cgroup v2 subtree): "
+             "the default memory, CPU and pids limits are not applied")
 
 
 def timeout_of(timeout: float | None) -> float | None:

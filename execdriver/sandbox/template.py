@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from execdriver.linux.fdpass import Socket
     from execdriver.native.driver import NativeDriver
 
+_REFILLERS = 2
 _STARTUP_TIMEOUT = 60.0  # the zygote's preload (numpy: about a second here; a cold cache: more)
 # A clone copies one thread: a library's thread pool (numpy's BLAS) would be
 # missing in every sandbox, and its locks held forever. So the zygote asks
@@ -92,7 +93,8 @@ class Template:
         self._ready: collections.deque[_Sandbox] = collections.deque()
         self._by_pid: dict[int, _Sandbox] = {}
         self._done: list[_Sandbox] = []  # finished: their cgroups to remove
-        self._replies: collections.deque[tuple[bytes, list[int]]] = collections.deque()
+        self._replies: dict[str, tuple[bytes, list[int]]] = {}  # the zygote's answers, by sandbox id
+        self._making = 0
         self._closed = False
         self._failure: str = ""
         self._counter = 0
@@ -100,8 +102,11 @@ class Template:
         self._control, self._zygote_thread, self._zygote_status = self._start_zygote(argv, user, cwd, env, preload)
         self._reader = threading.Thread(target=self._read, name=f"{self.id}-reader", daemon=True)
         self._reader.start()
-        self._refiller = threading.Thread(target=self._refill, name=f"{self.id}-refill", daemon=True)
-        self._refiller.start()
+        # Two: one makes a cgroup while the zygote clones for the other.
+        self._refillers = [threading.Thread(target=self._refill, name=f"{self.id}-refill-{n}", daemon=True)
+                           for n in range(_REFILLERS)]
+        for refiller in self._refillers:
+            refiller.start()
         import atexit
 
         atexit.register(self.close)
@@ -215,34 +220,40 @@ class Template:
                             self._ready.remove(ended)
                             self._retire(ended)
                 else:
-                    self._replies.append((message, fds))
+                    self._replies[message[1:].split(b" ", 1)[0].decode()] = (message, fds)
                 self._lock.notify_all()
 
     # -- the pool ------------------------------------------------------------
 
     def _refill(self) -> None:
+        """Remove what is done, and keep ``size`` sandboxes waiting (or being made)."""
         while True:
             with self._lock:
-                while not self._closed and not self._done and len(self._ready) >= self.size:
+                while not self._closed and not self._done and (
+                        self._failure or len(self._ready) + self._making >= self.size):
                     self._lock.wait()
                 if self._closed:
                     return
                 done, self._done = self._done, []
-                wanted = len(self._ready) < self.size and not self._failure
+                wanted = not done and len(self._ready) + self._making < self.size
+                self._making += wanted
             for sandbox in done:
                 _remove(sandbox)
-            if wanted:
-                try:
-                    sandbox = self._make()
-                except (OSError, ExecDriverError) as err:
-                    with self._lock:
-                        self._failure = f"cannot make a sandbox: {err}"
-                        self._lock.notify_all()
-                    continue
+            if not wanted:
+                continue
+            try:
+                made = self._make()
+            except (OSError, ExecDriverError) as err:
                 with self._lock:
-                    if sandbox.status is None:
-                        self._ready.append(sandbox)
+                    self._failure = f"cannot make a sandbox: {err}"
+                    self._making -= 1
                     self._lock.notify_all()
+                continue
+            with self._lock:
+                self._making -= 1
+                if made.status is None:
+                    self._ready.append(made)
+                self._lock.notify_all()
 
     def _make(self) -> _Sandbox:
         with self._lock:
@@ -265,14 +276,15 @@ class Template:
                     fds.append(os.open(os.path.join(directory, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
             with self._lock:
                 fdpass.send_fds(self._control, b"M" + kind + sandbox_id.encode(), fds)
-                while not self._replies and not self._failure:
+                while sandbox_id not in self._replies and not self._failure:
                     self._lock.wait()
-                if not self._replies:
+                if sandbox_id not in self._replies:
                     raise SandboxError(self._failure)
-                message, pidfds = self._replies.popleft()
+                message, pidfds = self._replies.pop(sandbox_id)
                 if not message.startswith(b"P") or len(pidfds) != 1:
-                    raise SandboxError(f"the zygote could not clone a sandbox: {message[1:].decode(errors='replace')}")
-                sandbox.pid, sandbox.pidfd = int(message[1:]), pidfds[0]
+                    raise SandboxError("the zygote could not clone a sandbox: "
+                                       + message.split(b" ", 1)[-1].decode(errors="replace"))
+                sandbox.pid, sandbox.pidfd = int(message.split(b" ")[1]), pidfds[0]
                 self._by_pid[sandbox.pid] = sandbox
         except BaseException:
             ours.close()
@@ -299,6 +311,12 @@ class Template:
             sandbox = self._ready.popleft()
             self._lock.notify_all()
             return sandbox
+
+    def wait_full(self, timeout: float | None = None) -> bool:
+        """Until ``size`` sandboxes wait (after a burst, say); False if ``timeout`` came first."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self._ready) >= self.size or self._closed or bool(self._failure),
+                                       timeout) and len(self._ready) >= self.size
 
     def waiting_pids(self) -> list[int]:
         """The host pids of the sandboxes waiting now (to measure what they cost: bench/sandbox.py)."""
@@ -385,7 +403,8 @@ class Template:
         self._kill_zygote()
         self._zygote_thread.join(30)
         self._control.close()
-        self._refiller.join(30)
+        for refiller in self._refillers:
+            refiller.join(30)
         self._reader.join(30)
         with self._lock:
             left = [*self._ready, *self._done, *self._by_pid.values()]

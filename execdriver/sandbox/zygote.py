@@ -6,9 +6,9 @@ seccomp filter, and no cgroup namespace (it clones into cgroups beside
 its own). Its standard input is a SOCK_SEQPACKET socket to the runtime:
 
     runtime -> zygote  config (marshal: see Config)             zygote answers R, or E<error>
-    runtime -> zygote  M<id>, descriptors: the sandbox's end of
-                       its channel, its cgroup v2 directory or
-                       -, then its v1 tasks files                  P<pid> with its pidfd, or F<error>
+    runtime -> zygote  M<2|1><id>, descriptors: the sandbox's end
+                       of its channel, its cgroup v2 directory
+                       (M2 only), then its v1 tasks files         P<id> <pid> with its pidfd, or F<id> <error>
     zygote -> runtime  X<marshal (pid, wait status)>             when a sandbox has exited
 
 A sandbox is a clone (a copy of the zygote's memory, copy-on-write) in
@@ -135,11 +135,11 @@ def _serve(control: fdpass.Socket, config: Config, namespace: dict[str, object])
                     _sandbox(fds[0], fds[2:] if cgroup >= 0 else fds[1:], config, namespace, control.fileno())
                 after_parent()
             except OSError as err:
-                control.send(b"F" + str(err).encode(errors="replace"))
+                control.send(b"F" + message[2:] + b" " + str(err).encode(errors="replace"))
             else:
                 children[pidfd] = pid
                 poller.register(pidfd, select.POLLIN)
-                fdpass.send_fds(control, b"P%d" % pid, [pidfd])
+                fdpass.send_fds(control, b"P" + message[2:] + b" %d" % pid, [pidfd])
             finally:
                 for received in fds:
                     os.close(received)
