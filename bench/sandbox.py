@@ -159,7 +159,7 @@ def main() -> None:
     try:
         with NativeDriver(root=state) as driver:
             begin = time.perf_counter()
-            template = Template(preload="import numpy", size=options.concurrency, driver=driver)
+            template = Template(preload="import numpy", size=2 * options.concurrency, driver=driver)
             made = time.perf_counter() - begin
             try:
                 template.run(CODE)

@@ -18,6 +18,8 @@ from _socket import (
     CMSG_LEN,
     MSG_CMSG_CLOEXEC,
     MSG_DONTWAIT,
+    MSG_PEEK,
+    MSG_TRUNC,
     SCM_RIGHTS,
     SOCK_SEQPACKET,
     SOCK_STREAM,
@@ -80,6 +82,12 @@ def send_fds(sock: Socket, message: bytes, fds: Sequence[int]) -> None:
     """One message, with ``fds`` attached (none: a plain message)."""
     data = b"".join(fd.to_bytes(_INT, sys.byteorder, signed=True) for fd in fds)
     sock.sendmsg([message], [(SOL_SOCKET, SCM_RIGHTS, data)] if fds else [])
+
+
+def next_size(sock: Socket) -> int:
+    """The size of the next message of a SOCK_SEQPACKET socket, once there is one (it stays queued):
+    a buffer of that size, not of the largest a message may be, which Python would allocate whole."""
+    return sock.recv_into(bytearray(1), 1, MSG_PEEK | MSG_TRUNC)
 
 
 def recv_fds(sock: Socket, size: int, maxfds: int, flags: int = 0) -> tuple[bytes, list[int]]:

@@ -139,8 +139,11 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
             pass  # it ended meanwhile
 
     def measure(_pid: int) -> None:
-        cpu, peak = cgroups.manager(spec.cgroup.path).usage()
-        usage[:] = [cpu, peak]
+        accounting = cgroups.manager(spec.cgroup.path).accounting()
+        try:
+            usage[:] = accounting.read()[:2]
+        finally:
+            accounting.close()
 
     timer = threading.Timer(timeout, expire) if timeout is not None else None
     begin = time.monotonic()

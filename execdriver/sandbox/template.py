@@ -37,7 +37,7 @@ from execdriver.sandbox.result import Result, SandboxError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.cgroups.base import Accounting, Manager
     from execdriver.linux.fdpass import Socket
     from execdriver.native.driver import NativeDriver
 
@@ -60,6 +60,21 @@ class _Sandbox:
         self.pidfd = -1
         self.status: int | None = None
         self.exited = threading.Event()
+        # Made with the sandbox, not on the request's path: our ends of its stdin, stdout, stderr
+        # and status pipes, and its cgroup's accounting files.
+        self.streams = (-1, -1, -1, -1)
+        self.accounting: Accounting | None = None
+
+    def close_ours(self) -> None:
+        """Our descriptors of it (again: no harm)."""
+        self.channel.close()
+        for fd in (self.pidfd, *self.streams):
+            if fd >= 0:
+                os.close(fd)
+        self.pidfd, self.streams = -1, (-1, -1, -1, -1)
+        if self.accounting is not None:
+            self.accounting.close()
+            self.accounting = None
 
 
 class Template:
@@ -95,6 +110,7 @@ class Template:
         self._done: list[_Sandbox] = []  # finished: their cgroups to remove
         self._replies: dict[str, tuple[bytes, list[int]]] = {}  # the zygote's answers, by sandbox id
         self._making = 0
+        self._in_flight = 0  # requests being served: refills wait for them, unless the pool runs low
         self._closed = False
         self._failure: str = ""
         self._counter = 0
@@ -229,13 +245,12 @@ class Template:
         """Remove what is done, and keep ``size`` sandboxes waiting (or being made)."""
         while True:
             with self._lock:
-                while not self._closed and not self._done and (
-                        self._failure or len(self._ready) + self._making >= self.size):
+                while not self._closed and not self._removable() and (self._failure or not self._wants_one()):
                     self._lock.wait()
                 if self._closed:
                     return
-                done, self._done = self._done, []
-                wanted = not done and len(self._ready) + self._making < self.size
+                done, self._done = (self._done, []) if self._removable() else ([], self._done)
+                wanted = not done and self._wants_one()
                 self._making += wanted
             for sandbox in done:
                 _remove(sandbox)
@@ -254,6 +269,18 @@ class Template:
                 if made.status is None:
                     self._ready.append(made)
                 self._lock.notify_all()
+
+    def _removable(self) -> bool:
+        """(Under the lock.) Whether to kill and remove the sandboxes done: a served one reported its
+        status and waits to be killed; its exit (unmapping its copy of the zygote) waits for a moment
+        when no request is served, or for ``size`` of them."""
+        return bool(self._done) and (not self._in_flight or len(self._done) >= self.size)
+
+    def _wants_one(self) -> bool:
+        """(Under the lock.) Whether to make a sandbox now: the pool is short of ``size``, and no
+        request is being served, or the pool is below half: a refill's work would slow them."""
+        have = len(self._ready) + self._making
+        return have < self.size and (not self._in_flight or have < (self.size + 1) // 2)
 
     def _make(self) -> _Sandbox:
         with self._lock:
@@ -286,8 +313,15 @@ class Template:
                                        + message.split(b" ", 1)[-1].decode(errors="replace"))
                 sandbox.pid, sandbox.pidfd = int(message.split(b" ")[1]), pidfds[0]
                 self._by_pid[sandbox.pid] = sandbox
+            stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
+            out_read, out_write = os.pipe2(os.O_CLOEXEC)
+            err_read, err_write = os.pipe2(os.O_CLOEXEC)
+            report_read, report_write = os.pipe2(os.O_CLOEXEC)
+            sandbox.streams = (stdin_write, out_read, err_read, report_read)
+            fds += [stdin_read, out_write, err_write, report_write]  # (closed below)
+            fdpass.send_fds(ours, b"S", [stdin_read, out_write, err_write, report_write])
+            sandbox.accounting = cgroup.accounting()
         except BaseException:
-            ours.close()
             _remove(sandbox)
             raise
         finally:
@@ -295,9 +329,10 @@ class Template:
                 os.close(fd)
         return sandbox
 
-    def _retire(self, sandbox: _Sandbox) -> None:
+    def _retire(self, sandbox: _Sandbox, served: bool = False) -> None:
         """(Under the lock.) Its cgroup goes when the refiller gets to it, off the request's path."""
         self._done.append(sandbox)
+        self._in_flight -= served
         self._lock.notify_all()
 
     def _take(self) -> _Sandbox:
@@ -309,7 +344,9 @@ class Template:
                     raise SandboxError(f"template {self.id}: {self._failure}")
                 self._lock.wait()
             sandbox = self._ready.popleft()
-            self._lock.notify_all()
+            self._in_flight += 1
+            if self._wants_one():
+                self._lock.notify_all()
             return sandbox
 
     def wait_full(self, timeout: float | None = None) -> bool:
@@ -347,7 +384,7 @@ class Template:
                 break
             except BrokenPipeError:  # it died waiting: another
                 with self._lock:
-                    self._retire(sandbox)
+                    self._retire(sandbox, served=True)
         if check:
             result.check_returncode()
         return result
@@ -359,36 +396,31 @@ class Template:
 
     def _serve(self, sandbox: _Sandbox, request: bytes, stdin: bytes, timeout: float | None) -> Result:
         begin = time.monotonic()
-        stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
-        out_read, out_write = os.pipe2(os.O_CLOEXEC)
-        err_read, err_write = os.pipe2(os.O_CLOEXEC)
         try:
-            fdpass.send_fds(sandbox.channel, request, [stdin_read, out_write, err_write])
+            sandbox.channel.send(request)
         except OSError:
-            for fd in (stdin_read, stdin_write, out_read, out_write, err_read, err_write):
-                os.close(fd)
             raise BrokenPipeError from None
         finally:
             sandbox.channel.close()
-        for fd in (stdin_read, out_write, err_write):
-            os.close(fd)
         timed_out = False
         try:
-            out, err, timed_out = _transfer(stdin_write, out_read, err_read, stdin, sandbox.pidfd,
-                                            None if timeout is None else begin + timeout)
-            if not sandbox.exited.wait(None if not timed_out else 10):
-                raise SandboxError(f"sandbox {sandbox.id}: its exit was never reported")
-            if sandbox.status is None:
-                raise SandboxError(f"template {self.id}: {self._failure}")
+            out, err, reported, timed_out = _transfer(sandbox, stdin, None if timeout is None else begin + timeout)
+            if reported is not None:
+                status = reported << 8  # as waitpid's: it ends with _exit(reported)
+            else:  # killed, or it left by os._exit: what the zygote saw
+                if not sandbox.exited.wait(None if not timed_out else 10):
+                    raise SandboxError(f"sandbox {sandbox.id}: its exit was never reported")
+                if sandbox.status is None:
+                    raise SandboxError(f"template {self.id}: {self._failure}")
+                status = sandbox.status
             wall = time.monotonic() - begin
-            cpu, peak = sandbox.cgroup.usage()
-            oom_killed = sandbox.cgroup.oom_kills() > 0
+            cpu, peak, oom_kills = sandbox.accounting.read() if sandbox.accounting is not None else (0, 0, 0)
+            oom_killed = oom_kills > 0
         finally:
-            os.close(sandbox.pidfd)
-            sandbox.pidfd = -1
+            sandbox.close_ours()
             with self._lock:
-                self._retire(sandbox)
-        return Result(["<code>"], os.waitstatus_to_exitcode(sandbox.status), out, err, timed_out=timed_out,
+                self._retire(sandbox, served=True)
+        return Result(["<code>"], os.waitstatus_to_exitcode(status), out, err, timed_out=timed_out,
                       oom_killed=oom_killed, wall_time=wall, cpu_time=cpu / 1e9, peak_memory=peak, id=sandbox.id)
 
     # -- the end -----------------------------------------------------------------
@@ -411,10 +443,6 @@ class Template:
             self._ready.clear()
             self._done = []
         for sandbox in dict.fromkeys(left):
-            sandbox.channel.close()
-            if sandbox.pidfd >= 0:
-                os.close(sandbox.pidfd)
-                sandbox.pidfd = -1
             _remove(sandbox)
 
     def __enter__(self) -> Template:
@@ -437,7 +465,8 @@ def _device_rules() -> list[tuple[str, str]]:
 
 
 def _remove(sandbox: _Sandbox) -> None:
-    """Its cgroup, once its processes are gone (pid 1 gone, the kernel kills the rest)."""
+    """Our descriptors of it, its processes, its cgroup."""
+    sandbox.close_ours()
     try:
         sandbox.cgroup.kill()
         sandbox.cgroup.destroy()
@@ -445,11 +474,12 @@ def _remove(sandbox: _Sandbox) -> None:
         print(f"execdriver: sandbox {sandbox.id}: {err}", file=sys.stderr)
 
 
-def _transfer(stdin_write: int, out_read: int, err_read: int, stdin: bytes, pidfd: int,
-              deadline: float | None) -> tuple[bytes, bytes, bool]:
-    """Feed stdin, collect stdout and stderr until both close; kill at ``deadline``. Closes the three."""
+def _transfer(sandbox: _Sandbox, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int | None, bool]:
+    """Feed stdin, collect stdout, stderr and the reported status until all three close; kill at
+    ``deadline``. Returns (stdout, stderr, the status reported or None, timed out)."""
+    stdin_write, out_read, err_read, report_read = sandbox.streams
     poller = select.poll()
-    outputs: dict[int, list[bytes]] = {out_read: [], err_read: []}
+    outputs: dict[int, list[bytes]] = {out_read: [], err_read: [], report_read: []}
     for fd in outputs:
         poller.register(fd, select.POLLIN)
     view = memoryview(stdin)
@@ -457,40 +487,41 @@ def _transfer(stdin_write: int, out_read: int, err_read: int, stdin: bytes, pidf
         os.set_blocking(stdin_write, False)
         poller.register(stdin_write, select.POLLOUT)
     else:
-        os.close(stdin_write)
-        stdin_write = -1
+        _close_stdin(sandbox)
     timed_out = False
-    open_outputs = 2
-    try:
-        while open_outputs:
-            wait = None if deadline is None or timed_out else max(0.0, deadline - time.monotonic()) * 1000
-            events = poller.poll(wait)
-            if not events and not timed_out:
-                timed_out = True
+    open_outputs = 3
+    while open_outputs:
+        wait = None if deadline is None or timed_out else max(0.0, deadline - time.monotonic()) * 1000
+        events = poller.poll(wait)
+        if not events and not timed_out:
+            timed_out = True
+            try:
+                signals.pidfd_send_signal(sandbox.pidfd, signals.SIGKILL)  # pid 1: its whole namespace goes
+            except ProcessLookupError:
+                pass
+            continue
+        for fd, event in events:
+            if fd == stdin_write:
                 try:
-                    signals.pidfd_send_signal(pidfd, signals.SIGKILL)  # pid 1: its whole namespace goes
-                except ProcessLookupError:
-                    pass
-                continue
-            for fd, event in events:
-                if fd == stdin_write:
-                    try:
-                        view = view[os.write(fd, view[:65536]):]
-                    except BrokenPipeError:
-                        view = view[:0]
-                    if not view:
-                        poller.unregister(fd)
-                        os.close(fd)
-                        stdin_write = -1
-                    continue
-                chunk = os.read(fd, 65536) if event & (select.POLLIN | select.POLLHUP) else b""
-                if chunk:
-                    outputs[fd].append(chunk)
-                else:
+                    view = view[os.write(fd, view[:65536]):]
+                except BrokenPipeError:
+                    view = view[:0]
+                if not view:
                     poller.unregister(fd)
-                    open_outputs -= 1
-    finally:
-        for fd in (stdin_write, out_read, err_read):
-            if fd >= 0:
-                os.close(fd)
-    return b"".join(outputs[out_read]), b"".join(outputs[err_read]), timed_out
+                    _close_stdin(sandbox)
+                continue
+            chunk = os.read(fd, 65536) if event & (select.POLLIN | select.POLLHUP) else b""
+            if chunk:
+                outputs[fd].append(chunk)
+            else:
+                poller.unregister(fd)
+                open_outputs -= 1
+    report = b"".join(outputs[report_read])
+    return (b"".join(outputs[out_read]), b"".join(outputs[err_read]),
+            report[0] if len(report) == 1 and not timed_out else None, timed_out)
+
+
+def _close_stdin(sandbox: _Sandbox) -> None:
+    """End of its input."""
+    os.close(sandbox.streams[0])
+    sandbox.streams = (-1, *sandbox.streams[1:])

@@ -15,8 +15,9 @@ A sandbox is a clone (a copy of the zygote's memory, copy-on-write) in
 new mount, pid, network, IPC and UTS namespaces, born in its own cgroup.
 It mounts its own /proc, /tmp, /dev/shm, /dev/mqueue and /dev/pts, gives
 up root (bounding set, user, no new privileges, the seccomp filter) and
-waits on its channel for one request: the code, its files, and three
-descriptors for its stdio. It runs the code in a copy of the preload's
+waits on its channel for one request: first its stdio and a pipe for its
+exit status (which it writes once the code is done, before its exit),
+sent as it is made; then the code and its files. It runs the code in a copy of the preload's
 namespace and exits; the zygote, its parent, reaps it. A sandbox serves
 one request and never another.
 """
@@ -174,10 +175,23 @@ def _sandbox(channel: int, tasks: list[int], config: Config, namespace: dict[str
         syscalls.set_no_new_privs()
         if config.seccomp:
             syscalls.seccomp_set_filter(config.seccomp)
+        os.environ.clear()
+        os.environ.update(dict(line.split("=", 1) for line in config.env))
+        _rehearse(namespace)
     except BaseException as err:  # noqa: BLE001 - the sandbox must never unwind into the zygote's loop
         os.write(2, f"sandbox set-up: {err}\n".encode(errors="replace"))
         os._exit(126)
-    _wait_and_run(channel, config, namespace)
+    _wait_and_run(channel, namespace)
+
+
+def _rehearse(namespace: dict[str, object]) -> None:
+    """Walk a request's path once while waiting: the pages it writes (the compiler's, the output's)
+    are copied from the zygote now, not while the request waits (about a millisecond)."""
+    exec(compile("pass", "<string>", "exec"), dict(namespace))
+    marshal.loads(marshal.dumps(("", [], [])))
+    for stream in (sys.stdout, sys.stderr):
+        stream.write("")
+        stream.flush()
 
 
 def _reseed() -> None:
@@ -205,14 +219,16 @@ def _mount_own_filesystems(tmp_size: int | None) -> None:
     mount("devpts", "/dev/pts", "devpts", nosuid | noexec, "newinstance,ptmxmode=0666,mode=0620")
 
 
-def _wait_and_run(channel: int, config: Config, namespace: dict[str, object]) -> NoReturn:
+def _wait_and_run(channel: int, namespace: dict[str, object]) -> NoReturn:
     sock = fdpass.wrap(channel)
-    message, stdio = fdpass.recv_fds(sock, 64 << 20, 3)
-    if len(stdio) != 3:
+    _, fds = fdpass.recv_fds(sock, 16, 4)  # our stdio and status pipe, sent as we were made
+    if len(fds) != 4:
         os._exit(125)
+    *stdio, report = fds
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
         os.close(fd)
+    message = sock.recv(max(1, fdpass.next_size(sock)))  # the request
     sock.close()
     code, files, env = marshal.loads(message)
     status = 0
@@ -221,8 +237,7 @@ def _wait_and_run(channel: int, config: Config, namespace: dict[str, object]) ->
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as handle:
                 handle.write(content)
-        os.environ.clear()
-        os.environ.update(dict(line.split("=", 1) for line in (*config.env, *env)))
+        os.environ.update(dict(line.split("=", 1) for line in env))  # over the template's (_sandbox)
         program = compile(code, "<string>", "exec")
         exec(program, dict(namespace))
     except SystemExit as stop:
@@ -238,7 +253,18 @@ def _wait_and_run(channel: int, config: Config, namespace: dict[str, object]) ->
                 stream.flush()
             except Exception:  # noqa: BLE001 - a closed stream: nothing more to say
                 pass
-    os._exit(status)
+    # The status, and the end of the output, before the exit's own work (unmapping a copy of the
+    # zygote's memory, the namespaces): the runtime answers then. (The code could write a status
+    # of its own here, as it could exit with it: its own result is all it can change.) Then we
+    # wait to be killed, which the runtime does once no request is waiting on the CPU (template.py).
+    try:
+        os.write(report, bytes((status,)))
+    except OSError:
+        pass
+    os.closerange(0, 3)
+    os.close(report)
+    while True:
+        select.select([], [], [])
 
 
 def _exit_status(code: object) -> int:

@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.cgroups.base import Accounting, Manager
 
 ROOT = "/sys/fs/cgroup"
 
@@ -247,8 +247,10 @@ class NoCgroup:
     def destroy(self, parent_levels: int = 0) -> None:
         pass
 
-    def usage(self) -> tuple[int, int]:
-        return 0, 0
+    def accounting(self) -> Accounting:
+        from execdriver.linux.cgroups.base import Accounting
+
+        return Accounting([])
 
     def oom_kills(self) -> int:
         return 0

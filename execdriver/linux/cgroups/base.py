@@ -71,6 +71,42 @@ def write_each(path: str, values: list[tuple[str | int, str]]) -> None:
         os.close(fd)
 
 
+class Accounting:
+    """What a cgroup has used, from three files opened once and read again with pread:
+    (CPU time in nanoseconds, peak memory in bytes, OOM kills). A file missing counts 0."""
+
+    def __init__(self, files: list[tuple[str, str, int]]) -> None:
+        """``files``: the CPU's, the peak's and the OOM count's, each (path, its key if a flat
+        keyed file, else "", the unit in the wanted one)."""
+        self._files: list[tuple[int, str, int]] = []
+        for path, key, scale in files:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+            self._files.append((fd, key, scale))
+
+    def read(self) -> tuple[int, int, int]:
+        values = [0, 0, 0]
+        for index, (fd, key, scale) in enumerate(self._files):
+            if fd < 0:
+                continue
+            try:
+                text = os.pread(fd, 4096, 0).decode()
+            except OSError:
+                continue
+            if key:
+                text = next((line.split()[1] for line in text.splitlines() if line.startswith(key + " ")), "0")
+            values[index] = int(text.strip() or 0) * scale
+        return values[0], values[1], values[2]
+
+    def close(self) -> None:
+        for fd, _, _ in self._files:
+            if fd >= 0:
+                os.close(fd)
+        self._files = []
+
+
 def remove_dir(path: str) -> None:
     """rmdir a cgroup and any made below it (by the container: runc removes them too), waiting
     while its last tasks finish exiting."""
@@ -207,8 +243,8 @@ class Manager(abc.ABC):
         """How many processes the kernel's OOM killer killed in the cgroup."""
 
     @abc.abstractmethod
-    def usage(self) -> tuple[int, int]:
-        """(CPU time in nanoseconds, peak memory in bytes) of everything the cgroup has held."""
+    def accounting(self) -> Accounting:
+        """Its CPU time, peak memory and OOM kills, the files opened now (read them at will)."""
 
     @abc.abstractmethod
     def oom_watch(self) -> tuple[int, int] | None:

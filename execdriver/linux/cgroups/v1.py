@@ -8,7 +8,7 @@ import os
 import select
 
 from execdriver.linux.cgroups import CgroupError, Limits
-from execdriver.linux.cgroups.base import Manager, read, read_int, read_map, write, write_each
+from execdriver.linux.cgroups.base import Accounting, Manager, read, read_int, read_map, write, write_each
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -285,9 +285,10 @@ class V1Manager(Manager):
     def oom_kills(self) -> int:
         return read_map(self._file("memory", "memory.oom_control")).get("oom_kill", 0)
 
-    def usage(self) -> tuple[int, int]:
-        cpu = read_int(self._file("cpuacct", "cpuacct.usage")) if "cpuacct" in self.dirs else 0
-        return cpu, read_int(self._file("memory", "memory.max_usage_in_bytes"))
+    def accounting(self) -> Accounting:
+        cpu = self._file("cpuacct", "cpuacct.usage") if "cpuacct" in self.dirs else ""
+        return Accounting([(cpu, "", 1), (self._file("memory", "memory.max_usage_in_bytes"), "", 1),
+                           (self._file("memory", "memory.oom_control"), "oom_kill", 1)])
 
     def oom_watch(self) -> tuple[int, int] | None:
         eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)

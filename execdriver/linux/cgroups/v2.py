@@ -7,7 +7,7 @@ import select
 import time
 
 from execdriver.linux.cgroups import THROTTLES, CgroupError, Limits
-from execdriver.linux.cgroups.base import Manager, read, read_int, read_map, write
+from execdriver.linux.cgroups.base import Accounting, Manager, read, read_int, read_map, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -185,9 +185,10 @@ class V2Manager(Manager):
         self._oom_kills = max(count, self._oom_kills)
         return self._oom_kills
 
-    def usage(self) -> tuple[int, int]:
-        return (read_map(self._file("cpu.stat")).get("usage_usec", 0) * 1000,
-                read_int(self._file("memory.peak")))  # (Linux 5.19)
+    def accounting(self) -> Accounting:
+        return Accounting([(self._file("cpu.stat"), "usage_usec", 1000),
+                           (self._file("memory.peak"), "", 1),  # (Linux 5.19)
+                           (self._file("memory.events"), "oom_kill", 1)])
 
     def oom_watch(self) -> tuple[int, int] | None:
         try:
