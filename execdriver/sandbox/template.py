@@ -65,13 +65,15 @@ class _Sandbox:
         self.streams = (-1, -1, -1, -1)
         self.accounting: Accounting | None = None
 
-    def close_ours(self) -> None:
-        """Our descriptors of it (again: no harm)."""
+    def close_ours(self, keep_pidfd: bool = False) -> None:
+        """Our descriptors of it (again: no harm); its pidfd, until it is killed, if ``keep_pidfd``."""
         self.channel.close()
-        for fd in (self.pidfd, *self.streams):
+        for fd in (*self.streams, -1 if keep_pidfd else self.pidfd):
             if fd >= 0:
                 os.close(fd)
-        self.pidfd, self.streams = -1, (-1, -1, -1, -1)
+        self.streams = (-1, -1, -1, -1)
+        if not keep_pidfd:
+            self.pidfd = -1
         if self.accounting is not None:
             self.accounting.close()
             self.accounting = None
@@ -252,8 +254,7 @@ class Template:
                 done, self._done = (self._done, []) if self._removable() else ([], self._done)
                 wanted = not done and self._wants_one()
                 self._making += wanted
-            for sandbox in done:
-                _remove(sandbox)
+            _remove(done)
             if not wanted:
                 continue
             try:
@@ -322,7 +323,7 @@ class Template:
             fdpass.send_fds(ours, b"S", [stdin_read, out_write, err_write, report_write])
             sandbox.accounting = cgroup.accounting()
         except BaseException:
-            _remove(sandbox)
+            _remove([sandbox])
             raise
         finally:
             for fd in fds:
@@ -417,7 +418,7 @@ class Template:
             cpu, peak, oom_kills = sandbox.accounting.read() if sandbox.accounting is not None else (0, 0, 0)
             oom_killed = oom_kills > 0
         finally:
-            sandbox.close_ours()
+            sandbox.close_ours(keep_pidfd=True)  # (to kill it, once it is time: _remove)
             with self._lock:
                 self._retire(sandbox, served=True)
         return Result(["<code>"], os.waitstatus_to_exitcode(status), out, err, timed_out=timed_out,
@@ -442,8 +443,7 @@ class Template:
             left = [*self._ready, *self._done, *self._by_pid.values()]
             self._ready.clear()
             self._done = []
-        for sandbox in dict.fromkeys(left):
-            _remove(sandbox)
+        _remove(list(dict.fromkeys(left)))
 
     def __enter__(self) -> Template:
         return self
@@ -464,14 +464,28 @@ def _device_rules() -> list[tuple[str, str]]:
     return command.default_device_rules(False)
 
 
-def _remove(sandbox: _Sandbox) -> None:
-    """Our descriptors of it, its processes, its cgroup."""
-    sandbox.close_ours()
-    try:
-        sandbox.cgroup.kill()
-        sandbox.cgroup.destroy()
-    except cgroups.CgroupError as err:
-        print(f"execdriver: sandbox {sandbox.id}: {err}", file=sys.stderr)
+def _remove(sandboxes: list[_Sandbox]) -> None:
+    """Their processes, our descriptors of them, their cgroups.
+
+    Each pid 1 is killed first, all of them, through its pidfd (the kernel
+    kills the rest of its namespace), then waited for on its pidfd: once it
+    has exited, its namespace is empty and its cgroup can go.
+    """
+    for sandbox in sandboxes:
+        if sandbox.pidfd >= 0:
+            try:
+                signals.pidfd_send_signal(sandbox.pidfd, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for sandbox in sandboxes:
+        if sandbox.pidfd >= 0:
+            select.select([sandbox.pidfd], [], [], 5.0)
+        sandbox.close_ours()
+        try:
+            sandbox.cgroup.kill()  # (anything left, should pid 1 have been gone already)
+            sandbox.cgroup.destroy()
+        except cgroups.CgroupError as err:
+            print(f"execdriver: sandbox {sandbox.id}: {err}", file=sys.stderr)
 
 
 def _transfer(sandbox: _Sandbox, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int | None, bool]:
