@@ -206,6 +206,14 @@ def test_a_preload_that_starts_threads_is_refused(driver: NativeDriver) -> None:
                          ".start()", size=1, driver=driver)
 
 
+def test_a_sandbox_that_cannot_be_set_up_fails_the_template_with_its_reason(driver: NativeDriver) -> None:
+    """Not sandboxes made and dead one after the other: the first one's error, on every run."""
+    with Template(size=2, cwd="/tmp/not-there", driver=driver) as template:
+        for _ in range(2):
+            with pytest.raises(sandbox.SandboxError, match=r"could not be set up: FileNotFoundError.*not-there"):
+                template.run("print(1)")
+
+
 def test_a_preload_that_fails_says_why(driver: NativeDriver) -> None:
     with pytest.raises(sandbox.SandboxError, match="ModuleNotFoundError"):
         Template(preload="import no_such_module_anywhere", size=1, driver=driver)

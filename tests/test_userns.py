@@ -194,6 +194,47 @@ def test_rootless_sandbox_cli(nobody_dir: Path) -> None:
     assert result.returncode == 125 and "a bridge needs root" in result.stderr
 
 
+_ROOTLESS_SANDBOX = """
+import sys, warnings
+sys.path.insert(0, {root!r})
+from execdriver import ConfigError, sandbox
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    result = sandbox.run(code="import os; s = open('/proc/self/status').read(); print(os.getuid(), [l.split()[1] "
+                              "for l in s.splitlines() if l.startswith(('CapEff', 'NoNewPrivs', 'Seccomp:'))])")
+print(result.returncode, result.stdout.decode().strip())
+print("warned" if any("no cgroup" in str(w.message) for w in caught) else "not warned")
+slow = sandbox.run(["sleep", "30"], timeout=0.3)
+print(slow.timed_out, slow.returncode)
+try:
+    sandbox.run(["id"], user="daemon")
+except ConfigError as err:
+    print("refused:", err)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with sandbox.Template(size=2) as template:
+        result = template.run("import os; s = open('/proc/self/status').read(); print(os.getuid(), [l.split()[1] "
+                              "for l in s.splitlines() if l.startswith(('CapEff', 'NoNewPrivs', 'Seccomp:'))])")
+        print("template", result.returncode, result.stdout.decode().strip())
+        print("template", template.run("import time; time.sleep(30)", timeout=0.3).timed_out)
+"""
+
+
+def test_rootless_sandbox_run(nobody_dir: Path) -> None:
+    """sandbox.run and a Template for a caller without privileges: root of its user namespace (the
+    caller's own uid), without capabilities, filtered, timed; the default limits dropped with a
+    warning where the host gives the user no cgroup."""
+    code = _ROOTLESS_SANDBOX.format(root=str(Path(__file__).resolve().parent.parent))
+    result = as_nobody("env", f"EXECDRIVER_ROOT={nobody_dir / 'state'}", sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "0 0 ['0000000000000000', '1', '2']", result.stdout
+    assert lines[1] == "warned"  # (setpriv leaves nobody in our cgroup, which is root's: none is delegated)
+    assert lines[2] == "True -9"
+    assert lines[3].startswith("refused: user: 'daemon'")
+    assert lines[4:] == ["template 0 0 ['0000000000000000', '1', '2']", "template True"], result.stdout
+
+
 _ROOTLESS_API = """
 import io, sys
 sys.path.insert(0, {root!r})

@@ -9,6 +9,8 @@ files, v2's eBPF program) decides which it may open.
 
 from __future__ import annotations
 
+import os
+
 from execdriver.linux import ffi
 from execdriver.linux.syscalls import _fail, _libc
 
@@ -91,14 +93,16 @@ def last_cap() -> int:
 
 
 def available() -> list[int]:
-    """The capabilities this process holds (permitted): all it can pass on.
+    """The capabilities this process can pass on: all it holds (permitted), as root; without
+    privileges, its bounding set, which root of a user namespace of its own has there.
 
     Privileged containers get these; a host that runs us without some
     capability cannot give it to a container either.
     """
+    wanted = "CapPrm:" if os.geteuid() == 0 else "CapBnd:"
     with open("/proc/self/status", encoding="utf-8") as handle:
         for line in handle:
-            if line.startswith("CapPrm:"):
+            if line.startswith(wanted):
                 mask = int(line.split()[1], 16)
                 return [cap for cap in range(mask.bit_length()) if mask >> cap & 1]
     return []

@@ -69,6 +69,7 @@ def run(args: str | Sequence[str] | None = None, *, code: str | None = None, std
         warnings.warn(options.NO_CGROUP, RuntimeWarning, stacklevel=2)
         limits = limits.without_cgroup()
     options.check(cwd, user, network)
+    user = options.user_for_caller(user)
     written = options.files_of(files, cwd)
     seconds = options.timeout_of(timeout)
     runtime = driver or shared_driver()

@@ -80,6 +80,19 @@ NO_CGROUP = ("a user without privileges gets no cgroup on this host (no delegate
              "the default memory, CPU and pids limits are not applied")
 
 
+def user_for_caller(user: str) -> str:
+    """``user``, or for a caller without privileges, root: a rootless sandbox's user namespace maps
+    the caller's own uid alone, as root (without any capability), so nobody does not exist there."""
+    if os.geteuid() == 0:
+        return user
+    if user == USER:
+        return "0"
+    if user.partition(":")[0] not in ("0", "root"):
+        raise ConfigError(f"user: {user!r}: a sandbox without privileges has only root (your own uid, "
+                          "without capabilities) in its user namespace")
+    return user
+
+
 def timeout_of(timeout: float | None) -> float | None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not math.isfinite(timeout) or timeout <= 0):

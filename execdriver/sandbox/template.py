@@ -100,9 +100,19 @@ class Template:
         if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 256:
             raise ConfigError(f"size: {size!r} is not a number of sandboxes from 1 to 256")
         options.check(cwd, user, network)
+        user = options.user_for_caller(user)
         if not cwd.startswith("/tmp"):
             raise ConfigError(f"cwd: {cwd!r}: a template's sandboxes start in their /tmp or below it")
         self.limits = options.Limits(memory, cpus, pids, tmp_size)
+        self._cgroups = options.cgroup_available()
+        if not self._cgroups:  # a caller without privileges on a host that delegates it no cgroup
+            if (memory, cpus, pids) != (options.MEMORY, options.CPUS, options.PIDS):
+                raise ConfigError("memory, cpus, pids: limits need a cgroup, and this host gives a user "
+                                  "without privileges none (no delegated cgroup v2 subtree)")
+            import warnings
+
+            warnings.warn(options.NO_CGROUP, RuntimeWarning, stacklevel=2)
+            self.limits = self.limits.without_cgroup()
         self.size = size
         self.id = f"template-{uuid.uuid4().hex[:12]}"
         self._driver = driver or cold.shared_driver()
@@ -234,14 +244,21 @@ class Template:
                     if ended is not None:
                         ended.status = status
                         ended.exited.set()
-                        if ended in self._ready:  # died waiting (its set-up failed)
+                        if ended in self._ready:  # died waiting: its set-up failed
                             self._ready.remove(ended)
                             self._retire(ended)
+                            self._set_up_failed(ended)
                 else:
                     self._replies[message[1:].split(b" ", 1)[0].decode()] = (message, fds)
                 self._lock.notify_all()
 
     # -- the pool ------------------------------------------------------------
+
+    def _set_up_failed(self, sandbox: _Sandbox) -> None:
+        """(Under the lock.) A sandbox that dies before its request says why on its channel: the
+        template fails with that, rather than make sandboxes that die, one after the other."""
+        why = _set_up_error(sandbox) or "it exited while it waited for a request"
+        self._failure = self._failure or f"a sandbox could not be set up: {why}"
 
     def _refill(self) -> None:
         """Remove what is done, and keep ``size`` sandboxes waiting (or being made)."""
@@ -269,6 +286,9 @@ class Template:
                 self._making -= 1
                 if made.status is None:
                     self._ready.append(made)
+                else:  # it died already: its set-up failed
+                    self._retire(made)
+                    self._set_up_failed(made)
                 self._lock.notify_all()
 
     def _removable(self) -> bool:
@@ -287,7 +307,7 @@ class Template:
         with self._lock:
             self._counter += 1
             sandbox_id = f"{self.id}-{self._counter}"
-        cgroup = cgroups.manager(f"execdriver/{sandbox_id}")
+        cgroup = cgroups.manager(f"execdriver/{sandbox_id}" if self._cgroups else "")
         cgroup.create(self.limits.cgroup(self._device_rules))
         fds: list[int] = []
         ours, theirs = fdpass.pair()
@@ -296,7 +316,7 @@ class Template:
             v2 = cgroups.v2_root()
             kind = b"1"
             fds.append(theirs.detach())
-            for directory in cgroup.directories():
+            for directory in cgroup.directories() if self._cgroups else []:
                 if v2 and cgroups.is_v2_directory(directory):
                     fds.insert(1, os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
                     kind = b"2"
@@ -401,8 +421,6 @@ class Template:
             sandbox.channel.send(request)
         except OSError:
             raise BrokenPipeError from None
-        finally:
-            sandbox.channel.close()
         timed_out = False
         try:
             out, err, reported, timed_out = _transfer(sandbox, stdin, None if timeout is None else begin + timeout)
@@ -414,6 +432,11 @@ class Template:
                 if sandbox.status is None:
                     raise SandboxError(f"template {self.id}: {self._failure}")
                 status = sandbox.status
+                why = _set_up_error(sandbox)  # (None: the code's own os._exit, or a kill)
+                if why is not None:
+                    with self._lock:
+                        self._failure = self._failure or f"a sandbox could not be set up: {why}"
+                    raise SandboxError(f"template {self.id}: a sandbox could not be set up: {why}")
             wall = time.monotonic() - begin
             cpu, peak, oom_kills = sandbox.accounting.read() if sandbox.accounting is not None else (0, 0, 0)
             oom_killed = oom_kills > 0
@@ -462,6 +485,19 @@ def _device_rules() -> list[tuple[str, str]]:
     from execdriver.native import command
 
     return command.default_device_rules(False)
+
+
+def _set_up_error(sandbox: _Sandbox) -> str | None:
+    """What a sandbox that could not be set up wrote on its channel before it exited (zygote.py)."""
+    for _ in range(2):  # (a peer gone with our messages unread leaves ECONNRESET first, then its own)
+        try:
+            message = sandbox.channel.recv(4096, fdpass.MSG_DONTWAIT)
+        except ConnectionResetError:
+            continue
+        except OSError:
+            return None
+        return message[1:].decode(errors="replace") if message.startswith(b"E") else None
+    return None
 
 
 def _remove(sandboxes: list[_Sandbox]) -> None:

@@ -169,9 +169,10 @@ def _sandbox(channel: int, tasks: list[int], config: Config, namespace: dict[str
         syscalls.loopback_up()
         os.chdir(config.cwd)
         capabilities.drop_bounding([], capabilities.last_cap())
-        os.setgroups(config.groups)
+        _set_groups(config.groups)
         os.setresgid(config.gid, config.gid, config.gid)
-        os.setresuid(config.uid, config.uid, config.uid)  # every capability gone with root
+        os.setresuid(config.uid, config.uid, config.uid)
+        capabilities.set_process([])  # gone with root already, but for root of a rootless user namespace
         syscalls.set_no_new_privs()
         if config.seccomp:
             syscalls.seccomp_set_filter(config.seccomp)
@@ -179,7 +180,11 @@ def _sandbox(channel: int, tasks: list[int], config: Config, namespace: dict[str
         os.environ.update(dict(line.split("=", 1) for line in config.env))
         _rehearse(namespace)
     except BaseException as err:  # noqa: BLE001 - the sandbox must never unwind into the zygote's loop
-        os.write(2, f"sandbox set-up: {err}\n".encode(errors="replace"))
+        # To the runtime, on our channel: it reads it when the zygote reports our exit (template.py).
+        try:
+            os.write(channel, b"E" + f"{type(err).__name__}: {err}".encode(errors="replace")[:4000])
+        except OSError:
+            pass
         os._exit(126)
     _wait_and_run(channel, namespace)
 
@@ -192,6 +197,17 @@ def _rehearse(namespace: dict[str, object]) -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.write("")
         stream.flush()
+
+
+def _set_groups(groups: list[int]) -> None:
+    """The user's groups; a user namespace made without privileges refuses setgroups (its
+    /proc/self/setgroups is "deny"): there the sandbox keeps none but its gid."""
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        with open("/proc/self/setgroups", encoding="ascii") as state:
+            if state.read().strip() != "deny":
+                raise
 
 
 def _reseed() -> None:
