@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from execdriver.errors import ConfigError
@@ -98,7 +100,9 @@ def test_unknown_names_are_refused_with_their_place(add: list[str] | None, drop:
         adjust(DEFAULT, add, drop, where="x.")
 
 
-def test_available_are_this_process_permitted_capabilities() -> None:
+def test_available_are_roots_permitted_capabilities_or_a_users_bounding_set() -> None:
+    """What root holds; for a user, what root of a user namespace of its own would hold there."""
+    wanted = "CapPrm:" if os.geteuid() == 0 else "CapBnd:"
     with open("/proc/self/status", encoding="utf-8") as handle:
-        mask = next(int(line.split()[1], 16) for line in handle if line.startswith("CapPrm:"))
+        mask = next(int(line.split()[1], 16) for line in handle if line.startswith(wanted))
     assert sum(1 << cap for cap in capabilities.available()) == mask
