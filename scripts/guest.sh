@@ -120,7 +120,10 @@ python_dependencies() {
 import sys, tomllib
 with open(sys.argv[1], "rb") as handle:
     project = tomllib.load(handle)["project"]
-for requirement in project.get("dependencies", []) + project.get("optional-dependencies", {}).get("dev", []):
+extras = project.get("optional-dependencies", {})
+# From the test extra, numpy alone: the sandbox templates' preload (tests/test_sandbox.py runs here).
+for requirement in project.get("dependencies", []) + extras.get("dev", []) + [
+        r for r in extras.get("test", []) if r.startswith("numpy")]:
     print(requirement)
 PY
 }

@@ -69,7 +69,7 @@ fi
 GUEST_TIER=(tests/test_api.py tests/test_oci.py tests/test_security.py tests/test_userns.py tests/test_pool.py
             tests/test_cgroups.py tests/test_cgroup_v2.py tests/test_systemd.py tests/test_propagation.py
             tests/test_run.py tests/test_exec.py tests/test_update.py tests/test_containerd.py tests/test_podman.py
-            tests/test_docker.py)
+            tests/test_docker.py tests/test_sandbox.py)
 
 case "$mode" in
 demo)

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,41 @@ def test_run_async_is_the_asyncio_twin(driver: NativeDriver) -> None:
         return await asyncio.gather(*(sandbox.run_async(code=f"print({n} * 2)", driver=driver) for n in range(3)))
 
     assert [result.stdout for result in asyncio.run(main())] == [b"0\n", b"2\n", b"4\n"]
+
+
+def test_a_cancelled_run_async_kills_its_sandbox(driver: NativeDriver) -> None:
+    """As asyncio's subprocess kills nothing, but a sandbox is the caller's to stop: cancelling the await
+    kills it (its cgroup gone: nothing_left), or keeps one not yet started from starting."""
+    async def main() -> float:
+        for delay in (0.0, 0.5):  # before it has started, and while it runs
+            task = asyncio.ensure_future(sandbox.run_async(["sleep", "30"], timeout=60, driver=driver))
+            await asyncio.sleep(delay)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        begin = time.monotonic()
+        while sandbox_cgroups() and time.monotonic() - begin < 10:  # the worker thread's cleanup
+            await asyncio.sleep(0.05)
+        return time.monotonic() - begin
+
+    assert asyncio.run(main()) < 10
+
+
+def test_a_cancelled_template_run_async_kills_its_sandbox(numpy_template: Template) -> None:
+    async def main() -> None:
+        task = asyncio.ensure_future(numpy_template.run_async("import time; time.sleep(30)", timeout=60))
+        await asyncio.sleep(0.5)
+        begin = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while numpy_template._in_flight and time.monotonic() - begin < 10:  # its worker thread, done
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - begin < 10, "the cancelled sandbox was left to run"
+        result = await numpy_template.run_async("print('next')")
+        assert result.stdout == b"next\n"
+
+    asyncio.run(main())
 
 
 # -- templates ----------------------------------------------------------------

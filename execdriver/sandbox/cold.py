@@ -49,7 +49,8 @@ def run(args: str | Sequence[str] | None = None, *, code: str | None = None, std
         cwd: str = options.CWD, user: str = options.USER, rootfs: str | None = None,
         memory: int | None = options.MEMORY, cpus: float | None = options.CPUS, pids: int | None = options.PIDS,
         timeout: float | None = options.TIMEOUT, network: str = "none", tmp_size: int | None = options.TMP_SIZE,
-        check: bool = False, python: str = "python3", driver: NativeDriver | None = None) -> Result:
+        check: bool = False, python: str = "python3", driver: NativeDriver | None = None,
+        sandbox_id: str | None = None) -> Result:
     """Run ``args`` (or ``code=`` with ``python``) in a new sandbox, as subprocess.run runs a program.
 
     ``stdin`` is fed to it; its output comes back in the Result. ``files``
@@ -59,7 +60,8 @@ def run(args: str | Sequence[str] | None = None, *, code: str | None = None, std
     "bridge" is Docker's default bridge, with NAT (root only). ``check``:
     raise SandboxFailed unless it exited 0 within its limits. ``driver``:
     the NativeDriver to run it under (default: one for the whole process,
-    its state in the default root).
+    its state in the default root). ``sandbox_id``: its container's id
+    (default ``sandbox-<random>``).
     """
     argv = options.argv_of(args, code, python)
     limits = options.Limits(memory, cpus, pids, tmp_size)
@@ -73,7 +75,7 @@ def run(args: str | Sequence[str] | None = None, *, code: str | None = None, std
     written = options.files_of(files, cwd)
     seconds = options.timeout_of(timeout)
     runtime = driver or shared_driver()
-    sandbox_id = f"sandbox-{uuid.uuid4().hex[:16]}"
+    sandbox_id = sandbox_id or f"sandbox-{uuid.uuid4().hex[:16]}"
     spec = _spec(runtime, sandbox_id, argv, limits, cwd=cwd, user=user, rootfs=rootfs, env=options.env_of(env),
                  network=network)
     result = _run(runtime, spec, argv, stdin, written, seconds)
@@ -83,11 +85,50 @@ def run(args: str | Sequence[str] | None = None, *, code: str | None = None, std
 
 
 async def run_async(args: str | Sequence[str] | None = None, **kwargs: object) -> Result:
-    """``run``, awaited: the waiting is done in a worker thread (a cancelled await leaves the sandbox
-    to its ``timeout``)."""
+    """``run``, awaited (the waiting is done in a worker thread). Cancelled, it kills the sandbox,
+    or keeps it from starting."""
     import asyncio
 
-    return await asyncio.to_thread(run, args, **kwargs)  # type: ignore[arg-type]
+    from execdriver.native import container
+    from execdriver.native.driver import NativeDriver
+
+    sandbox_id = str(kwargs.pop("sandbox_id", None) or f"sandbox-{uuid.uuid4().hex[:16]}")
+    given = kwargs.get("driver")
+    runtime = given if isinstance(given, NativeDriver) else shared_driver()
+    with _cancel_lock:
+        _watched.add(sandbox_id)
+    work = asyncio.ensure_future(asyncio.to_thread(run, args, sandbox_id=sandbox_id, **kwargs))  # type: ignore[arg-type]
+
+    def forget(_: object) -> None:
+        with _cancel_lock:
+            _watched.discard(sandbox_id)
+            _cancelled.discard(sandbox_id)
+
+    work.add_done_callback(forget)
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with _cancel_lock:
+            _cancelled.add(sandbox_id)
+        try:
+            container.kill(runtime.store, sandbox_id, signal.SIGKILL)
+        except ExecDriverError:
+            pass  # not started yet (it will not: _not_cancelled), or done
+        raise
+
+
+# Sandboxes awaited by run_async, and those whose await was cancelled: one cancelled before its
+# init is ready must not start (_not_cancelled, as its last step before the go).
+_cancel_lock = threading.Lock()
+_watched: set[str] = set()
+_cancelled: set[str] = set()
+
+
+def _not_cancelled(sandbox_id: str) -> None:
+    with _cancel_lock:
+        if sandbox_id in _cancelled:
+            _cancelled.discard(sandbox_id)
+            raise SandboxError(f"sandbox {sandbox_id}: cancelled")
 
 
 def _spec(runtime: NativeDriver, sandbox_id: str, argv: list[str], limits: options.Limits, *, cwd: str, user: str,
@@ -153,7 +194,8 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
             timer.start()
         code, oom_killed = container.run(
             store, runtime.spawner, spec, console.stdio, serve=console.transfer,
-            pre_start=[lambda pid: write_files(pid, files)] if files else (),
+            pre_start=[*([lambda pid: write_files(pid, files)] if files else []),
+                       *([lambda _pid: _not_cancelled(spec.id)] if spec.id in _watched else [])],
             post_stop=[measure], keep_parent=True)
     except ExecDriverError as error:
         raise SandboxError(f"sandbox {spec.id}: {error}") from error

@@ -392,6 +392,11 @@ class Template:
             env: Mapping[str, str] | None = None, timeout: float | None = options.TIMEOUT,
             check: bool = False) -> Result:
         """Run ``code`` in a sandbox of its own, as ``sandbox.run(code=...)`` does, with the preload done."""
+        return self._run(code, stdin, files, env, timeout, check)
+
+    def _run(self, code: str, stdin: bytes | None, files: Mapping[str, bytes | str] | None,
+             env: Mapping[str, str] | None, timeout: float | None, check: bool, cancel: int = -1) -> Result:
+        """``cancel``: an eventfd that, written, kills the sandbox (run_async's)."""
         if not isinstance(code, str):
             raise ConfigError("code: not a string")
         written = options.files_of(files, "/tmp")
@@ -401,7 +406,7 @@ class Template:
         while True:
             sandbox = self._take()
             try:
-                result = self._serve(sandbox, request, stdin or b"", seconds)
+                result = self._serve(sandbox, request, stdin or b"", seconds, cancel)
                 break
             except BrokenPipeError:  # it died waiting: another
                 with self._lock:
@@ -410,12 +415,22 @@ class Template:
             result.check_returncode()
         return result
 
-    async def run_async(self, code: str, **kwargs: object) -> Result:
-        """``run``, awaited: the waiting is done in a worker thread (a cancelled await leaves the sandbox
-        to its ``timeout``)."""
-        return await asyncio.to_thread(self.run, code, **kwargs)  # type: ignore[arg-type]
+    async def run_async(self, code: str, *, stdin: bytes | None = None,
+                        files: Mapping[str, bytes | str] | None = None, env: Mapping[str, str] | None = None,
+                        timeout: float | None = options.TIMEOUT, check: bool = False) -> Result:
+        """``run``, awaited (the waiting is done in a worker thread). Cancelled, it kills the sandbox."""
+        cancel = os.eventfd(0, os.EFD_CLOEXEC)
+        work = asyncio.ensure_future(asyncio.to_thread(self._run, code, stdin, files, env, timeout, check, cancel))
+        work.add_done_callback(lambda _: os.close(cancel))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if not work.done():
+                os.eventfd_write(cancel, 1)
+            raise
 
-    def _serve(self, sandbox: _Sandbox, request: bytes, stdin: bytes, timeout: float | None) -> Result:
+    def _serve(self, sandbox: _Sandbox, request: bytes, stdin: bytes, timeout: float | None,
+               cancel: int = -1) -> Result:
         begin = time.monotonic()
         try:
             sandbox.channel.send(request)
@@ -423,7 +438,8 @@ class Template:
             raise BrokenPipeError from None
         timed_out = False
         try:
-            out, err, reported, timed_out = _transfer(sandbox, stdin, None if timeout is None else begin + timeout)
+            out, err, reported, timed_out = _transfer(sandbox, stdin, None if timeout is None else begin + timeout,
+                                                      cancel)
             if reported is not None:
                 status = reported << 8  # as waitpid's: it ends with _exit(reported)
             else:  # killed, or it left by os._exit: what the zygote saw
@@ -524,14 +540,18 @@ def _remove(sandboxes: list[_Sandbox]) -> None:
             print(f"execdriver: sandbox {sandbox.id}: {err}", file=sys.stderr)
 
 
-def _transfer(sandbox: _Sandbox, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int | None, bool]:
+def _transfer(sandbox: _Sandbox, stdin: bytes, deadline: float | None,
+              cancel: int = -1) -> tuple[bytes, bytes, int | None, bool]:
     """Feed stdin, collect stdout, stderr and the reported status until all three close; kill at
-    ``deadline``. Returns (stdout, stderr, the status reported or None, timed out)."""
+    ``deadline``, or when ``cancel`` is readable. Returns (stdout, stderr, the status reported or
+    None, timed out)."""
     stdin_write, out_read, err_read, report_read = sandbox.streams
     poller = select.poll()
     outputs: dict[int, list[bytes]] = {out_read: [], err_read: [], report_read: []}
     for fd in outputs:
         poller.register(fd, select.POLLIN)
+    if cancel >= 0:
+        poller.register(cancel, select.POLLIN)
     view = memoryview(stdin)
     if view:
         os.set_blocking(stdin_write, False)
@@ -551,6 +571,13 @@ def _transfer(sandbox: _Sandbox, stdin: bytes, deadline: float | None) -> tuple[
                 pass
             continue
         for fd, event in events:
+            if fd == cancel:
+                poller.unregister(fd)
+                try:
+                    signals.pidfd_send_signal(sandbox.pidfd, signals.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                continue
             if fd == stdin_write:
                 try:
                     view = view[os.write(fd, view[:65536]):]
