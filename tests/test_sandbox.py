@@ -230,6 +230,27 @@ time.sleep(0.5)
     assert all(result.returncode == 0 for result in results), results
 
 
+def test_one_sandbox_over_its_memory_limit_leaves_its_neighbour_alone(numpy_template: Template) -> None:
+    """Each has a cgroup of its own (128 MiB here): one filling its limit is OOM-killed while the other,
+    at once, holds 100 MiB and finishes; were the limit one for both, the 100 MiB would not fit."""
+    results: dict[str, sandbox.Result] = {}
+
+    def run(name: str, code: str) -> None:
+        results[name] = numpy_template.run(code)
+
+    hog = threading.Thread(target=run, args=("hog", "import time; time.sleep(0.2); b = bytearray(300 << 20)"))
+    neighbour = threading.Thread(target=run, args=(
+        "neighbour", "import time; b = bytearray(100 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.6); "
+                     "print('fine')"))
+    for thread in (hog, neighbour):
+        thread.start()
+    for thread in (hog, neighbour):
+        thread.join()
+    assert results["hog"].oom_killed
+    assert results["neighbour"].stdout == b"fine\n" and not results["neighbour"].oom_killed, results["neighbour"]
+    assert results["neighbour"].peak_memory >= 100 << 20
+
+
 def test_a_preload_that_would_share_writable_memory_is_refused(driver: NativeDriver) -> None:
     with pytest.raises(sandbox.SandboxError, match="writable shared mapping"):
         Template(preload="import mmap; shared = mmap.mmap(-1, 4096)", size=1, driver=driver)
