@@ -55,6 +55,16 @@ def row(name: str, times: list[float], extra: str = "") -> None:
     print(f"{name:<44} p50 {percentile(times, 0.5):8.2f}  p99 {percentile(times, 0.99):8.2f}  ms  {extra}")
 
 
+def timed_request(template: Template) -> float:
+    """One request of CODE, request to result, in milliseconds."""
+    begin = time.perf_counter()
+    result = template.run(CODE, timeout=10)
+    elapsed = (time.perf_counter() - begin) * 1000
+    if result.returncode != 0:
+        raise SystemExit(f"template run failed: {result}")
+    return elapsed
+
+
 def template_bursts(template: Template, rounds: int, concurrency: int) -> list[float]:
     """``concurrency`` requests at once, ``rounds`` times, each burst on a full pool: request to result."""
     times: list[float] = []
@@ -64,11 +74,7 @@ def template_bursts(template: Template, rounds: int, concurrency: int) -> list[f
     def worker() -> None:
         for _ in range(rounds):
             barrier.wait()
-            begin = time.perf_counter()
-            result = template.run(CODE, timeout=10)
-            elapsed = (time.perf_counter() - begin) * 1000
-            if result.returncode != 0:
-                raise SystemExit(f"template run failed: {result}")
+            elapsed = timed_request(template)
             with lock:
                 times.append(elapsed)
             barrier.wait()
@@ -98,11 +104,7 @@ def template_sustained(template: Template, requests: int, concurrency: int) -> t
                 if not left[0]:
                     return
                 left[0] -= 1
-            begin = time.perf_counter()
-            result = template.run(CODE, timeout=10)
-            elapsed = (time.perf_counter() - begin) * 1000
-            if result.returncode != 0:
-                raise SystemExit(f"template run failed: {result}")
+            elapsed = timed_request(template)
             with lock:
                 times.append(elapsed)
 
