@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from execdriver.sandbox import SandboxFailed, Template
 from tests.helpers import cgroup_dir
 
 MiB = 1 << 20
-EXECDRIVER = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "execdriver")
+EXECDRIVER = str(Path(sys.executable).parent / "execdriver")  # the venv's command, wherever the venv is
 
 
 def sandbox_cgroups(prefix: str = "sandbox-") -> set[str]:
@@ -93,6 +94,8 @@ def test_a_time_out_kills_the_whole_tree(driver: NativeDriver) -> None:
     assert 0.5 <= result.wall_time < 10
     with pytest.raises(SandboxFailed, match="timed out"):
         sandbox.run(["sleep", "60"], timeout=0.2, check=True, driver=driver)
+    early = sandbox.run(["sleep", "60"], timeout=0.001, driver=driver)  # the deadline before the sandbox is up
+    assert early.timed_out and early.returncode == -9 and early.wall_time < 10
 
 
 def test_exceeding_memory_is_an_oom_kill_reported_as_such(driver: NativeDriver) -> None:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 
-from execdriver.errors import ConfigError, ExecDriverError, NotRunningError
+from execdriver.errors import ConfigError, ExecDriverError
 from execdriver.sandbox import options
 from execdriver.sandbox.result import Result, SandboxError
 
@@ -164,7 +164,7 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
          files: list[tuple[str, bytes]], timeout: float | None) -> Result:
     from execdriver.api import Pipes, ProcessConfig
     from execdriver.console import StdConsole
-    from execdriver.linux import cgroups
+    from execdriver.linux import cgroups, signals
     from execdriver.native import container
 
     store = runtime.store
@@ -172,13 +172,30 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
     console = StdConsole(ProcessConfig(), Pipes(stdin=io.BytesIO(stdin or b""), stdout=out, stderr=err))
     timed_out = threading.Event()
     usage = [0, 0]
+    # The deadline may come before the init is ready (a slow start): it is killed as soon as it is.
+    lock = threading.Lock()
+    init = [-1]  # its pidfd, once ready
+    expired = [False]
+
+    def kill_init() -> None:
+        """(Under the lock.) pid 1 of its namespace: every process of the sandbox goes with it."""
+        try:
+            signals.pidfd_send_signal(init[0], signal.SIGKILL)
+            timed_out.set()
+        except ProcessLookupError:
+            pass  # it ended meanwhile
 
     def expire() -> None:
-        try:
-            container.kill(store, spec.id, signal.SIGKILL)
-            timed_out.set()
-        except (NotRunningError, ExecDriverError):
-            pass  # it ended meanwhile
+        with lock:
+            expired[0] = True
+            if init[0] >= 0:
+                kill_init()
+
+    def ready(pid: int) -> None:
+        with lock:
+            init[0] = os.pidfd_open(pid)
+            if expired[0]:
+                kill_init()
 
     def measure(_pid: int) -> None:
         accounting = cgroups.manager(spec.cgroup.path).accounting()
@@ -196,12 +213,16 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
             store, runtime.spawner, spec, console.stdio, serve=console.transfer,
             pre_start=[*([lambda pid: write_files(pid, files)] if files else []),
                        *([lambda _pid: _not_cancelled(spec.id)] if spec.id in _watched else [])],
-            post_stop=[measure], keep_parent=True)
+            post_stop=[measure], keep_parent=True, ready=ready if timer is not None else None)
     except ExecDriverError as error:
         raise SandboxError(f"sandbox {spec.id}: {error}") from error
     finally:
         if timer is not None:
             timer.cancel()
+        with lock:
+            if init[0] >= 0:
+                os.close(init[0])
+                init[0] = -1
         console.close()
     wall = time.monotonic() - begin
     returncode = -(code - 128) if code > 128 else code  # subprocess's sign for a signal
