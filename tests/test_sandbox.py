@@ -289,6 +289,37 @@ def test_a_closed_template_leaves_nothing(driver: NativeDriver) -> None:
     assert os.listdir(driver.store.root) == [] or all(name.startswith(".") for name in os.listdir(driver.store.root))
 
 
+_KILLED_OWNER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from execdriver.native.driver import NativeDriver
+from execdriver.sandbox import Template
+driver = NativeDriver(root={state!r})
+template = Template(size=3, driver=driver)
+template.wait_full(30)
+print(template.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_template_whose_program_is_killed_leaves_nothing(tmp_path: Path) -> None:
+    """SIGKILL of the program: the fork server kills the zygote, and with it every sandbox (its pid
+    namespace), and removes the template's cgroup with the sandboxes' below it."""
+    code = _KILLED_OWNER.format(root=str(Path(__file__).resolve().parent.parent), state=str(tmp_path / "state"))
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        template_id = owner.stdout.readline().strip()
+        assert template_id.startswith("template-") and sandbox_cgroups(template_id)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 20
+    while sandbox_cgroups(template_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not sandbox_cgroups(template_id)
+
+
 # -- the command --------------------------------------------------------------
 
 

@@ -155,6 +155,8 @@ def run(
         launcher.finish(levels)
         # Should the cgroup resist, the state stays: clean(id) finds it there.
         cgroup.destroy(levels)
+        if spec.cgroup.tree:  # (a template's: its sandboxes' cgroups, their processes gone with the zygote)
+            cgroups.manager(spec.cgroup.tree).destroy()
         store.remove(spec.id, spare=True)  # (it holds state.json alone)
 
 

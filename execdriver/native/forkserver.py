@@ -191,7 +191,7 @@ class _Server:
             self.reap(pidfd)
             if kept is None:
                 continue  # a process of a container: nothing of its own to remove
-            state_dir, cgroup_path, parent_levels, token = kept
+            state_dir, cgroup_path, parent_levels, token, tree = kept
             if token:
                 _release_network(token)
             try:
@@ -199,6 +199,8 @@ class _Server:
                     cgroup = cgroups.manager(cgroup_path)
                     cgroup.kill()
                     cgroup.destroy(parent_levels)
+                if tree:  # (its processes died with the init: a template's sandboxes, with their zygote)
+                    cgroups.manager(tree).destroy()
             except cgroups.CgroupError:
                 continue  # the state stays, so that clean(id) finds the cgroup
             remove_tree(state_dir)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # (the aliases too: types cost a start their making, and only
     SecurityWire = tuple[list[int], CapabilitySetsWire | None, int, bytes | None, bool, bool,
                          list[tuple[int, int, int]], int | None, int, str, tuple[int, int] | None, bool]
     NamespacesWire = tuple[int, list[tuple[str, int]], list[Mapping], list[Mapping], bool, str, str]
-    CgroupWire = tuple[str, str, int, dict[str, object], list[tuple[str, str]], list[str], str]
+    CgroupWire = tuple[str, str, int, dict[str, object], list[tuple[str, str]], list[str], str, str]
     LaunchWire = tuple[str, str, str, ProcessWire, SecurityWire, NamespacesWire, FilesystemWire, CgroupWire,
                        NetworkWire | None, bool]
     ExecWire = tuple[str, ProcessWire, SecurityWire, tuple[int, int], list[str]]
@@ -224,14 +224,16 @@ class Cgroup:
     ``hierarchies``: the v1 mount points; ``into``: the container's
     directory in the cgroup v2 hierarchy (v2's, or a hybrid host's beside
     v1), which the runtime makes before the clone and clones the init into
-    (syscalls.clone says why), "" for none.
+    (syscalls.clone says why), "" for none; ``tree``: a cgroup whose
+    whole subtree goes with the container (a sandbox template's, which
+    holds the zygote's cgroup and its sandboxes'), "" for none.
     """
 
-    __slots__ = ("directory", "hierarchies", "into", "join", "limits", "parent_levels", "path")
+    __slots__ = ("directory", "hierarchies", "into", "join", "limits", "parent_levels", "path", "tree")
 
     def __init__(self, path: str = "", directory: str = "", parent_levels: int = 0, limits: Limits | None = None,
                  join: list[tuple[str, str]] | None = None, hierarchies: list[str] | None = None,
-                 into: str = "") -> None:
+                 into: str = "", tree: str = "") -> None:
         self.path = path
         self.directory = directory
         self.parent_levels = parent_levels
@@ -239,15 +241,16 @@ class Cgroup:
         self.join = join or []
         self.hierarchies = hierarchies or []
         self.into = into
+        self.tree = tree
 
     def wire(self) -> CgroupWire:
         return (self.path, self.directory, self.parent_levels, self.limits.wire(), self.join, self.hierarchies,
-                self.into)
+                self.into, self.tree)
 
     @classmethod
     def from_wire(cls, wire: CgroupWire) -> Cgroup:
-        path, directory, parent_levels, limits, join, hierarchies, into = wire
-        return cls(path, directory, parent_levels, Limits(**limits), join, hierarchies, into)
+        path, directory, parent_levels, limits, join, hierarchies, into, tree = wire
+        return cls(path, directory, parent_levels, Limits(**limits), join, hierarchies, into, tree)
 
 
 class LaunchSpec:

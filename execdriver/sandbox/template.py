@@ -104,7 +104,13 @@ class Template:
         if not cwd.startswith("/tmp"):
             raise ConfigError(f"cwd: {cwd!r}: a template's sandboxes start in their /tmp or below it")
         self.limits = options.Limits(memory, cpus, pids, tmp_size)
+        self.id = f"template-{uuid.uuid4().hex[:12]}"
         self._cgroups = options.cgroup_available()
+        # One cgroup for the whole template: the zygote's below it, and each sandbox's.
+        self._tree = ""
+        if self._cgroups:
+            delegated = cgroups.delegated_subtree() if os.geteuid() != 0 else ""
+            self._tree = f"{delegated}/execdriver/{self.id}".lstrip("/")
         if not self._cgroups:  # a caller without privileges on a host that delegates it no cgroup
             if (memory, cpus, pids) != (options.MEMORY, options.CPUS, options.PIDS):
                 raise ConfigError("memory, cpus, pids: limits need a cgroup, and this host gives a user "
@@ -114,7 +120,6 @@ class Template:
             warnings.warn(options.NO_CGROUP, RuntimeWarning, stacklevel=2)
             self.limits = self.limits.without_cgroup()
         self.size = size
-        self.id = f"template-{uuid.uuid4().hex[:12]}"
         self._driver = driver or cold.shared_driver()
         self._lock = threading.Condition()
         self._ready: collections.deque[_Sandbox] = collections.deque()
@@ -156,7 +161,9 @@ class Template:
             container_id=self.id, state_dir=state_dir, argv=[*argv, "-I", "-c", boot], rootfs="/", readonly=True,
             hostname="sandbox", env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                      *_ONE_THREAD],
-            security=command.process_security(True, state_dir))  # every capability we have, no filter (clone, mount)
+            security=command.process_security(True, state_dir),  # every capability we have, no filter (clone, mount)
+            cgroup_path=f"{self._tree}/zygote" if self._tree else "")
+        spec.cgroup.tree = self._tree  # the sandboxes' cgroups below it go with the zygote's, should we not remove them
         try:
             who = users.resolve(user)
         except users.UserError as err:
@@ -307,7 +314,7 @@ class Template:
         with self._lock:
             self._counter += 1
             sandbox_id = f"{self.id}-{self._counter}"
-        cgroup = cgroups.manager(f"execdriver/{sandbox_id}" if self._cgroups else "")
+        cgroup = cgroups.manager(f"{self._tree}/{sandbox_id.rsplit('-', 1)[1]}" if self._tree else "")
         cgroup.create(self.limits.cgroup(self._device_rules))
         fds: list[int] = []
         ours, theirs = fdpass.pair()
@@ -483,6 +490,11 @@ class Template:
             self._ready.clear()
             self._done = []
         _remove(list(dict.fromkeys(left)))
+        if self._tree:  # (the zygote's end removed it, unless the zygote never started)
+            try:
+                cgroups.manager(self._tree).destroy()
+            except cgroups.CgroupError as err:
+                print(f"execdriver: template {self.id}: {err}", file=sys.stderr)
 
     def __enter__(self) -> Template:
         return self

@@ -455,7 +455,7 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
         assert decoded_spec.wire()[:7] == spec.wire()[:7] and decoded_spec.network is None
         assert decoded_spec.cgroup.join == spec.cgroup.join and not decoded_spec.cgroup.limits.wire()
         assert LaunchSpec.from_wire(spec.wire()).wire() == spec.wire()
-        assert request.kept() == (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels, "")
+        assert request.kept() == (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels, "", "")
         assert decoded_mode.wire() == mode.wire() and decoded_mode.says_ready()
     execute = ExecSpec("c1", Process(["ls"], ["A=1"]), Security([0, 1], 40), (123, 456), ["/sys/fs/cgroup/x/tasks"])
     decoded = protocol.decode(protocol.Request(execute).encode())
@@ -464,7 +464,7 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
 
 def test_the_fork_server_frame_leads_with_what_a_blank_needs() -> None:
     body = b"\x00body\xff"
-    kept = ("/run/x/c1", "execdriver/c1", 1, "token")
+    kept = ("/run/x/c1", "execdriver/c1", 1, "token", "")
     assert protocol.unframe(protocol.frame(b"1:2:3", ["/root", "/src"], kept, body)) == (
         b"1:2:3", ["/root", "/src"], kept, body)
     assert protocol.unframe(protocol.frame(b"", None, None, body)) == (b"", None, None, body)
