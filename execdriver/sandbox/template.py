@@ -132,7 +132,7 @@ class Template:
         self._failure: str = ""
         self._counter = 0
         self._device_rules = _device_rules()
-        self._control, self._zygote_thread, self._zygote_status = self._start_zygote(argv, user, cwd, env, preload)
+        self._control, self._zygote_thread = self._start_zygote(argv, user, cwd, env, preload)
         self._reader = threading.Thread(target=self._read, name=f"{self.id}-reader", daemon=True)
         self._reader.start()
         # Two: one makes a cgroup while the zygote clones for the other.
@@ -147,7 +147,7 @@ class Template:
     # -- the zygote ----------------------------------------------------------
 
     def _start_zygote(self, argv: list[str], user: str, cwd: str, env: Mapping[str, str] | None,
-                      preload: str) -> tuple[Socket, threading.Thread, list[int]]:
+                      preload: str) -> tuple[Socket, threading.Thread]:
         from execdriver.linux import users
         from execdriver.native import command, container
         from execdriver.sandbox.zygote import Config
@@ -175,14 +175,12 @@ class Template:
         error_read, error_write = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         started = threading.Event()
-        status: list[int] = []
         failure: list[BaseException] = []
 
         def serve() -> None:
             try:
-                code, _ = container.run(store, self._driver.spawner, spec, (theirs.fileno(), null, error_write),
-                                        ready=lambda _pid: started.set(), keep_parent=True)
-                status.append(code)
+                container.run(store, self._driver.spawner, spec, (theirs.fileno(), null, error_write),
+                              ready=lambda _pid: started.set(), keep_parent=True)
             except BaseException as err:  # noqa: BLE001 - handed to the constructor
                 failure.append(err)
             finally:
@@ -221,7 +219,7 @@ class Template:
             raise
         finally:
             os.close(error_read)
-        return ours, thread, status
+        return ours, thread
 
     def _kill_zygote(self) -> None:
         from execdriver.native import container
@@ -479,6 +477,9 @@ class Template:
                 return
             self._closed = True
             self._lock.notify_all()
+        import atexit
+
+        atexit.unregister(self.close)
         self._kill_zygote()
         self._zygote_thread.join(30)
         self._control.close()

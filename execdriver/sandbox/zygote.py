@@ -133,7 +133,7 @@ def _serve(control: fdpass.Socket, config: Config, namespace: dict[str, object])
                     after_parent()
                     raise
                 if pid == 0:
-                    _sandbox(fds[0], fds[2:] if cgroup >= 0 else fds[1:], config, namespace, control.fileno())
+                    _sandbox(fds[0], fds[2:] if cgroup >= 0 else fds[1:], config, namespace)
                 after_parent()
             except OSError as err:
                 control.send(b"F" + message[2:] + b" " + str(err).encode(errors="replace"))
@@ -146,8 +146,7 @@ def _serve(control: fdpass.Socket, config: Config, namespace: dict[str, object])
                     os.close(received)
 
 
-def _sandbox(channel: int, tasks: list[int], config: Config, namespace: dict[str, object],
-             control: int) -> NoReturn:
+def _sandbox(channel: int, tasks: list[int], config: Config, namespace: dict[str, object]) -> NoReturn:
     """In the new sandbox: settle, wait for the request, run it. Never returns.
 
     ``tasks``: the v1 hierarchies' tasks files to write ourselves into.
@@ -158,7 +157,7 @@ def _sandbox(channel: int, tasks: list[int], config: Config, namespace: dict[str
         ctypes.pythonapi.PyOS_AfterFork_Child()  # as os.fork's child: at-fork hooks (random reseeds itself)
         syscalls.close_all_but(channel, *tasks)
         null = os.open("/dev/null", os.O_RDWR)
-        os.dup2(null, 0)  # not the zygote's control socket
+        os.dup2(null, 0)  # not the zygote's control socket (its stdin); 1 and 2 are replaced by the request's
         os.close(null)
         for fd in tasks:  # the v1 hierarchies (a single-threaded process moving itself takes no global lock)
             os.write(fd, b"0")
