@@ -490,6 +490,10 @@ class Template:
             left = [*self._ready, *self._done, *self._by_pid.values()]
             self._ready.clear()
             self._done = []
+            for _, pidfds in self._replies.values():  # answers no refill took (it failed meanwhile)
+                for fd in pidfds:
+                    os.close(fd)
+            self._replies.clear()
         _remove(list(dict.fromkeys(left)))
         if self._tree:  # (the zygote's end removed it, unless the zygote never started)
             try:
