@@ -6,14 +6,16 @@ from itself. A pool of ``size`` sandboxes waits, each made as far as it
 can go without its code: namespaces, its own /proc, /tmp and /dev
 filesystems, its cgroup with the limits, root given up, the seccomp
 filter loaded. ``run`` hands the code to one; it runs it in a copy of the
-preload's namespace (the modules loaded, the memory copy-on-write) and
-exits. A sandbox serves one request and is never reused; a thread refills
-the pool behind it, and removes the cgroups of those that are done.
+preload's namespace (the modules loaded, the memory copy-on-write),
+reports its exit status and waits to be killed. A sandbox serves one
+request and is never reused; two threads refill the pool behind it, and
+kill and remove those that are done while no request is served.
 
-The runtime makes each sandbox's cgroup and hands the zygote its
-descriptors: the cgroup v2 directory to clone into, the v1 ``tasks`` files
-the sandbox writes itself into (no pid is moved by a write of its pid:
-syscalls.clone says why).
+The runtime makes each sandbox's cgroup, below the template's own, and
+hands the zygote its descriptors: the cgroup v2 directory to clone into,
+the v1 ``tasks`` files the sandbox writes itself into (no pid is moved by
+a write of its pid: syscalls.clone says why). docs/architecture.md has the
+whole protocol.
 """
 
 from __future__ import annotations
