@@ -118,8 +118,11 @@ class Warm:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
-        # cgroup v2 renames no cgroup (EPERM): there the container keeps the sandbox's.
-        self.renames = cgroups.version() == 1
+        # cgroup v2 renames no cgroup (EPERM): there the container keeps the sandbox's, and on a
+        # hybrid host too, whose v2 hierarchy the sandbox is in. (Moving its process into a new
+        # directory there takes the threadgroup lock, and waits for an RCU grace period, about
+        # 7 ms here, while the container waits: syscalls.clone.)
+        self.renames = cgroups.version() == 1 and not cgroups.v2_root()
         self.named = False  # the sandbox's cgroup is under the id's name, the run's to remove
 
     def cgroup_path(self, spec: LaunchSpec) -> str:

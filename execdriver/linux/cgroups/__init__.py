@@ -282,29 +282,17 @@ def manager(path: str, root: str | None = None, cgroup_version: int | None = Non
 
 
 def rename(cgroup: Manager, path: str) -> Manager:
-    """Move ``cgroup``, processes and all, to ``path`` under the same parent: a warm sandbox becomes a container."""
+    """Move ``cgroup``, processes and all, to ``path`` under the same parent: a warm sandbox becomes a container.
+
+    Only where every hierarchy renames (cgroup v1 alone: v2 refuses, launchers.Warm).
+    """
     moved = manager(path)
     for source, target in zip(cgroup.directories(), moved.directories(), strict=True):
         try:
             os.rename(source, target)
-        except PermissionError:
-            _move_processes(source, target)  # a hybrid host's cgroup v2 hierarchy, which renames none
         except OSError as err:
             raise CgroupError(f"cannot rename cgroup {source} to {target}: {err.strerror}") from None
     return moved
-
-
-def _move_processes(source: str, target: str) -> None:
-    try:
-        os.mkdir(target, 0o755)
-        with open(os.path.join(source, "cgroup.procs"), encoding="ascii") as handle:
-            pids = handle.read().split()
-        for pid in pids:
-            with open(os.path.join(target, "cgroup.procs"), "w", encoding="ascii") as handle:
-                handle.write(pid)
-        os.rmdir(source)
-    except OSError as err:
-        raise CgroupError(f"cannot move cgroup {source} to {target}: {err.strerror}") from None
 
 
 def remove_if_empty(name: str) -> None:
