@@ -440,109 +440,117 @@ def _stream_exec(url: str, stdin: bytes = b"") -> tuple[bytes, bytes, dict[str, 
     return channels[1], channels[2], json.loads(channels[3])
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("handler", HANDLERS)
-def test_a_pod_through_the_cri(handler: str, busybox_rootfs: Path, tmp_path: Path,
-                               cri_api: tuple[ModuleType, ModuleType]) -> None:
-    work = tmp_path
-    runtime_root = work / "runtime" / handler
+@contextlib.contextmanager
+def _cri_session(handler: str, work: Path, busybox_rootfs: Path, cri_api: tuple[ModuleType, ModuleType], *,
+                 restrict_oom_score_adj: bool) -> Iterator[tuple[Containerd, Cri, Any]]:
+    """containerd with ``handler``'s runtime (its root under ``work``), the busybox image imported and a
+    pod's config; afterwards the pods and images removed, and nothing of the daemon left."""
     cgroup_parent = f"/execdriver-k8s-{uuid.uuid4().hex[:8]}"
-    with _containerd(work, _cri_tables(work, restrict_oom_score_adj=True), runtime_roots=[runtime_root],
-                     cgroup_parent=cgroup_parent) as daemon:
+    with _containerd(work, _cri_tables(work, restrict_oom_score_adj=restrict_oom_score_adj),
+                     runtime_roots=[work / "runtime" / handler], cgroup_parent=cgroup_parent) as daemon:
         cri = Cri(daemon.socket, cri_api)
-        pb = cri.pb
         try:
-            version = cri.version()
-            assert (version.runtime_name, version.runtime_api_version) == ("containerd", "v1")
+            cri.version()
             _import_images(daemon, cri, busybox_rootfs)
-
-            config = _pod_config(cri, work, cgroup_parent)
-            try:
-                pod = cri.RunPodSandbox(pb.RunPodSandboxRequest(config=config, runtime_handler=handler),
-                                        timeout=120).pod_sandbox_id
-            except grpc.RpcError as error:
-                raise AssertionError(f"RunPodSandbox: {error.details()}\n{daemon.log()}") from error
-            status = cri.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod)).status
-            assert (status.state, status.runtime_handler) == (pb.SANDBOX_READY, handler)
-            # The handler's runtime runs the sandbox: its state is in that runtime's root.
-            assert (runtime_root / CRI_NAMESPACE / pod).is_dir()
-            # restrict_oom_score_adj: the sandbox gets containerd's own score instead of -998.
-            bundle = work / "state" / "io.containerd.runtime.v2.task" / CRI_NAMESPACE / pod
-            spec = json.loads((bundle / "config.json").read_text())
-            own = int(Path(f"/proc/{daemon.process.pid}/oom_score_adj").read_text())
-            assert spec["process"]["oomScoreAdj"] == own > -998
-
-            script = ("trap 'echo stopping; exit 0' TERM; echo hello from the pod; echo to stderr >&2; "
-                      "while true; do sleep 1; done")
-            container_config = pb.ContainerConfig(
-                metadata=pb.ContainerMetadata(name="hello"), image=pb.ImageSpec(image=BUSYBOX),
-                command=["sh", "-c", script], log_path="hello/0.log",
-                linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-                    namespace_options=_namespaces(pb))))
-            container = cri.CreateContainer(pb.CreateContainerRequest(
-                pod_sandbox_id=pod, config=container_config, sandbox_config=config), timeout=120).container_id
-            cri.StartContainer(pb.StartContainerRequest(container_id=container), timeout=120)
-            assert (runtime_root / CRI_NAMESPACE / container).is_dir()
-            status = cri.ContainerStatus(pb.ContainerStatusRequest(container_id=container)).status
-            assert status.state == pb.CONTAINER_RUNNING
-            log = Path(config.log_directory) / "hello" / "0.log"
-            assert status.log_path == str(log)
-            deadline = time.monotonic() + 10
-            while not log.exists() or len(_log_lines(log)) < 2:
-                assert time.monotonic() < deadline, f"the container's log: {log.read_text() if log.exists() else ''}"
-                time.sleep(0.1)
-            assert sorted(_log_lines(log)) == [("stderr", "to stderr"), ("stdout", "hello from the pod")]
-
-            # ExecSync: in the container (its pid 1 is the script), output and exit code back.
-            done = cri.ExecSync(pb.ExecSyncRequest(
-                container_id=container, cmd=["sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; echo err >&2; exit 3"],
-                timeout=30), timeout=60)
-            assert (done.stdout.decode(), done.stderr, done.exit_code) == (f"sh -c {script} \n", b"err\n", 3)
-
-            # Exec: a URL on the streaming server, whose stream carries the output and the exit code.
-            url = cri.Exec(pb.ExecRequest(container_id=container, cmd=["sh", "-c", "echo out; echo err >&2; exit 7"],
-                                          stdout=True, stderr=True)).url
-            out, err, result = _stream_exec(url)
-            assert (out, err) == (b"out\n", b"err\n")
-            assert (result["status"], result["reason"]) == ("Failure", "NonZeroExitCode"), result
-            assert result["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}], result
-            out, err, result = _stream_exec(cri.Exec(pb.ExecRequest(
-                container_id=container, cmd=["echo", "streamed"], stdout=True, stderr=True)).url)
-            assert (out, err, result["status"]) == (b"streamed\n", b"", "Success"), result
-            out, err, result = _stream_exec(cri.Exec(pb.ExecRequest(
-                container_id=container, cmd=["head", "-c", "6"], stdin=True, stdout=True, stderr=True)).url,
-                stdin=b"typed\n")
-            assert (out, err, result["status"]) == (b"typed\n", b"", "Success"), result
-
-            # Stats, which the shim reads from the container's cgroup.
-            stats = cri.ContainerStats(pb.ContainerStatsRequest(container_id=container)).stats
-            assert stats.attributes.id == container
-            assert stats.cpu.usage_core_nano_seconds.value > 0
-            assert stats.memory.working_set_bytes.value > 0
-
-            # Stop: SIGTERM reaches the script, which exits 0 (well before the 30 s of grace).
-            started = time.monotonic()
-            cri.StopContainer(pb.StopContainerRequest(container_id=container, timeout=30), timeout=90)
-            assert time.monotonic() - started < 20
-            status = cri.ContainerStatus(pb.ContainerStatusRequest(container_id=container)).status
-            assert (status.state, status.exit_code, status.reason) == (pb.CONTAINER_EXITED, 0, "Completed")
-            assert _log_lines(log)[-1] == ("stdout", "stopping")
-            cri.RemoveContainer(pb.RemoveContainerRequest(container_id=container))
-            assert not (runtime_root / CRI_NAMESPACE / container).exists()
-            assert list(cri.ListContainers(pb.ListContainersRequest()).containers) == []
-
-            cri.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
-            status = cri.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod)).status
-            assert status.state == pb.SANDBOX_NOTREADY
-            cri.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
-            assert list(cri.ListPodSandbox(pb.ListPodSandboxRequest()).items) == []
-            assert not (runtime_root / CRI_NAMESPACE / pod).exists()
+            yield daemon, cri, _pod_config(cri, work, cgroup_parent)
         finally:
             _remove_pods(cri)
             _remove_images(cri)
             cri.close()
     assert daemon.process.returncode is not None
     assert daemon.leftovers == {}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_pod_through_the_cri(handler: str, busybox_rootfs: Path, tmp_path: Path,
+                               cri_api: tuple[ModuleType, ModuleType]) -> None:
+    work = tmp_path
+    runtime_root = work / "runtime" / handler
+    with _cri_session(handler, work, busybox_rootfs, cri_api, restrict_oom_score_adj=True) as (daemon, cri, config):
+        pb = cri.pb
+        version = cri.version()
+        assert (version.runtime_name, version.runtime_api_version) == ("containerd", "v1")
+        try:
+            pod = cri.RunPodSandbox(pb.RunPodSandboxRequest(config=config, runtime_handler=handler),
+                                    timeout=120).pod_sandbox_id
+        except grpc.RpcError as error:
+            raise AssertionError(f"RunPodSandbox: {error.details()}\n{daemon.log()}") from error
+        status = cri.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod)).status
+        assert (status.state, status.runtime_handler) == (pb.SANDBOX_READY, handler)
+        # The handler's runtime runs the sandbox: its state is in that runtime's root.
+        assert (runtime_root / CRI_NAMESPACE / pod).is_dir()
+        # restrict_oom_score_adj: the sandbox gets containerd's own score instead of -998.
+        bundle = work / "state" / "io.containerd.runtime.v2.task" / CRI_NAMESPACE / pod
+        spec = json.loads((bundle / "config.json").read_text())
+        own = int(Path(f"/proc/{daemon.process.pid}/oom_score_adj").read_text())
+        assert spec["process"]["oomScoreAdj"] == own > -998
+
+        script = ("trap 'echo stopping; exit 0' TERM; echo hello from the pod; echo to stderr >&2; "
+                  "while true; do sleep 1; done")
+        container_config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name="hello"), image=pb.ImageSpec(image=BUSYBOX),
+            command=["sh", "-c", script], log_path="hello/0.log",
+            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=_namespaces(pb))))
+        container = cri.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=container_config, sandbox_config=config), timeout=120).container_id
+        cri.StartContainer(pb.StartContainerRequest(container_id=container), timeout=120)
+        assert (runtime_root / CRI_NAMESPACE / container).is_dir()
+        status = cri.ContainerStatus(pb.ContainerStatusRequest(container_id=container)).status
+        assert status.state == pb.CONTAINER_RUNNING
+        log = Path(config.log_directory) / "hello" / "0.log"
+        assert status.log_path == str(log)
+        deadline = time.monotonic() + 10
+        while not log.exists() or len(_log_lines(log)) < 2:
+            assert time.monotonic() < deadline, f"the container's log: {log.read_text() if log.exists() else ''}"
+            time.sleep(0.1)
+        assert sorted(_log_lines(log)) == [("stderr", "to stderr"), ("stdout", "hello from the pod")]
+
+        # ExecSync: in the container (its pid 1 is the script), output and exit code back.
+        done = cri.ExecSync(pb.ExecSyncRequest(
+            container_id=container, cmd=["sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; echo err >&2; exit 3"],
+            timeout=30), timeout=60)
+        assert (done.stdout.decode(), done.stderr, done.exit_code) == (f"sh -c {script} \n", b"err\n", 3)
+
+        # Exec: a URL on the streaming server, whose stream carries the output and the exit code.
+        url = cri.Exec(pb.ExecRequest(container_id=container, cmd=["sh", "-c", "echo out; echo err >&2; exit 7"],
+                                      stdout=True, stderr=True)).url
+        out, err, result = _stream_exec(url)
+        assert (out, err) == (b"out\n", b"err\n")
+        assert (result["status"], result["reason"]) == ("Failure", "NonZeroExitCode"), result
+        assert result["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}], result
+        out, err, result = _stream_exec(cri.Exec(pb.ExecRequest(
+            container_id=container, cmd=["echo", "streamed"], stdout=True, stderr=True)).url)
+        assert (out, err, result["status"]) == (b"streamed\n", b"", "Success"), result
+        out, err, result = _stream_exec(cri.Exec(pb.ExecRequest(
+            container_id=container, cmd=["head", "-c", "6"], stdin=True, stdout=True, stderr=True)).url,
+            stdin=b"typed\n")
+        assert (out, err, result["status"]) == (b"typed\n", b"", "Success"), result
+
+        # Stats, which the shim reads from the container's cgroup.
+        stats = cri.ContainerStats(pb.ContainerStatsRequest(container_id=container)).stats
+        assert stats.attributes.id == container
+        assert stats.cpu.usage_core_nano_seconds.value > 0
+        assert stats.memory.working_set_bytes.value > 0
+
+        # Stop: SIGTERM reaches the script, which exits 0 (well before the 30 s of grace).
+        started = time.monotonic()
+        cri.StopContainer(pb.StopContainerRequest(container_id=container, timeout=30), timeout=90)
+        assert time.monotonic() - started < 20
+        status = cri.ContainerStatus(pb.ContainerStatusRequest(container_id=container)).status
+        assert (status.state, status.exit_code, status.reason) == (pb.CONTAINER_EXITED, 0, "Completed")
+        assert _log_lines(log)[-1] == ("stdout", "stopping")
+        cri.RemoveContainer(pb.RemoveContainerRequest(container_id=container))
+        assert not (runtime_root / CRI_NAMESPACE / container).exists()
+        assert list(cri.ListContainers(pb.ListContainersRequest()).containers) == []
+
+        cri.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
+        status = cri.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod)).status
+        assert status.state == pb.SANDBOX_NOTREADY
+        cri.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
+        assert list(cri.ListPodSandbox(pb.ListPodSandboxRequest()).items) == []
+        assert not (runtime_root / CRI_NAMESPACE / pod).exists()
 
 
 # What the shim reports of it (the last line of level "error" in the runtime's --log). runc's init fails
@@ -560,29 +568,14 @@ EXPECTED_OOM_FAILURE = {
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_a_sandbox_whose_oom_score_adj_cannot_be_set_fails_cleanly(
         handler: str, busybox_rootfs: Path, tmp_path: Path, cri_api: tuple[ModuleType, ModuleType]) -> None:
-    work = tmp_path
-    runtime_root = work / "runtime" / handler
-    cgroup_parent = f"/execdriver-k8s-{uuid.uuid4().hex[:8]}"
-    with _containerd(work, _cri_tables(work, restrict_oom_score_adj=False), runtime_roots=[runtime_root],
-                     cgroup_parent=cgroup_parent) as daemon:
-        cri = Cri(daemon.socket, cri_api)
+    with _cri_session(handler, tmp_path, busybox_rootfs, cri_api, restrict_oom_score_adj=False) as (_, cri, config):
         pb = cri.pb
-        try:
-            cri.version()
-            _import_images(daemon, cri, busybox_rootfs)
-            config = _pod_config(cri, work, cgroup_parent)
-            with pytest.raises(grpc.RpcError) as failure:
-                cri.RunPodSandbox(pb.RunPodSandboxRequest(config=config, runtime_handler=handler), timeout=120)
-            message = failure.value.details() or ""
-            assert failure.value.code() == grpc.StatusCode.UNKNOWN, message
-            assert "failed to create containerd task" in message and "OCI runtime create failed" in message, message
-            assert EXPECTED_OOM_FAILURE[handler] in message, message
-            assert list(cri.ListPodSandbox(pb.ListPodSandboxRequest()).items) == []
-            assert list(cri.ListContainers(pb.ListContainersRequest()).containers) == []
-        finally:
-            _remove_pods(cri)
-            _remove_images(cri)
-            cri.close()
-    assert daemon.process.returncode is not None
-    assert daemon.leftovers == {}
+        with pytest.raises(grpc.RpcError) as failure:
+            cri.RunPodSandbox(pb.RunPodSandboxRequest(config=config, runtime_handler=handler), timeout=120)
+        message = failure.value.details() or ""
+        assert failure.value.code() == grpc.StatusCode.UNKNOWN, message
+        assert "failed to create containerd task" in message and "OCI runtime create failed" in message, message
+        assert EXPECTED_OOM_FAILURE[handler] in message, message
+        assert list(cri.ListPodSandbox(pb.ListPodSandboxRequest()).items) == []
+        assert list(cri.ListContainers(pb.ListContainersRequest()).containers) == []
 

@@ -228,11 +228,8 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         security=_security(options, store.path(container_id)),
         init=bool(options["init"]),
         limits=limits.cgroup(command.default_device_rules(bool(options["privileged"]))),
+        tmp_size=limits.tmp_size if host_view else None,
     )
-    if host_view and limits.tmp_size is not None:
-        for mount in spec.filesystem.mounts:
-            if mount.destination == "/tmp" and mount.fstype == "tmpfs":
-                mount.data = f"{mount.data},size={limits.tmp_size}"
 
     def forward(signum: int, _frame: object) -> None:
         try:

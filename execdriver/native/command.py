@@ -59,12 +59,14 @@ def _unsupported(command: Command) -> None:
             raise ConfigError(f"{name}: SELinux labels are not supported by this driver yet")
 
 
-def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str, host_view: bool) -> list[Mount]:
-    """Docker's standard mounts, a fresh /tmp and /run on the host view, then the binds."""
+def _mounts(mounts: list[tuple[str, str, bool]], tmpdir: str, host_view: bool, tmp_size: int | None) -> list[Mount]:
+    """Docker's standard mounts, a fresh /tmp (the host view's, or any root's with ``tmp_size``) and
+    /run on the host view, then the binds."""
     result = default_mounts()
+    if not tmpdir and (host_view or tmp_size is not None):
+        result.append(special("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_size}" if tmp_size
+                              else "mode=1777"))
     if host_view:
-        if not tmpdir:
-            result.append(special("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
         result.append(special("/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755"))
     for index, (source, destination, writable) in enumerate(mounts):
         where = f"mounts[{index}]"
@@ -109,6 +111,7 @@ def launch_spec(
     layer_folder: str = "",
     mounts: list[tuple[str, str, bool]] | None = None,
     tmpdir: str = "",
+    tmp_size: int | None = None,
     hostname: str = "",
     working_dir: str = "",
     env: list[str] | None = None,
@@ -130,7 +133,9 @@ def launch_spec(
 
     Errors name the Command field at fault. ``security`` defaults to
     Docker's (process_security); ``terminal``: the console size of a
-    process that gets a pty (its master goes back over stdin, a socket).
+    process that gets a pty (its master goes back over stdin, a socket);
+    ``tmp_size``: a fresh tmpfs /tmp of that many bytes (0: unsized) in any
+    root, where None gives one to the host view alone.
     """
     size = terminal or (0, 0)
     if size[0] < 0 or size[1] < 0:
@@ -160,7 +165,7 @@ def launch_spec(
     uids, gids, idmap = user_namespace(uid_mappings, gid_mappings, root)
     if uids:
         clone_flags |= syscalls.CLONE_NEWUSER
-    all_mounts = _mounts(mounts or [], tmpdir, root.kind == "host")
+    all_mounts = _mounts(mounts or [], tmpdir, root.kind == "host", tmp_size)
     if network is not None and network.files:
         from execdriver.linux.network import etc
 

@@ -109,10 +109,9 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         parent_levels = cgroups.manager(path).missing_ancestors()
     hierarchies: list[str] = []
     join: list[tuple[str, str]] = []
-    into = ""
-    if joins_itself and cgroups.v2_root():
-        # Cloned into its v2 cgroup, never moved: syscalls.clone says why.
-        into = os.path.join(cgroups.v2_root(), path)
+    v2_root = cgroups.v2_root()
+    # Cloned into its v2 cgroup, never moved: syscalls.clone says why.
+    into = os.path.join(v2_root, path) if joins_itself and v2_root else ""
     if cgroups.version() == 1:
         from execdriver.linux.cgroups.v1 import UNIFIED, mounts
 

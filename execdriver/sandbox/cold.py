@@ -133,8 +133,6 @@ def _not_cancelled(sandbox_id: str) -> None:
 
 def _spec(runtime: NativeDriver, sandbox_id: str, argv: list[str], limits: options.Limits, *, cwd: str, user: str,
           rootfs: str | None, env: list[str], network: str) -> LaunchSpec:
-    from execdriver.linux.rootfs import special
-    from execdriver.linux.syscalls import MS_NODEV, MS_NOSUID
     from execdriver.native import command
 
     store = runtime.store
@@ -148,16 +146,13 @@ def _spec(runtime: NativeDriver, sandbox_id: str, argv: list[str], limits: optio
     if rootfs is not None and not os.path.isdir(rootfs):
         raise ConfigError(f"rootfs: {rootfs!r} is not a directory")
     cgroup_limits = limits.cgroup(command.default_device_rules(False))
-    spec = command.launch_spec(
+    return command.launch_spec(
         container_id=sandbox_id, state_dir=state_dir, argv=argv, rootfs=rootfs or "/", readonly=True,
         hostname="sandbox", working_dir=cwd, env=env, user=user, limits=cgroup_limits,
         network=net,
         security=command.process_security(False, state_dir, cap_drop=["ALL"], no_new_privileges=True),
+        tmp_size=limits.tmp_size or 0,  # (always a fresh /tmp: files go there)
     )
-    tmp = f"mode=1777,size={limits.tmp_size}" if limits.tmp_size is not None else "mode=1777"
-    mounts = [mount for mount in spec.filesystem.mounts if mount.destination != "/tmp"]
-    spec.filesystem.mounts = [*mounts, special("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp)]
-    return spec
 
 
 def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes | None,

@@ -114,13 +114,16 @@ def argv_of(args: str | Sequence[str] | None, code: str | None, python: str) -> 
     return argv
 
 
-def env_of(env: Mapping[str, str] | None) -> list[str]:
-    """KEY=VALUE lines; a PATH unless given."""
+def env_of(env: Mapping[str, str] | None, path: bool = True) -> list[str]:
+    """KEY=VALUE lines; with ``path``, the default PATH unless given (spec.DEFAULT_PATH)."""
+    from execdriver.native.spec import DEFAULT_PATH
+
     values = dict(env or {})
     for key, value in values.items():
         if not key or "=" in key or "\0" in key or "\0" in str(value):
             raise ConfigError(f"env: {key!r} is not a valid variable")
-    values.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if path:
+        values.setdefault("PATH", DEFAULT_PATH)
     return [f"{key}={value}" for key, value in values.items()]
 
 

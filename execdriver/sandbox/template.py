@@ -161,8 +161,7 @@ class Template:
                 "from execdriver.sandbox import zygote; zygote.main()")
         spec = command.launch_spec(
             container_id=self.id, state_dir=state_dir, argv=[*argv, "-I", "-c", boot], rootfs="/", readonly=True,
-            hostname="sandbox", env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                     *_ONE_THREAD],
+            hostname="sandbox", env=list(_ONE_THREAD),  # (and the default PATH: launch_spec)
             security=command.process_security(True, state_dir),  # every capability we have, no filter (clone, mount)
             cgroup_path=f"{self._tree}/zygote" if self._tree else "")
         spec.cgroup.tree = self._tree  # the sandboxes' cgroups below it go with the zygote's, should we not remove them
@@ -407,7 +406,7 @@ class Template:
         if not isinstance(code, str):
             raise ConfigError("code: not a string")
         written = options.files_of(files, "/tmp")
-        extra = [] if env is None else options.env_of(env)
+        extra = options.env_of(env, path=False)  # over the template's, which has a PATH
         seconds = options.timeout_of(timeout)
         request = marshal.dumps((code, written, extra))
         while True:
