@@ -39,7 +39,6 @@ def test_run_takes_a_sandbox_made_ahead(driver: NativeDriver, busybox_rootfs: Pa
         pids.append(pid)
 
     v1 = cgroups.version() == 1
-    renamed = v1 and not cgroups.v2_root()  # (launchers.Warm says why not elsewhere)
     script = f"echo $(hostname) $(id -u) $(grep {'freezer' if v1 else '^0::'} /proc/self/cgroup); echo err >&2; exit 7"
     for index, user in enumerate(("", "nobody")):
         command = shell(f"{cid}-{index}", busybox_rootfs, script, hostname=f"warm{index}",
@@ -48,10 +47,8 @@ def test_run_takes_a_sandbox_made_ahead(driver: NativeDriver, busybox_rootfs: Pa
         assert status.exit_code == 7 and err == "err\n"
         name, uid, cgroup = out.split()
         assert name == f"warm{index}" and uid == ("0" if not user else "65534")
-        if renamed:
-            assert cgroup.endswith(f":/execdriver/{cid}-{index}")  # renamed to the container's own
-        else:  # v2 renames no cgroup: the container keeps its sandbox's, which its state names
-            assert cgroup.split(":", 2)[2].startswith("/execdriver/pool-")
+        # The container keeps its sandbox's cgroup, which its state names (launchers.Warm says why).
+        assert cgroup.split(":", 2)[2].startswith("/execdriver/pool-")
     # Both inits were the sandboxes made ahead; never the same one twice.
     assert set(pids) == made_ahead
     assert all(not process.is_alive(pid, process.start_time(pid) or -1) for pid in pids)

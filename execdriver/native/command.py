@@ -170,7 +170,8 @@ def launch_spec(
         from execdriver.linux.network import etc
 
         all_mounts += etc.mounts(network.files, ("hosts", "resolv.conf"))
-    cgroup = place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids, systemd=systemd_cgroup)
+    cgroup = place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids, systemd=systemd_cgroup,
+                          unified=False)
     process.env = _env(env, hostname)
     spec = LaunchSpec(
         id=container_id,

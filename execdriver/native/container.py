@@ -104,11 +104,12 @@ def run(
     launcher: launchers.Launcher = (launchers.Warm(sandbox) if sandbox is not None
                                     else launchers.Cold(spawner, _await_go(spec, pre_start)))
     cgroup_path = launcher.cgroup_path(spec)
-    cgroup = cgroups.manager(cgroup_path)
+    cgroup = cgroups.manager(cgroup_path, unified=spec.cgroup.unified)
     pid, pid_start = launcher.claimed()
     try:
         state = store.create(spec.id, spec.rootfs, cgroup_path, launcher.parent_levels(spec),  # 1
-                             on_stale=lambda old: _remove_leftovers(store, old), pid=pid, pid_start=pid_start)
+                             on_stale=lambda old: _remove_leftovers(store, old), pid=pid, pid_start=pid_start,
+                             cgroup_unified=spec.cgroup.unified)
     except BaseException:
         launcher.abandon()
         raise
@@ -156,7 +157,7 @@ def run(
         # Should the cgroup resist, the state stays: clean(id) finds it there.
         cgroup.destroy(levels)
         if spec.cgroup.tree:  # (a template's: its sandboxes' cgroups, their processes gone with the zygote)
-            cgroups.manager(spec.cgroup.tree).destroy()
+            cgroups.manager(spec.cgroup.tree, unified=spec.cgroup.unified).destroy()
         store.remove(spec.id, spare=True)  # (it holds state.json alone)
 
 
@@ -196,7 +197,7 @@ def _remove_leftovers(store: StateStore, old: State) -> None:
 
         network.release_container(os.path.abspath(store.root), old.id)
     if old.cgroup:
-        cgroup = cgroups.manager(old.cgroup)
+        cgroup = old.cgroup_manager()
         if cgroup.exists():
             try:
                 cgroup.kill()
@@ -215,7 +216,7 @@ def kill(store: StateStore, container_id: str, signum: int) -> None:
     if not process.send_signal(state.pid, state.pid_start, signum):
         raise NotRunningError(f"Container is not running: {container_id}")
     if signum == 9 and state.cgroup:
-        manager = cgroups.manager(state.cgroup)
+        manager = state.cgroup_manager()
         try:
             if manager.frozen():
                 manager.thaw()
@@ -229,7 +230,7 @@ def _running_cgroup(store: StateStore, container_id: str) -> tuple[State, Manage
         from execdriver.errors import UnsupportedError
 
         raise UnsupportedError(f"container {container_id} has no cgroup (it was started without privileges)")
-    return state, cgroups.manager(state.cgroup)
+    return state, state.cgroup_manager()
 
 
 def pids(store: StateStore, container_id: str) -> list[int]:
@@ -339,7 +340,7 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
     from execdriver.native.protocol import Mode
 
     container_id = spec.id
-    cgroup = cgroups.manager(spec.cgroup.path)
+    cgroup = spec.cgroup.manager()
     if spec.cgroup.path and cgroup.exists():  # the engine's, or another container's: runc's checks
         try:
             frozen = cgroup.frozen()
@@ -351,7 +352,8 @@ def create(store: StateStore, spawner: Spawner, spec: LaunchSpec, stdio: tuple[i
         if found:
             log.warn(f"container's cgroup is not empty: {len(found)} process(es) found")
     state = store.create(container_id, spec.rootfs, spec.cgroup.path,
-                         spec.cgroup.parent_levels, on_stale=lambda old: _remove_leftovers(store, old))
+                         spec.cgroup.parent_levels, on_stale=lambda old: _remove_leftovers(store, old),
+                         cgroup_unified=spec.cgroup.unified)
     state.oci = oci
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
     handles = launchers.Handles()
@@ -429,7 +431,7 @@ def exec_process(store: StateStore, spawner: Spawner, container_id: str, spec: E
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
     spec.init = (state.pid, state.pid_start)
     if not spec.cgroup_tasks:  # (or the sub-cgroups the caller chose: OciRuntime.exec_spec)
-        spec.cgroup_tasks = cgroups.manager(state.cgroup).join_files() if state.cgroup else []
+        spec.cgroup_tasks = state.cgroup_manager().join_files() if state.cgroup else []
     log.debug(f"nsexec container setup: forking a process into the namespaces of {container_id} "
               f"(its init is pid {state.pid})")
     try:
@@ -484,7 +486,7 @@ def status(store: StateStore, state: State) -> str:
         return "created"
     if state.cgroup:
         try:
-            if cgroups.manager(state.cgroup).frozen():
+            if state.cgroup_manager().frozen():
                 return "paused"
         except (OSError, cgroups.CgroupError):
             pass
@@ -553,7 +555,7 @@ def _delete(store: StateStore, container_id: str, force: bool) -> State | None:
     if current not in ("stopped", "creating", "created") and not force:
         raise ContainerError(f"cannot delete container {container_id} that is not stopped: {current}")
     if current != "stopped" and state.cgroup:
-        manager = cgroups.manager(state.cgroup)
+        manager = state.cgroup_manager()
         if manager.exists():
             if current == "paused":
                 manager.thaw()

@@ -191,16 +191,16 @@ class _Server:
             self.reap(pidfd)
             if kept is None:
                 continue  # a process of a container: nothing of its own to remove
-            state_dir, cgroup_path, parent_levels, token, tree = kept
+            state_dir, cgroup_path, parent_levels, token, tree, unified = kept
             if token:
                 _release_network(token)
             try:
                 if cgroup_path:
-                    cgroup = cgroups.manager(cgroup_path)
+                    cgroup = cgroups.manager(cgroup_path, unified=unified)
                     cgroup.kill()
                     cgroup.destroy(parent_levels)
                 if tree:  # (its processes died with the init: a template's sandboxes, with their zygote)
-                    cgroups.manager(tree).destroy()
+                    cgroups.manager(tree, unified=unified).destroy()
             except cgroups.CgroupError:
                 continue  # the state stays, so that clean(id) finds the cgroup
             remove_tree(state_dir)

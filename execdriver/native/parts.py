@@ -77,7 +77,7 @@ def user_namespace(uid_mappings: list[Mapping] | None, gid_mappings: list[Mappin
 
 
 def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: bool = True,
-                 systemd: bool = False) -> Cgroup:
+                 systemd: bool = False, unified: bool = True) -> Cgroup:
     """Where the cgroup goes, and how many of its parents its removal may take when empty.
 
     Those are the runtime's own parent, or the parents of an engine's
@@ -87,17 +87,25 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
     user namespace cannot write the host's root-owned files: the runtime
     moves it (``joins_itself`` False). ``systemd``: ``path`` is a scope's
     ``slice:prefix:name``; otherwise a path, from the root.
+
+    ``unified``: on a hybrid host, whether the cgroup takes in its cgroup
+    v2 hierarchy too, as runc's does (the command line's). The API's
+    containers stay out (command.launch_spec): nothing there is limited or
+    counted (hugetlb, its one controller, is no API limit), and an init
+    the fork server cloned ahead could enter it only by a move, which
+    waits for an RCU grace period (forkserver._move).
     """
     if not path and os.geteuid() != 0:
         delegated = cgroups.delegated_subtree()
         if delegated:  # cgroup v2 under systemd: the user's own subtree (the runtime moves the init)
             path = f"{delegated}/{DEFAULT_CGROUP_PARENT}/{container_id}"
-            return Cgroup(path, path, cgroups.manager(path).missing_ancestors(), users_limits(limits))
+            return Cgroup(path, path, cgroups.manager(path).missing_ancestors(), users_limits(limits),
+                          unified=unified)
         # Without privileges there is no cgroup to make here: the container stays in ours
         # (validate refuses limits then).
-        return Cgroup(limits=users_limits(limits))
+        return Cgroup(limits=users_limits(limits), unified=unified)
     if systemd:
-        return _systemd_cgroup(container_id, path, limits)
+        return _systemd_cgroup(container_id, path, limits)  # (v2 alone)
     if not path:
         path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
     elif ".." in path.split("/") or not path.strip("/"):
@@ -106,10 +114,10 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         path = path.strip("/")
         if ":" in path and "/" not in path:
             path = f"./{path}"  # a directory named slice:prefix:name, not systemd's scope (cgroups.manager)
-        parent_levels = cgroups.manager(path).missing_ancestors()
+        parent_levels = cgroups.manager(path, unified=unified).missing_ancestors()
     hierarchies: list[str] = []
     join: list[tuple[str, str]] = []
-    v2_root = cgroups.v2_root()
+    v2_root = cgroups.v2_root() if unified or cgroups.version() == 2 else ""
     # Cloned into its v2 cgroup, never moved: syscalls.clone says why.
     into = os.path.join(v2_root, path) if joins_itself and v2_root else ""
     if cgroups.version() == 1:
@@ -120,7 +128,7 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         hierarchies = [mount for mount, controller in each.items() if controller != UNIFIED]
         if joins_itself:
             join = [(mount, f"{path}/tasks") for mount, controller in each.items() if controller != UNIFIED]
-    return Cgroup(path, path, parent_levels, limits, join, hierarchies, into)
+    return Cgroup(path, path, parent_levels, limits, join, hierarchies, into, unified=unified)
 
 
 def _systemd_cgroup(container_id: str, path: str, limits: Limits) -> Cgroup:

@@ -149,7 +149,7 @@ def prepare(spawner: Spawner, spec: LaunchSpec, pages: bytes | None = None,
     from execdriver.native.protocol import CGROUP, READY, Mode, Request
 
     mode = Mode(warm=True, prefault=pages or b"", report_pages=not pages and learned is not None)
-    cgroup = cgroups.manager(spec.cgroup.path)
+    cgroup = spec.cgroup.manager()
     os.makedirs(spec.state_dir, mode=0o700, exist_ok=True)  # the root's mount point
     ours, theirs = fdpass.pair(fdpass.SOCK_STREAM)
     status, status_write = os.pipe2(os.O_CLOEXEC)

@@ -37,7 +37,7 @@ from execdriver.native.spec import ExecSpec, LaunchSpec, Process
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     # state directory, cgroup path, its parent levels, network lease token, the cgroup tree to remove (spec.Cgroup)
-    Kept = tuple[str, str, int, str, str]
+    Kept = tuple[str, str, int, str, str, bool]
     HookWire = tuple[str, list[str], list[str], int]  # path, args, env, timeout in seconds (0: none)
 
 USERS = b"U"
@@ -116,7 +116,7 @@ class Request:
         if isinstance(spec, ExecSpec):
             return None
         return (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels,
-                spec.network.token if spec.network is not None else "", spec.cgroup.tree)
+                spec.network.token if spec.network is not None else "", spec.cgroup.tree, spec.cgroup.unified)
 
 
 def decode(body: bytes) -> Request:

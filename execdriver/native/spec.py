@@ -20,12 +20,13 @@ import.
 from __future__ import annotations
 
 from execdriver.errors import ConfigError
-from execdriver.linux import syscalls
+from execdriver.linux import cgroups, syscalls
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.rootfs import Filesystem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (the aliases too: types cost a start their making, and only mypy reads them)
+    from execdriver.linux.cgroups.base import Manager
     from execdriver.linux.network import Network, NetworkWire
     from execdriver.linux.rootfs import FilesystemWire
 
@@ -226,14 +227,17 @@ class Cgroup:
     v1), which the runtime makes before the clone and clones the init into
     (syscalls.clone says why), "" for none; ``tree``: a cgroup whose
     whole subtree goes with the container (a sandbox template's, which
-    holds the zygote's cgroup and its sandboxes'), "" for none.
+    holds the zygote's cgroup and its sandboxes'), "" for none;
+    ``unified``: whether, on a hybrid host, the cgroup takes in its cgroup
+    v2 hierarchy too (parts.place_cgroup says when); the runtime's alone,
+    not sent to the init.
     """
 
-    __slots__ = ("directory", "hierarchies", "into", "join", "limits", "parent_levels", "path", "tree")
+    __slots__ = ("directory", "hierarchies", "into", "join", "limits", "parent_levels", "path", "tree", "unified")
 
     def __init__(self, path: str = "", directory: str = "", parent_levels: int = 0, limits: Limits | None = None,
                  join: list[tuple[str, str]] | None = None, hierarchies: list[str] | None = None,
-                 into: str = "", tree: str = "") -> None:
+                 into: str = "", tree: str = "", unified: bool = True) -> None:
         self.path = path
         self.directory = directory
         self.parent_levels = parent_levels
@@ -242,6 +246,11 @@ class Cgroup:
         self.hierarchies = hierarchies or []
         self.into = into
         self.tree = tree
+        self.unified = unified
+
+    def manager(self) -> Manager:
+        """The manager that makes this cgroup."""
+        return cgroups.manager(self.path, unified=self.unified)
 
     def wire(self) -> CgroupWire:
         return (self.path, self.directory, self.parent_levels, self.limits.wire(), self.join, self.hierarchies,

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from execdriver.linux.cgroups.base import Manager
+
 def _default_root() -> str:
     """$EXECDRIVER_ROOT; else /run/execdriver for root, a user's own directory otherwise (as runc's)."""
     if os.environ.get("EXECDRIVER_ROOT"):
@@ -50,17 +52,24 @@ class State:
     """What state.json holds. A plain class: dataclasses are slow to import."""
 
     FIELDS = ("id", "pid", "pid_start", "rootfs", "created", "owner", "owner_start", "cgroup",
-              "cgroup_parent_levels", "oci")
+              "cgroup_parent_levels", "cgroup_unified", "oci")
 
     def __init__(self, id: str, pid: int = 0, pid_start: int = 0, rootfs: str = "", created: float = 0.0,
                  owner: int = 0, owner_start: int = 0, cgroup: str = "", cgroup_parent_levels: int = 0,
-                 oci: dict[str, Any] | None = None) -> None:
+                 oci: dict[str, Any] | None = None, cgroup_unified: bool = True) -> None:
         self.id, self.pid, self.pid_start, self.rootfs = id, pid, pid_start, rootfs
         self.created, self.owner, self.owner_start = created, owner, owner_start
         self.cgroup, self.cgroup_parent_levels = cgroup, cgroup_parent_levels
+        self.cgroup_unified = cgroup_unified  # in a hybrid host's v2 hierarchy too (spec.Cgroup.unified)
         # An OCI container's bundle, annotations and hooks: what `state` and
         # `delete` need after the command that created it has gone.
         self.oci = oci
+
+    def cgroup_manager(self) -> Manager:
+        """The container's cgroup, as it was made."""
+        from execdriver.linux import cgroups
+
+        return cgroups.manager(self.cgroup, unified=self.cgroup_unified)
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -110,7 +119,8 @@ class StateStore:
         return _Lock(self.root)
 
     def create(self, container_id: str, rootfs: str, cgroup: str = "", cgroup_parent_levels: int = 0,
-               on_stale: Callable[[State], None] | None = None, pid: int = 0, pid_start: int = 0) -> State:
+               on_stale: Callable[[State], None] | None = None, pid: int = 0, pid_start: int = 0,
+               cgroup_unified: bool = True) -> State:
         """Claim ``container_id``: its directory, and a state of no process yet (or ``pid``'s, made ahead).
 
         Without ``pid`` the state is only returned: ``write_claim`` writes
@@ -136,7 +146,7 @@ class StateStore:
             state = State(container_id, pid=pid, pid_start=pid_start,
                           rootfs=rootfs, created=time.time(), owner=os.getpid(),
                           owner_start=process.own_start_time(), cgroup=cgroup,
-                          cgroup_parent_levels=cgroup_parent_levels)
+                          cgroup_parent_levels=cgroup_parent_levels, cgroup_unified=cgroup_unified)
             if pid:
                 self.save(state)
             else:

@@ -279,7 +279,7 @@ class OciRuntime:
             if not state.cgroup:
                 raise ConfigError(f"exec --cgroup: container {container_id} has no cgroup")
             try:
-                spec.cgroup_tasks = cgroups.manager(state.cgroup).sub_join_files(_sub_cgroups(sub_cgroups))
+                spec.cgroup_tasks = state.cgroup_manager().sub_join_files(_sub_cgroups(sub_cgroups))
             except cgroups.CgroupError as err:
                 raise ConfigError(f"exec --cgroup: {err}") from None
         return spec
@@ -330,12 +330,11 @@ class OciRuntime:
     def pids(self, container_id: str) -> list[int]:
         """Host pids of the container's processes: none once it stopped (runc's ps succeeds then)."""
         from execdriver.errors import UnsupportedError
-        from execdriver.linux import cgroups
 
         state = self._loaded(container_id)
         if not state.cgroup:
             raise UnsupportedError(f"container {container_id} has no cgroup (it was started without privileges)")
-        manager = cgroups.manager(state.cgroup)
+        manager = state.cgroup_manager()
         return manager.pids() if manager.exists() else []
 
     # -- kill and delete -------------------------------------------------------------
@@ -354,11 +353,10 @@ class OciRuntime:
         state = self._loaded(container_id)
         current = container.status(self.store, state)
         if all_processes:
-            from execdriver.linux import cgroups
 
             if not state.cgroup:
                 raise NotRunningError(f"container {container_id} has no cgroup: it cannot signal all its processes")
-            manager = cgroups.manager(state.cgroup)
+            manager = state.cgroup_manager()
             if current != "stopped" or manager.exists():
                 _signal_all(manager, signum)
             return

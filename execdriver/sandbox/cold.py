@@ -159,7 +159,7 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
          files: list[tuple[str, bytes]], timeout: float | None) -> Result:
     from execdriver.api import Pipes, ProcessConfig
     from execdriver.console import StdConsole
-    from execdriver.linux import cgroups, signals
+    from execdriver.linux import signals
     from execdriver.native import container
 
     store = runtime.store
@@ -193,7 +193,7 @@ def _run(runtime: NativeDriver, spec: LaunchSpec, argv: list[str], stdin: bytes 
                 kill_init()
 
     def measure(_pid: int) -> None:
-        accounting = cgroups.manager(spec.cgroup.path).accounting()
+        accounting = spec.cgroup.manager().accounting()
         try:
             usage[:] = accounting.read()[:2]
         finally:

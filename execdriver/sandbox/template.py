@@ -313,7 +313,8 @@ class Template:
         with self._lock:
             self._counter += 1
             sandbox_id = f"{self.id}-{self._counter}"
-        cgroup = cgroups.manager(f"{self._tree}/{sandbox_id.rsplit('-', 1)[1]}" if self._tree else "")
+        cgroup = cgroups.manager(f"{self._tree}/{sandbox_id.rsplit('-', 1)[1]}" if self._tree else "",
+                                 unified=False)  # (as the zygote's: parts.place_cgroup)
         cgroup.create(self.limits.cgroup(self._device_rules))
         fds: list[int] = []
         ours, theirs = fdpass.pair()
@@ -498,7 +499,7 @@ class Template:
         _remove(list(dict.fromkeys(left)))
         if self._tree:  # (the zygote's end removed it, unless the zygote never started)
             try:
-                cgroups.manager(self._tree).destroy()
+                cgroups.manager(self._tree, unified=False).destroy()
             except cgroups.CgroupError as err:
                 print(f"execdriver: template {self.id}: {err}", file=sys.stderr)
 

@@ -445,8 +445,11 @@ def test_exec_options_change_the_kept_process() -> None:
 
 def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: str, tmp_path: Path) -> None:
     bundle, _ = _bundle(tmp_path)
-    for spec in (_valid(rootfs, state_dir),
-                 oci_config.launch_spec(oci_config.load(str(bundle)), str(bundle), "c2", state_dir)):
+    api = _valid(rootfs, state_dir)
+    oci = oci_config.launch_spec(oci_config.load(str(bundle)), str(bundle), "c2", state_dir)
+    # runc's placement for the command line's containers; the API's stay out of a hybrid's v2 hierarchy.
+    assert (api.cgroup.unified, oci.cgroup.unified) == (False, True)
+    for spec in (api, oci):
         mode = protocol.Mode(exec_fifo="/x/exec.fifo")
         request = protocol.Request(spec, mode)
         decoded_spec, decoded_mode = protocol.decode_init(request.encode())
@@ -455,7 +458,8 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
         assert decoded_spec.wire()[:7] == spec.wire()[:7] and decoded_spec.network is None
         assert decoded_spec.cgroup.join == spec.cgroup.join and not decoded_spec.cgroup.limits.wire()
         assert LaunchSpec.from_wire(spec.wire()).wire() == spec.wire()
-        assert request.kept() == (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels, "", "")
+        assert request.kept() == (spec.state_dir, spec.cgroup.path, spec.cgroup.parent_levels, "", "",
+                                  spec.cgroup.unified)
         assert decoded_mode.wire() == mode.wire() and decoded_mode.says_ready()
     execute = ExecSpec("c1", Process(["ls"], ["A=1"]), Security([0, 1], 40), (123, 456), ["/sys/fs/cgroup/x/tasks"])
     decoded = protocol.decode(protocol.Request(execute).encode())
@@ -464,7 +468,7 @@ def test_the_spec_crosses_marshal_and_comes_back_equal(rootfs: Path, state_dir: 
 
 def test_the_fork_server_frame_leads_with_what_a_blank_needs() -> None:
     body = b"\x00body\xff"
-    kept = ("/run/x/c1", "execdriver/c1", 1, "token", "")
+    kept = ("/run/x/c1", "execdriver/c1", 1, "token", "", False)
     assert protocol.unframe(protocol.frame(b"1:2:3", ["/root", "/src"], kept, body)) == (
         b"1:2:3", ["/root", "/src"], kept, body)
     assert protocol.unframe(protocol.frame(b"", None, None, body)) == (b"", None, None, body)

@@ -37,7 +37,6 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
 
     from execdriver.errors import NotRunningError
     from execdriver.gojson import go_json
-    from execdriver.linux import cgroups
     from execdriver.native import container
 
     container_id = one_id(args, "events")
@@ -58,7 +57,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     if state.cgroup:
         from execdriver.native.launchers import oom_watches
 
-        manager = cgroups.manager(state.cgroup)
+        manager = state.cgroup_manager()
         kills = [manager.oom_kills()]
 
         def on_oom() -> None:

@@ -259,12 +259,15 @@ class NoCgroup:
         return None
 
 
-def manager(path: str, root: str | None = None, cgroup_version: int | None = None) -> Manager:
+def manager(path: str, root: str | None = None, cgroup_version: int | None = None,
+            unified: bool = True) -> Manager:
     """The manager of the cgroup at ``path`` for this host (or for ``root``); "" is no cgroup.
 
     A path of runc's systemd form, ``slice:prefix:name`` (no "/"), is a
     transient scope that systemd makes (systemd.py); a cgroupfs path with a
-    colon has a "/" (parts.place_cgroup makes sure of it).
+    colon has a "/" (parts.place_cgroup makes sure of it). ``unified``: on
+    a hybrid host, whether the cgroup is in its v2 hierarchy too (a
+    container's state says: State.cgroup_manager).
     """
     if not path:
         return NoCgroup()  # type: ignore[return-value]
@@ -278,21 +281,7 @@ def manager(path: str, root: str | None = None, cgroup_version: int | None = Non
         return V2Manager(path, root or ROOT)
     from execdriver.linux.cgroups.v1 import V1Manager
 
-    return V1Manager(path)
-
-
-def rename(cgroup: Manager, path: str) -> Manager:
-    """Move ``cgroup``, processes and all, to ``path`` under the same parent: a warm sandbox becomes a container.
-
-    Only where every hierarchy renames (cgroup v1 alone: v2 refuses, launchers.Warm).
-    """
-    moved = manager(path)
-    for source, target in zip(cgroup.directories(), moved.directories(), strict=True):
-        try:
-            os.rename(source, target)
-        except OSError as err:
-            raise CgroupError(f"cannot rename cgroup {source} to {target}: {err.strerror}") from None
-    return moved
+    return V1Manager(path, unified=unified)
 
 
 def remove_if_empty(name: str) -> None:

@@ -67,14 +67,18 @@ def mounts() -> dict[str, str]:
 class V1Manager(Manager):
     version = 1
 
-    def __init__(self, path: str, mount_points: dict[str, str] | None = None) -> None:
+    def __init__(self, path: str, mount_points: dict[str, str] | None = None, unified: bool = True) -> None:
         """``mount_points``: controller -> its hierarchy's mount; None reads this host's (mounts()).
 
         Given, it roots the manager elsewhere: a directory laid out as cgroupfs, in tests.
+        ``unified``: whether the cgroup is in a hybrid host's cgroup v2
+        hierarchy too (cgroups.manager).
         """
         super().__init__(path)
         self.mount_points = mounts() if mount_points is None else mount_points
         self.dirs = {name: os.path.join(mount, self.path) for name, mount in self.mount_points.items()}
+        if not unified:
+            self.dirs.pop(UNIFIED, None)
         if "memory" not in self.dirs or "freezer" not in self.dirs:
             raise CgroupError("cgroup v1: this host mounts no memory or freezer hierarchy")
 
