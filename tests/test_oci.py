@@ -590,6 +590,25 @@ def test_seccomp_errno_rule(runtime: Runtime, bundle: Callable[..., Path], cid: 
     assert "Seccomp:\t2" in result.stdout  # filter mode
 
 
+def test_a_profile_compiled_once_serves_the_next_creates(runtime: Runtime, bundle: Callable[..., Path],
+                                                         cid: str, state_root: Path) -> None:
+    """Engines give every container the same profile: the second create loads the program the first
+    compiled, kept under the state root (seccomp.compile_oci), where `list` does not look."""
+    from execdriver.linux import seccomp
+
+    profile = _seccomp("SCMP_ACT_ALLOW", {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+    directory = bundle(["sh", "-c", "mkdir /dev/shm/x 2>&1 || true"], lambda c: c["linux"].update(seccomp=profile))
+    assert "Operation not permitted" in runtime("run", "--bundle", str(directory), cid).stdout
+    (kept,) = (state_root / ".seccomp").iterdir()
+    # The same profile's program, swapped for one that answers EACCES: the next container gets it.
+    kept.write_bytes(seccomp.compile_oci(_seccomp("SCMP_ACT_ALLOW", {"names": ["mkdir", "mkdirat"],
+                                                                     "action": "SCMP_ACT_ERRNO", "errnoRet": 13})))
+    runtime("create", "--bundle", str(directory), f"{cid}-2")
+    assert runtime("list", "-q").stdout.split() == [f"{cid}-2"]
+    runtime("delete", "--force", f"{cid}-2")
+    assert "Permission denied" in runtime("run", "--bundle", str(directory), f"{cid}-3").stdout
+
+
 def test_seccomp_kill_and_argument_conditions(runtime: Runtime, bundle: Callable[..., Path], cid: str) -> None:
     def change(config: dict[str, Any]) -> None:
         config["linux"]["seccomp"] = _seccomp(

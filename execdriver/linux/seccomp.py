@@ -108,14 +108,83 @@ def _malformed(where: str, err: Exception) -> ConfigError:
     return ConfigError(f"{where}: malformed profile: {err}")
 
 
-def compile_oci(profile: dict[str, Any], where: str = "linux.seccomp") -> bytes:
-    """The BPF program of an OCI seccomp profile; errors name the field."""
+def compile_oci(profile: dict[str, Any], where: str = "linux.seccomp", cache_dir: str = "") -> bytes:
+    """The BPF program of an OCI seccomp profile; errors name the field.
+
+    ``cache_dir``: where the programs compiled before are kept, named by
+    the profile and the libseccomp that compiled it (_cache_name). The
+    engines give every container the same profile, and compiling Docker's
+    cost each ``create`` 21 ms here (39.6 ms against 60.5 with it), most of
+    it libseccomp building its tree through a C call per rule.
+    """
     try:
-        return _compile(profile, where)
+        if not cache_dir:
+            return _compile(profile, where)
+        path = os.path.join(cache_dir, _cache_name(profile))
+        try:
+            with open(path, "rb") as handle:
+                cached = handle.read()
+            if cached and len(cached) % 8 == 0:  # whole BPF instructions
+                return cached
+        except OSError:
+            pass
+        compiled = _compile(profile, where)
+        _keep(cache_dir, path, compiled)
+        return compiled
     except ConfigError:
         raise
     except (TypeError, ValueError, AttributeError) as err:
         raise _malformed(where, err) from None
+
+
+# Changed whenever _compile would make another program of the same profile with the same libseccomp.
+_COMPILER = b"execdriver seccomp 1"
+_CACHE_SIZE = 64  # programs kept: an engine's few profiles, with room
+
+
+def _cache_name(profile: dict[str, Any]) -> str:
+    """The profile (marshal keeps a JSON document's order: the same config, the same bytes), the
+    interpreter that marshalled it, and the libseccomp file that compiles it, hashed: a library
+    upgraded in place knows other system calls, and makes another program."""
+    import marshal
+    import sys
+    from _sha256 import sha256  # type: ignore[import-not-found]  # (hashlib loads OpenSSL: 10 ms)
+
+    _library()  # (mapped now, if it was not)
+    library = b""
+    with open("/proc/self/maps", "rb") as handle:
+        for line in handle:
+            if b"/libseccomp.so" in line:
+                info = os.stat(line.split(maxsplit=5)[5].strip())
+                library = b"%d:%d:%d:%d" % (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+                break
+    digest = sha256(_COMPILER + b"\0" + sys.implementation.cache_tag.encode() + b"\0" + library + b"\0")
+    digest.update(marshal.dumps(profile))
+    return f"oci-{digest.hexdigest()}.bpf"
+
+
+def _keep(cache_dir: str, path: str, compiled: bytes) -> None:
+    """Write ``compiled`` at ``path`` whole or not at all (processes may fill it at once); keep the
+    newest _CACHE_SIZE programs. A cache that cannot be written is only slower."""
+    temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, compiled)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        kept = [entry for entry in os.scandir(cache_dir) if entry.name.startswith("oci-")]
+        if len(kept) > _CACHE_SIZE:
+            kept.sort(key=lambda entry: entry.stat().st_mtime_ns)
+            for entry in kept[: len(kept) - _CACHE_SIZE]:
+                os.unlink(entry.path)
+    except OSError:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
 
 
 def notifies(profile: dict[str, Any]) -> bool:

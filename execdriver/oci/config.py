@@ -462,7 +462,8 @@ def launch_spec(config: dict[str, Any], bundle: str, container_id: str, state_di
     rootfs = parts.root_of(root_path)
     uids, gids, idmap = parts.user_namespace(uid_maps, gid_maps, rootfs)
     cgroup = parts.place_cgroup(container_id, cgroup_path, limits, joins_itself=not uids, systemd=systemd_cgroup)
-    security.seccomp_bpf = _seccomp(linux)
+    # (the compiled programs are kept beside the containers' states, as the API's: command.process_security)
+    security.seccomp_bpf = _seccomp(linux, os.path.join(os.path.dirname(os.path.abspath(state_dir)), ".seccomp"))
     security.seccomp_notify = bool(security.seccomp_bpf) and seccomp_listener(config) is not None
     spec = LaunchSpec(
         id=container_id,
@@ -572,11 +573,11 @@ def seccomp_listener(config: dict[str, Any]) -> tuple[str, str] | None:
     return str(profile.get("listenerPath") or ""), str(profile.get("listenerMetadata") or "")
 
 
-def _seccomp(linux: dict[str, Any]) -> bytes | None:
-    """The profile compiled here, once; the init only loads the program."""
+def _seccomp(linux: dict[str, Any], cache_dir: str = "") -> bytes | None:
+    """The profile compiled here, once (or found in ``cache_dir``); the init only loads the program."""
     profile = _get(linux, "seccomp", dict, "linux", None)
     if not profile:
         return None
     from execdriver.linux import seccomp
 
-    return seccomp.compile_oci(profile)
+    return seccomp.compile_oci(profile, cache_dir=cache_dir)

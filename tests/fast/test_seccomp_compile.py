@@ -410,3 +410,36 @@ def test_programs_of_the_default_are_kept_on_disk(tmp_path: Path, monkeypatch: p
     assert seccomp.program("", list(DEFAULT), cache_dir=str(cache)) == b"marker!!"
     seccomp.program("", _caps("CAP_SYS_ADMIN"), cache_dir=str(cache))
     assert len(os.listdir(cache)) == 2  # one per set of capabilities
+
+
+@needs_libseccomp
+def test_oci_programs_are_kept_on_disk_by_profile(tmp_path: Path) -> None:
+    """An engine gives every container the same profile: each create after the first reads it."""
+    cache = tmp_path / "cache"
+    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ERRNO",
+                               "syscalls": [{"names": ["read", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}
+    first = seccomp.compile_oci(profile, cache_dir=str(cache))
+    assert first == seccomp.compile_oci(profile)  # the program itself, as without a cache
+    (name,) = os.listdir(cache)
+    assert name.startswith("oci-") and name.endswith(".bpf") and (cache / name).read_bytes() == first
+    assert cache.stat().st_mode & 0o777 == 0o700 and (cache / name).stat().st_mode & 0o777 == 0o600
+    (cache / name).write_bytes(b"marker!!")  # read, not compiled again
+    assert seccomp.compile_oci(profile, cache_dir=str(cache)) == b"marker!!"
+    (cache / name).write_bytes(b"torn")  # not whole instructions: compiled again, and kept
+    assert seccomp.compile_oci(profile, cache_dir=str(cache)) == first == (cache / name).read_bytes()
+    other = {**profile, "defaultAction": "SCMP_ACT_KILL"}
+    assert seccomp.compile_oci(other, cache_dir=str(cache)) != first
+    assert len(os.listdir(cache)) == 2  # one per profile
+    with pytest.raises(ConfigError, match=r"linux.seccomp.defaultAction: unknown action"):
+        seccomp.compile_oci({"defaultAction": "SCMP_ACT_NOPE"}, cache_dir=str(cache))  # refused, not cached
+    assert len(os.listdir(cache)) == 2
+
+
+@needs_libseccomp
+def test_the_oci_cache_keeps_the_newest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seccomp, "_CACHE_SIZE", 3)
+    cache = tmp_path / "cache"
+    for errno_ret in range(1, 6):
+        seccomp.compile_oci({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno_ret,
+                             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}, cache_dir=str(cache))
+    assert len(os.listdir(cache)) == 3
