@@ -5,6 +5,7 @@
 Rows (issue 22's targets, which replace issues 4 and 8's):
   1. CLI `run` of `true`, all namespaces and cgroups     <= 1.25 x its floor, <= runc
   2. create + start + wait + delete                      <= 1.1 x its floor, <= runc
+     (and, for reference, the same with a config as Docker writes one: its seccomp profile ...)
   3. API start-to-exit of `true`, Docker's seccomp profile  <= 1.5 x the raw clone floor
   4. API warm start, 8 threads taking sandboxes at once, refills included:
      p50 < 1 ms, p99 < 2 ms (and a single thread's median, for reference)
@@ -58,6 +59,7 @@ from bench.start import (
     floor_cases,
     fresh_cli,
     make_bundle,
+    make_engine_bundle,
     private_mount_namespace,
     python_floor,
     sample_in_blocks,
@@ -190,6 +192,12 @@ def main() -> None:
         rows.append(("create+start+wait+delete", *_three(life),
                      cli_verdict(life["execdriver"], python_floor(life), life["runc"], 1.1)))
         rows.append(floor_row(life))
+        # ... and with a config as Docker writes one, Docker's seccomp profile first (for reference)
+        engine = make_engine_bundle(work / "engine", bundle / "rootfs")
+        docker = {name: statistics.median(values) for name, values in sample_in_blocks(
+            {name: cycle(base(name, work), engine, work) for name in RUNTIMES}, args.runs, args.block).items()}
+        rows.append(("  the same, Docker's config", *_three(docker),
+                     f"x{docker['execdriver'] / docker['runc']:.2f} runc (for reference)"))
 
         with NativeDriver(root=str(work / "api")) as driver:
             # 3. API start-to-exit, in process, and the raw clone floor

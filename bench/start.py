@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,6 +72,38 @@ def make_bundle(directory: Path, args: list[str] | None = None) -> Path:
     config = json.loads((directory / "config.json").read_text())
     config["process"]["terminal"] = False
     config["process"]["args"] = args or ["true"]
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def make_engine_bundle(directory: Path, rootfs: Path) -> Path:
+    """A bundle of ``rootfs`` (true) with what Docker adds to runc's default config (shared notes,
+    engines.md): its seccomp profile (the host's default, as execdriver's API reads it), sysctls,
+    an open-files limit, /etc binds, a /dev/shm tmpfs, limits and device rules."""
+    from execdriver.linux import seccomp
+
+    directory.mkdir()
+    subprocess.run(["runc", "spec"], cwd=directory, check=True)
+    config = json.loads((directory / "config.json").read_text())
+    process = config["process"]
+    process.update(terminal=False, args=["true"], oomScoreAdj=0)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # (the machine may not raise it)
+    process["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": hard, "soft": hard}]
+    config["root"] = {"path": str(rootfs), "readonly": False}
+    with open(seccomp.DEFAULT_PROFILE, encoding="utf-8") as handle:
+        docker = seccomp.docker_default(json.load(handle))
+    linux = config["linux"]
+    linux["seccomp"] = seccomp.docker_to_oci(docker, set(process["capabilities"]["bounding"]))
+    linux["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+    linux["resources"] = {"devices": [{"allow": False, "access": "rwm"},
+                                      {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
+                          "memory": {"limit": 256 << 20}, "pids": {"limit": 100}, "cpu": {"shares": 512}}
+    for name in ("hosts", "hostname", "resolv.conf"):
+        (directory / name).write_text("127.0.0.1 localhost\n")
+        config["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": str(directory / name),
+                                 "options": ["rbind", "rprivate"]})
+    config["mounts"].append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]})
     (directory / "config.json").write_text(json.dumps(config))
     return directory
 
