@@ -72,14 +72,20 @@ def test_the_init_and_exec_run_as_the_mapped_ids_on_the_host(driver: NativeDrive
         started: list[int] = []
         from execdriver import Hooks, OOMEvents
 
+        gate_read, gate_write = os.pipe()  # the process waits on it until the hook has looked at it
+
         def on_start(_config: ProcessConfig, pid: int, _oom: OOMEvents) -> None:
-            started.append(pid)
-            started.append(int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]))
+            try:
+                started.append(pid)
+                started.append(int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]))
+            finally:
+                os.close(gate_write)
 
         out = io.BytesIO()
-        script = "id -u; readlink /proc/self/ns/user; echo via-stdout > /dev/stdout"
-        code = driver.exec(command, ProcessConfig(entrypoint="sh", arguments=["-c", script]), Pipes(stdout=out),
-                           Hooks(start=on_start))
+        script = "cat >/dev/null; id -u; readlink /proc/self/ns/user; echo via-stdout > /dev/stdout"
+        with os.fdopen(gate_read, "rb") as gate:
+            code = driver.exec(command, ProcessConfig(entrypoint="sh", arguments=["-c", script]),
+                               Pipes(stdin=gate, stdout=out), Hooks(start=on_start))
         assert code == 0
         uid, namespace, echoed = out.getvalue().decode().split()
         assert uid == "0" and namespace == os.readlink(f"/proc/{result['pid']}/ns/user") and echoed == "via-stdout"

@@ -7,6 +7,7 @@ these functions run in the container's init between clone and exec.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from execdriver.linux import ffi
@@ -147,6 +148,17 @@ def fs_type(fd: int) -> int:
     if _fstatfs(fd, ffi.byref(buffer)) != 0:
         raise _fail("fstatfs")
     return int(buffer.f_type) & 0xFFFFFFFF
+
+
+def proc_write(path: str, data: str) -> None:
+    """Write to a file of /proc, refusing one that is not on a real procfs (CVE-2019-16884)."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if fs_type(fd) != PROC_SUPER_MAGIC:
+            raise OSError(errno.EPERM, f"{path} is not on procfs")
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
 
 
 class _SockFprog(ffi.Structure):

@@ -15,10 +15,18 @@ import posixpath
 
 from execdriver.errors import ConfigError
 from execdriver.linux import capabilities, syscalls
-from execdriver.linux import rootfs as rootfs_module
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.devices import ALLOW_ALL_DEVICES, DEFAULT_DEVICES, device_rules
-from execdriver.linux.rootfs import MASKED_PATHS, READONLY_PATHS, Filesystem, Mount, bind, default_mounts, special
+from execdriver.linux.filesystem import (
+    INIT_PATH,
+    MASKED_PATHS,
+    READONLY_PATHS,
+    Filesystem,
+    Mount,
+    bind,
+    default_mounts,
+    special,
+)
 from execdriver.linux.syscalls import MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC
 from execdriver.native.parts import place_cgroup, root_of, user_namespace
 from execdriver.native.spec import (
@@ -161,7 +169,7 @@ def launch_spec(
         if network is not None and network.mode == "bridge":
             raise ConfigError("network.interface: a bridge needs root; a user without privileges has loopback alone")
     if init:
-        process.argv = [rootfs_module.INIT_PATH, "--", *argv]
+        process.argv = [INIT_PATH, "--", *argv]
     uids, gids, idmap = user_namespace(uid_mappings, gid_mappings, root)
     if uids:
         clone_flags |= syscalls.CLONE_NEWUSER

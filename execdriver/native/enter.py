@@ -5,7 +5,7 @@ namespace (it set its own children's pid namespace around the fork) and
 hands over the container's other namespaces as open descriptors. Here we
 join the container's cgroup, then its namespaces, its user namespace first
 (then we are its root, not the host's) and the mount one last (it makes
-the container's root ours), and finish as the init does.
+the container's root ours), and finish as the init does (execute.py).
 
 While we run here we are a host interpreter inside the container's pid
 namespace: non-dumpable from the first step, so that no process of the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from execdriver.linux import capabilities, syscalls
-from execdriver.native import init
+from execdriver.native import execute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: t
     process, security = spec.process, spec.security
     try:
         syscalls.set_dumpable(False)
-        init.take_stdio(stdio, process.preserve_fds)
-        init.default_signals()
+        execute.take_stdio(stdio, process.preserve_fds)
+        execute.default_signals()
         for tasks in spec.cgroup_tasks:
             _join(tasks)
         if process.terminal:
@@ -57,11 +57,11 @@ def run(spec: ExecSpec, namespaces: list[tuple[int, int]], status: int, stdio: t
             os.setsid()
             terminal.attach(process.console_socket, process.console_size)
         capabilities.drop_bounding(security.capabilities, security.last_cap)  # as the init did
-        executable, user, env = init.resolve(process)
-        init.listener_channel = (status, status)  # (a socket when the filter notifies: exec_process)
-        init.become(process, security, executable, user, env)
+        executable, user, env = execute.resolve(process)
+        execute.listener_channel = (status, status)  # (a socket when the filter notifies: exec_process)
+        execute.become(process, security, executable, user, env)
     except BaseException as err:  # noqa: BLE001 - the child must never unwind
-        init.fail(status, err, "exec")
+        execute.fail(status, err, "exec")
 
 
 def _join(tasks: str) -> None:
@@ -75,5 +75,5 @@ def _join(tasks: str) -> None:
         finally:
             os.close(fd)
     except OSError as err:
-        raise init.InitError(f"adding pid {os.getpid()} to cgroups: {step} {tasks}: "
-                             f"{(err.strerror or str(err)).lower()}") from None
+        raise execute.InitError(f"adding pid {os.getpid()} to cgroups: {step} {tasks}: "
+                                f"{(err.strerror or str(err)).lower()}") from None

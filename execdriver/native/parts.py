@@ -13,7 +13,7 @@ import os
 from execdriver.errors import ConfigError
 from execdriver.linux import cgroups
 from execdriver.linux.cgroups import Limits
-from execdriver.linux.rootfs import HOST_VIEW_SKIP, Root
+from execdriver.linux.filesystem import HOST_VIEW_SKIP, Root
 from execdriver.native.spec import DEFAULT_CGROUP_PARENT, Cgroup
 
 TYPE_CHECKING = False

@@ -4,7 +4,7 @@ Two front ends build it, each once: the API's Command (command.py) and an
 OCI bundle's config.json (oci/config.py); :func:`validate` then checks it
 once, whatever built it, before anything is created. From there it is
 handed down as objects: the kernel layer takes the pieces it works on
-(rootfs.setup a :class:`~execdriver.linux.rootfs.Filesystem`, the cgroup
+(rootfs.setup a :class:`~execdriver.linux.filesystem.Filesystem`, the cgroup
 managers a :class:`~execdriver.linux.cgroups.Limits`, the network a
 :class:`~execdriver.linux.network.Network`), never the whole spec. It is
 flattened (``wire``) only where it crosses to another process in marshal's
@@ -22,13 +22,13 @@ from __future__ import annotations
 from execdriver.errors import ConfigError
 from execdriver.linux import cgroups, syscalls
 from execdriver.linux.cgroups import Limits
-from execdriver.linux.rootfs import Filesystem
+from execdriver.linux.filesystem import Filesystem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (the aliases too: types cost a start their making, and only mypy reads them)
     from execdriver.linux.cgroups.base import Manager
+    from execdriver.linux.filesystem import FilesystemWire
     from execdriver.linux.network import Network, NetworkWire
-    from execdriver.linux.rootfs import FilesystemWire
 
     Mapping = tuple[int, int, int]  # (container id, host id, size), as uid_map takes it
 

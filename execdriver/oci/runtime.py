@@ -110,6 +110,7 @@ class OciRuntime:
                  no_pivot: bool = False) -> tuple[LaunchSpec, dict[str, Any]]:
         """The launch spec of ``bundle``'s config, and what the state keeps of the config."""
         from execdriver.oci import config, hooks
+        from execdriver.oci.process import seccomp_listener
 
         for fd in range(3, 3 + preserve_fds):
             try:
@@ -129,7 +130,7 @@ class OciRuntime:
         # once the bundle is gone or its config.json changed.
         oci = {"bundle": bundle, "annotations": settings.get("annotations") or {}, "hooks": hooks.parse(settings),
                "process": settings.get("process") or {}}
-        listener = config.seccomp_listener(settings)
+        listener = seccomp_listener(settings)
         if listener is not None:  # exec's processes report theirs to the same agent
             oci["seccomp_listener"] = list(listener)
         return spec, oci
@@ -163,8 +164,6 @@ class OciRuntime:
 
     def start(self, container_id: str) -> int:
         """The startContainer and poststart hooks around the start: the init's pid."""
-        from execdriver.oci import hooks
-
         loaded = self.store.load(container_id)
         if loaded is not None and not (loaded.oci or {}).get("process", True):
             raise ConfigError(f"cannot start container {container_id}: its config.json has no process (the "
@@ -172,6 +171,8 @@ class OciRuntime:
         state = container.start(self.store, container_id)  # (the init runs the startContainer hooks)
         phase_hooks = (state.oci or {}).get("hooks") or {}
         if phase_hooks.get("poststart"):
+            from execdriver.oci import hooks
+
             # The state as start left it: running, with its pid. Read again now, a process as
             # short as `true` may have exited already, and the hook would be told "stopped", pid 0.
             try:
@@ -252,7 +253,7 @@ class OciRuntime:
         a container created by an older execdriver, which kept none, has its
         bundle's profile compiled again.
         """
-        from execdriver.oci import config as oci_config
+        from execdriver.oci import process as oci_process
 
         state = self._loaded(container_id)
         try:
@@ -266,11 +267,13 @@ class OciRuntime:
             settings: dict[str, Any] = {"process": oci["process"]}
         else:
             bundle = str(oci.get("bundle", ""))
+            from execdriver.oci import config as oci_config
+
             settings = oci_config.load(bundle) if bundle else {}
         if process is None:
             assert options is not None
             process = process_with(settings.get("process") or {}, options)
-        spec = oci_config.exec_spec(container_id, process, settings, program)
+        spec = oci_process.exec_spec(container_id, process, settings, program)
         spec.process.preserve_fds = preserve_fds
         spec.security.seccomp_notify = bool(spec.security.seccomp_bpf) and "seccomp_listener" in oci
         if sub_cgroups:

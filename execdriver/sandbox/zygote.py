@@ -30,7 +30,7 @@ import os
 import select
 import sys
 
-from execdriver.linux import capabilities, fdpass, rootfs, syscalls
+from execdriver.linux import capabilities, fdpass, filesystem, rootfs, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -223,10 +223,10 @@ def _mount_own_filesystems(tmp_size: int | None) -> None:
     nosuid, nodev, noexec = syscalls.MS_NOSUID, syscalls.MS_NODEV, syscalls.MS_NOEXEC
     mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
     mount("proc", "/proc", "proc", nosuid | nodev | noexec)
-    for path in rootfs.MASKED_PATHS:
+    for path in filesystem.MASKED_PATHS:
         if path.startswith("/proc/"):
             rootfs.mask(path)
-    for path in rootfs.READONLY_PATHS:
+    for path in filesystem.READONLY_PATHS:
         rootfs.make_readonly(path)
     mount("tmpfs", "/tmp", "tmpfs", nosuid | nodev, "mode=1777" + (f",size={tmp_size}" if tmp_size else ""))
     mount("shm", "/dev/shm", "tmpfs", nosuid | nodev | noexec, "mode=1777,size=65536k")

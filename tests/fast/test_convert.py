@@ -22,7 +22,7 @@ from execdriver.errors import ConfigError, UsageError
 from execdriver.linux import RLIMITS, capabilities, syscalls
 from execdriver.linux.cgroups import Limits
 from execdriver.linux.devices import DEFAULT_DEVICE_RULES, DEFAULT_DEVICES, Device
-from execdriver.linux.rootfs import MASKED_PATHS, READONLY_PATHS, default_mounts
+from execdriver.linux.filesystem import MASKED_PATHS, READONLY_PATHS, default_mounts
 from execdriver.native import command as from_command
 from execdriver.native import pool, protocol, spawn
 from execdriver.native.spec import (
@@ -37,6 +37,7 @@ from execdriver.native.spec import (
     validate,
 )
 from execdriver.oci import config as oci_config
+from execdriver.oci import process as oci_process
 
 pytestmark = pytest.mark.fast
 
@@ -408,7 +409,7 @@ def test_io_priority_is_read_and_checked(tmp_path: Path, state_dir: str) -> None
     spec = oci_config.launch_spec(config, str(bundle), "c1", state_dir)
     assert spec.security.io_priority == (3, 7)
     assert Security.from_wire(spec.security.wire()).io_priority == (3, 7)
-    assert oci_config.exec_spec("c1", config["process"], config, b"").security.io_priority == (3, 7)
+    assert oci_process.exec_spec("c1", config["process"], config, b"").security.io_priority == (3, 7)
     config["process"].pop("ioPriority")
     assert oci_config.launch_spec(config, str(bundle), "c1", state_dir).security.io_priority is None
     for priority, refusal in (({"class": "IOPRIO_CLASS_NONE"}, r"process\.ioPriority\.class: 'IOPRIO_CLASS_NONE'"),
@@ -421,9 +422,9 @@ def test_io_priority_is_read_and_checked(tmp_path: Path, state_dir: str) -> None
 
 def test_oci_exec_spec_keeps_the_containers_program(tmp_path: Path) -> None:
     _, config = _bundle(tmp_path)
-    spec = oci_config.exec_spec("c1", config["process"], config, b"program")
+    spec = oci_process.exec_spec("c1", config["process"], config, b"program")
     assert spec.security.seccomp_bpf == b"program" and spec.process.argv == ["sh"]
-    assert oci_config.exec_spec("c1", config["process"], config, b"").security.seccomp_bpf is None
+    assert oci_process.exec_spec("c1", config["process"], config, b"").security.seccomp_bpf is None
 
 
 def test_exec_options_change_the_kept_process() -> None:

@@ -50,7 +50,7 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
     if options["process"]:
         if command:
             raise UsageError("exec: give the command or --process, not both")
-        from execdriver.oci.config import read_object
+        from execdriver.oci.process import read_object
 
         process: dict[str, Any] | None = read_object(str(options["process"]), "--process")
         if options["tty"]:

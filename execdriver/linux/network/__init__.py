@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     NetworkWire = tuple[str, str, str, str, int, list[Binding], str, tuple[int, int] | None, str,
                         tuple[str, int] | None, str]
 
-    from execdriver.linux.rootfs import Mount
+    from execdriver.linux.filesystem import Mount
 
 
 class Network:

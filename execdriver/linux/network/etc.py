@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from execdriver.linux.rootfs import Mount, bind
+from execdriver.linux.filesystem import Mount, bind
 
 FILES = ("hosts", "hostname", "resolv.conf")
 _FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")  # Docker's, when the host's only resolver is local
