@@ -164,8 +164,8 @@ def _cache_name(profile: dict[str, Any]) -> str:
 
 
 def _keep(cache_dir: str, path: str, compiled: bytes) -> None:
-    """Write ``compiled`` at ``path`` whole or not at all (processes may fill it at once); keep the
-    newest _CACHE_SIZE programs. A cache that cannot be written is only slower."""
+    """Write ``compiled`` at ``path`` whole or not at all (threads and processes may fill it at once);
+    keep the newest _CACHE_SIZE programs of OCI configs. A cache that cannot be written is only slower."""
     temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
@@ -441,16 +441,5 @@ def program(profile: str, capabilities: list[int], cache_dir: str = "") -> bytes
     compiled = compile_oci(docker_to_oci(parsed, names), where="seccomp_profile")
     _programs[key] = compiled
     if path:
-        # Several threads and processes may fill the cache at once: each writes its own file.
-        temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
-        try:
-            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            with open(temporary, "wb") as handle:
-                handle.write(compiled)
-            os.replace(temporary, path)
-        except OSError:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass  # a cache that cannot be written is only slower
+        _keep(cache_dir, path, compiled)
     return compiled
