@@ -105,7 +105,7 @@ def place_cgroup(container_id: str, path: str, limits: Limits, joins_itself: boo
         # (validate refuses limits then).
         return Cgroup(limits=users_limits(limits), unified=unified)
     if systemd:
-        return _systemd_cgroup(container_id, path, limits)  # (v2 alone)
+        return _systemd_cgroup(container_id, path, limits)  # (cgroup v2 alone: no hybrid to choose for)
     if not path:
         path, parent_levels = f"{DEFAULT_CGROUP_PARENT}/{container_id}", 1
     elif ".." in path.split("/") or not path.strip("/"):
