@@ -94,8 +94,11 @@ def born_in(request: Request) -> int:
         return -1
     if not spec.cgroup.into:
         return -1
+    from execdriver.linux.cgroups.base import make_dirs
+
     try:
-        os.makedirs(spec.cgroup.into, 0o755, exist_ok=True)
+        # (make_dirs, not os.makedirs: another container's end may remove an empty parent meanwhile)
+        make_dirs(spec.cgroup.into, [])
         return os.open(spec.cgroup.into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         from execdriver.linux.cgroups import CgroupError
