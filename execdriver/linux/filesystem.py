@@ -33,6 +33,7 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 # What the host view leaves out of the host's root: each gets a fresh mount.
 HOST_VIEW_SKIP = frozenset({"proc", "sys", "dev", "tmp", "run", "lost+found"})
 
+
 class Mount:
     """One mount of the container's: a filesystem of ``fstype``, or a bind (MS_BIND in ``flags``).
 

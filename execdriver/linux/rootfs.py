@@ -345,8 +345,6 @@ def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str
         mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
 
 
-
-
 def _copy_init(source: str, target: str) -> None:
     """A copy of the host's static tini, not a bind of it: the container may write its copy, never the host's."""
     try:

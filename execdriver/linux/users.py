@@ -67,3 +67,12 @@ def resolve(spec: str) -> User:
             if member and int(fields[2]) not in supplementary:
                 supplementary.append(int(fields[2]))
     return User(uid, gid, supplementary, home)
+
+
+def setgroups_allowed() -> bool:
+    """False in a user namespace mapped by a user without privileges (setgroups denied there)."""
+    try:
+        with open("/proc/self/setgroups", "rb") as handle:
+            return handle.read().strip() != b"deny"
+    except OSError:
+        return True

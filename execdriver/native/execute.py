@@ -113,7 +113,7 @@ def _enter_user(user: users.User, cwd: str, security: Security) -> None:
     try:
         os.setgroups(user.groups)
     except PermissionError:
-        if _setgroups_allowed():
+        if users.setgroups_allowed():
             raise  # (asked first, the file cost every start a read)
     os.setgid(user.gid)
     os.setuid(user.uid)
@@ -159,15 +159,6 @@ def _give_stdio(uid: int) -> None:
                 os.fchown(fd, uid, -1)
         except OSError:
             continue
-
-
-def _setgroups_allowed() -> bool:
-    """False in a user namespace mapped by a user without privileges (setgroups denied there)."""
-    try:
-        with open("/proc/self/setgroups", "rb") as handle:
-            return handle.read().strip() != b"deny"
-    except OSError:
-        return True
 
 
 def _report(status: int, message: str) -> None:

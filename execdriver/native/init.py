@@ -6,7 +6,7 @@ descriptors, ``sync = (go, status)``, in the messages of protocol.py. Two
 steps: :func:`prepare` takes it to ready (namespaces joined, rootfs built
 and pivoted into, cgroup joined, program found), :func:`wait` holds it
 there as its launcher's Mode says (a go, an OCI start, a warm sandbox's
-process), then :func:`become` execs.
+process), then execute.become execs (what an exec'd process shares).
 
 Everything the runtime could decide before the clone (paths, argv, env)
 arrives ready-made in the spec, so the child only makes system calls.
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from execdriver.native.spec import LaunchSpec, Process
 
     Resolved = tuple[str, users.User, dict[str, str]]  # the executable, the user, the environment
+
 
 def _join_cgroup(hierarchies: list[int], join: list[tuple[str, str]]) -> None:
     """Move this (single-threaded) process into its v1 cgroups by itself.

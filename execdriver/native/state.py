@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from execdriver.linux.cgroups.base import Manager
 
+
 def _default_root() -> str:
     """$EXECDRIVER_ROOT; else /run/execdriver for root, a user's own directory otherwise (as runc's)."""
     if os.environ.get("EXECDRIVER_ROOT"):

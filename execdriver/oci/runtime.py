@@ -356,7 +356,6 @@ class OciRuntime:
         state = self._loaded(container_id)
         current = container.status(self.store, state)
         if all_processes:
-
             if not state.cgroup:
                 raise NotRunningError(f"container {container_id} has no cgroup: it cannot signal all its processes")
             manager = state.cgroup_manager()

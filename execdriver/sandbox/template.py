@@ -111,9 +111,11 @@ class Template:
         # One cgroup for the whole template: the zygote's below it, and each sandbox's.
         self._tree = ""
         if self._cgroups:
+            from execdriver.native.spec import DEFAULT_CGROUP_PARENT
+
             delegated = cgroups.delegated_subtree() if os.geteuid() != 0 else ""
-            self._tree = f"{delegated}/execdriver/{self.id}".lstrip("/")
-        if not self._cgroups:  # a caller without privileges on a host that delegates it no cgroup
+            self._tree = f"{delegated}/{DEFAULT_CGROUP_PARENT}/{self.id}".lstrip("/")
+        else:  # a caller without privileges on a host that delegates it no cgroup
             if (memory, cpus, pids) != (options.MEMORY, options.CPUS, options.PIDS):
                 raise ConfigError("memory, cpus, pids: limits need a cgroup, and this host gives a user "
                                   "without privileges none (no delegated cgroup v2 subtree)")
@@ -253,18 +255,19 @@ class Template:
                         if ended in self._ready:  # died waiting: its set-up failed
                             self._ready.remove(ended)
                             self._retire(ended)
-                            self._set_up_failed(ended)
+                            self._set_up_failed(_set_up_error(ended) or _DIED_WAITING)
                 else:
                     self._replies[message[1:].split(b" ", 1)[0].decode()] = (message, fds)
                 self._lock.notify_all()
 
     # -- the pool ------------------------------------------------------------
 
-    def _set_up_failed(self, sandbox: _Sandbox) -> None:
-        """(Under the lock.) A sandbox that dies before its request says why on its channel: the
+    def _set_up_failed(self, why: str) -> str:
+        """(Under the lock.) A sandbox that dies before its request says ``why`` on its channel: the
         template fails with that, rather than make sandboxes that die, one after the other."""
-        why = _set_up_error(sandbox) or "it exited while it waited for a request"
-        self._failure = self._failure or f"a sandbox could not be set up: {why}"
+        failure = f"a sandbox could not be set up: {why}"
+        self._failure = self._failure or failure
+        return failure
 
     def _refill(self) -> None:
         """Remove what is done, and keep ``size`` sandboxes waiting (or being made)."""
@@ -294,7 +297,7 @@ class Template:
                     self._ready.append(made)
                 else:  # it died already: its set-up failed
                     self._retire(made)
-                    self._set_up_failed(made)
+                    self._set_up_failed(_set_up_error(made) or _DIED_WAITING)
                 self._lock.notify_all()
 
     def _removable(self) -> bool:
@@ -458,8 +461,8 @@ class Template:
                 why = _set_up_error(sandbox)  # (None: the code's own os._exit, or a kill)
                 if why is not None:
                     with self._lock:
-                        self._failure = self._failure or f"a sandbox could not be set up: {why}"
-                    raise SandboxError(f"template {self.id}: a sandbox could not be set up: {why}")
+                        failure = self._set_up_failed(why)
+                    raise SandboxError(f"template {self.id}: {failure}")
             wall = time.monotonic() - begin
             cpu, peak, oom_kills = sandbox.accounting.read() if sandbox.accounting is not None else (0, 0, 0)
             oom_killed = oom_kills > 0
@@ -520,6 +523,9 @@ def _device_rules() -> list[tuple[str, str]]:
     from execdriver.native import command
 
     return command.default_device_rules(False)
+
+
+_DIED_WAITING = "it exited while it waited for a request"
 
 
 def _set_up_error(sandbox: _Sandbox) -> str | None:

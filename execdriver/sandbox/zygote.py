@@ -30,7 +30,7 @@ import os
 import select
 import sys
 
-from execdriver.linux import capabilities, fdpass, filesystem, rootfs, syscalls
+from execdriver.linux import capabilities, fdpass, filesystem, rootfs, syscalls, users
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -204,9 +204,8 @@ def _set_groups(groups: list[int]) -> None:
     try:
         os.setgroups(groups)
     except PermissionError:
-        with open("/proc/self/setgroups", encoding="ascii") as state:
-            if state.read().strip() != "deny":
-                raise
+        if users.setgroups_allowed():
+            raise
 
 
 def _reseed() -> None:
