@@ -14,6 +14,12 @@ Rows (issue 22's targets, which replace issues 4 and 8's):
   7. exec of `true` into a running container             <= 1.25 x its floor, <= runc
   8. CLI peak RSS                                        <= 0.9 x runc's, every sample below runc's least
 
+Then, for rows 1, 2 and 7, the minor page faults of every process a sample
+ran (the bench's children's rusage: each is waited for), beside the same
+floor, and what one fault costs on this machine. Unlike the times they do
+not move with the hour: a cut shows in them at once, and the faults above
+the floor, at their cost, are much of the time above it (docs/architecture.md).
+
 Rows 1, 2, 5 and 7 run CLI commands, and each command of ours is a Python
 program, with no resident daemon and no compiled client (issue 22's
 decision). Below each, from the same run, its floor (bench/start.py's
@@ -37,7 +43,9 @@ host is left as it was.
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,7 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -149,6 +157,39 @@ def floor_row(medians: dict[str, float]) -> tuple[str, str, str, str, str]:
     return ("  floor of a Python CLI", f"{floor:.2f}", "", "", f"ours above it: {medians['execdriver'] - floor:.2f}")
 
 
+def minor_faults(action: Callable[[], object], times: int = 5) -> float:
+    """Median minor page faults of ``action``'s processes (those waited for: every one here)."""
+    counts = []
+    for _ in range(times):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+        action()
+        counts.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before)
+    return statistics.median(counts)
+
+
+def fault_cost(pages: int = 4096) -> float:
+    """Microseconds of a first touch of an anonymous page, this loop's own cost taken out."""
+    area = mmap.mmap(-1, pages * mmap.PAGESIZE)
+    try:
+        passes = []
+        for _ in range(2):  # the first faults every page in, the second only loops
+            start = time.perf_counter()
+            for offset in range(0, pages * mmap.PAGESIZE, mmap.PAGESIZE):
+                area[offset] = 1
+            passes.append(time.perf_counter() - start)
+    finally:
+        area.close()
+    return (passes[0] - passes[1]) / pages * 1e6
+
+
+def fault_row(name: str, cases: Mapping[str, Callable[[], object]], cost: float) -> tuple[str, str, str, str, str]:
+    """Faults of each runtime's sample, and ours above the floor's (as python_floor, in faults)."""
+    counts = {name: minor_faults(action) for name, action in cases.items()}
+    above = counts["execdriver"] - python_floor(counts)
+    return (name, *(f"{counts[runtime]:.0f}" for runtime in RUNTIMES),  # type: ignore[return-value]
+            f"floor {python_floor(counts):.0f}, ours above it: {above:.0f} (~{above * cost / 1000:.1f} ms)")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -182,6 +223,8 @@ def main() -> None:
         rows.append(("CLI run of true", *_three(run_ms),
                      cli_verdict(run_ms["execdriver"], python_floor(run_ms), run_ms["runc"], 1.25)))
         rows.append(floor_row(run_ms))
+        cost = fault_cost()
+        fault_rows = [fault_row("CLI run of true", runs, cost)]
 
         # 2. lifecycle
         cycles = {**{name: cycle(base(name, work), bundle, work) for name in RUNTIMES}, **floor_cases(3)}
@@ -192,6 +235,7 @@ def main() -> None:
         rows.append(("create+start+wait+delete", *_three(life),
                      cli_verdict(life["execdriver"], python_floor(life), life["runc"], 1.1)))
         rows.append(floor_row(life))
+        fault_rows.append(fault_row("create+start+wait+delete", cycles, cost))
         # ... and with a config as Docker writes one, Docker's seccomp profile first (for reference)
         engine = make_engine_bundle(work / "engine", bundle / "rootfs")
         docker = {name: statistics.median(values) for name, values in sample_in_blocks(
@@ -242,9 +286,10 @@ def main() -> None:
         try:
             for target in targets.values():
                 target.exec()
-            execs = {name: statistics.median(values) for name, values in sample_in_blocks(
-                {**{name: target.exec for name, target in targets.items()}, **floor_cases(1)},
-                args.runs, args.block).items()}
+            exec_cases = {**{name: target.exec for name, target in targets.items()}, **floor_cases(1)}
+            execs = {name: statistics.median(values)
+                     for name, values in sample_in_blocks(exec_cases, args.runs, args.block).items()}
+            fault_rows.append(fault_row("exec of true", exec_cases, cost))
         finally:
             for target in targets.values():
                 target.close()
@@ -269,6 +314,11 @@ def main() -> None:
         for name, ours, runc, crun, judged in rows:
             print(f"{name:{widths[0]}} {ours:>{widths[1]}} {runc:>{widths[2]}} {crun:>{widths[3]}}  {judged}")
         print("(milliseconds, medians; one machine, one run: compare ratios, not absolute times)")
+        print(f"\n{'minor page faults':{widths[0]}} {'execdriver':>{widths[1]}} {'runc':>{widths[2]}} "
+              f"{'crun':>{widths[3]}}")
+        for name, ours, runc, crun, judged in fault_rows:
+            print(f"{name:{widths[0]}} {ours:>{widths[1]}} {runc:>{widths[2]}} {crun:>{widths[3]}}  {judged}")
+        print(f"(every process of a sample, medians of 5; a first touch of a page costs {cost:.2f} us here)")
         if args.png:
             from bench.png import distributions
 
