@@ -39,6 +39,7 @@ from execdriver.linux.syscalls import (
     MS_REC,
     MS_REMOUNT,
     PROC_SUPER_MAGIC,
+    TMPFS_MAGIC,
     fs_type,
     make_readonly_recursive,
     mount,
@@ -333,16 +334,32 @@ def _mount_cgroup(root: str, entry: Mount, directory: str, hierarchies: list[str
                      private_copy=private_copy)
         return
     _mount_entry(root, special(destination, "tmpfs", flags & ~MS_RDONLY, "mode=755"))
-    base = resolve_in_root(root, destination)
-    for hierarchy in hierarchies:
-        name = os.path.basename(hierarchy)
-        os.mkdir(os.path.join(base, name), 0o755)
-        target = os.path.join(destination, name)
-        _mount_entry(root, bind(os.path.join(hierarchy, directory), target, writable=not readonly,
-                                is_dir=True, extra=flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)),
-                     private_copy=private_copy)
-    if readonly:
-        mount(None, base, None, MS_REMOUNT | MS_BIND | MS_RDONLY | (flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+    # The tmpfs is ours and new, and nothing of the container runs yet: its
+    # entries need no resolution in the root. Each hierarchy's bind goes on
+    # through its own descriptor; then one call gives the tmpfs and every
+    # bind the entry's flags (the binds' submounts too, as runc's rbinds).
+    tmpfs = os.open(resolve_in_root(root, destination), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if fs_type(tmpfs) != TMPFS_MAGIC:  # a path swapped since the mount: not ours
+            raise RootfsError(f"cannot mount the cgroups on {destination}: it no longer leads to their tmpfs")
+        for hierarchy in hierarchies:
+            name = os.path.basename(hierarchy)
+            os.mkdir(name, 0o755, dir_fd=tmpfs)
+            target = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)
+            try:
+                tree = open_tree_clone(os.path.join(hierarchy, directory), private=private_copy)
+                try:
+                    move_mount(tree, target)
+                finally:
+                    os.close(tree)
+            except OSError as err:
+                raise RootfsError(f"cannot mount {os.path.join(hierarchy, directory)} on "
+                                  f"{destination}/{name}: {err.strerror}") from None
+            finally:
+                os.close(target)
+        set_tree_attributes(tmpfs, flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), recursive=True)
+    finally:
+        os.close(tmpfs)
 
 
 def _copy_init(source: str, target: str) -> None:

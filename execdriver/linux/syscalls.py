@@ -132,6 +132,7 @@ def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
 
 
 PROC_SUPER_MAGIC = 0x9FA0
+TMPFS_MAGIC = 0x01021994
 
 
 class _Statfs(ffi.Structure):
