@@ -272,9 +272,12 @@ def stats(store: StateStore, container_id: str) -> dict[str, Any]:
     }
 
 
-def clean(store: StateStore, container_id: str) -> None:
-    """Kill whatever runs of the container and remove its cgroups and state."""
-    state = store.load(container_id)
+def clean(store: StateStore, container_id: str, loaded: State | None = None) -> None:
+    """Kill whatever runs of the container and remove its cgroups and state.
+
+    ``loaded``: its state, read by the caller under the id's lock.
+    """
+    state = loaded or store.load(container_id)
     if state is not None and state.alive():
         process.send_signal(state.pid, state.pid_start, 9)
         deadline = time.monotonic() + _GONE_TIMEOUT
@@ -493,17 +496,21 @@ def status(store: StateStore, state: State) -> str:
     return "running"
 
 
-def start(store: StateStore, container_id: str) -> State:
-    """Release a created container's init: it execs the process."""
+def start(store: StateStore, container_id: str, created: State | None = None) -> State:
+    """Release a created container's init: it execs the process.
+
+    ``created``: the state that create returned in this process (run), not
+    read back: the init is our child, and its exit shows on its pidfd.
+    """
     with store.locked(container_id):
-        return _start(store, container_id)
+        return _start(store, container_id, created)
 
 
-def _start(store: StateStore, container_id: str) -> State:
-    state = store.load(container_id)
+def _start(store: StateStore, container_id: str, created: State | None) -> State:
+    state = created or store.load(container_id)
     if state is None:
         raise NotRunningError(f"container {container_id} does not exist")
-    current = status(store, state)
+    current = "created" if created is not None else status(store, state)
     if current != "created":
         raise ContainerError(f"cannot start container {container_id}: it is {current}, not created")
     fifo = os.path.join(store.path(container_id), EXEC_FIFO)
@@ -561,5 +568,5 @@ def _delete(store: StateStore, container_id: str, force: bool) -> State | None:
                 manager.thaw()
             manager.kill()
     faults.point("delete-killed")
-    clean(store, container_id)
+    clean(store, container_id, state)
     return state

@@ -104,7 +104,7 @@ class OciRuntime:
         """
         prepared = self._prepare(container_id, bundle, preserve_fds, no_pivot)
         _check_terminal(prepared[0].process, console_socket, detach=True)
-        return self._create(prepared, console_socket=console_socket, pid_file=pid_file)
+        return self._create(prepared, console_socket=console_socket, pid_file=pid_file).pid
 
     def _prepare(self, container_id: str, bundle: str, preserve_fds: int,
                  no_pivot: bool = False) -> tuple[LaunchSpec, dict[str, Any]]:
@@ -136,7 +136,7 @@ class OciRuntime:
         return spec, oci
 
     def _create(self, prepared: tuple[LaunchSpec, dict[str, Any]], *, console_socket: str = "", pid_file: str = "",
-                stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
+                stdio: tuple[int, int, int] = (0, 1, 2)) -> State:
         from execdriver.native.spawn import DirectSpawner
         from execdriver.oci import hooks
 
@@ -160,15 +160,18 @@ class OciRuntime:
                 os.close(console)
         if pid_file:
             write_pid_file(pid_file, state.pid)
-        return state.pid
+        return state
 
-    def start(self, container_id: str) -> int:
-        """The startContainer and poststart hooks around the start: the init's pid."""
-        loaded = self.store.load(container_id)
+    def start(self, container_id: str, created: State | None = None) -> int:
+        """The startContainer and poststart hooks around the start: the init's pid.
+
+        ``created``: what _create returned (run): the state need not be read again.
+        """
+        loaded = created or self.store.load(container_id)
         if loaded is not None and not (loaded.oci or {}).get("process", True):
             raise ConfigError(f"cannot start container {container_id}: its config.json has no process (the "
                               "runtime spec wants one to start)")
-        state = container.start(self.store, container_id)  # (the init runs the startContainer hooks)
+        state = container.start(self.store, container_id, created)  # (the init runs the startContainer hooks)
         phase_hooks = (state.oci or {}).get("hooks") or {}
         if phase_hooks.get("poststart"):
             from execdriver.oci import hooks
@@ -194,21 +197,21 @@ class OciRuntime:
         process = prepared[0].process
         _check_terminal(process, console_socket, detach)
         if not process.terminal or console_socket:
-            pid = self._create(prepared, console_socket=console_socket, pid_file=pid_file)
-            return self._run(container_id, pid, detach, keep)
+            created = self._create(prepared, console_socket=console_socket, pid_file=pid_file)
+            return self._run(created, detach, keep)
         from execdriver.console import Interactive
 
         with Interactive() as interactive:
             interactive.attach(process)
-            pid = self._create(prepared, pid_file=pid_file, stdio=interactive.console.stdio)
-            return self._run(container_id, pid, detach, keep, serve=interactive.console.transfer)
+            created = self._create(prepared, pid_file=pid_file, stdio=interactive.console.stdio)
+            return self._run(created, detach, keep, serve=interactive.console.transfer)
 
-    def _run(self, container_id: str, pid: int, detach: bool, keep: bool,
-             serve: Callable[[int], None] | None = None) -> int:
+    def _run(self, created: State, detach: bool, keep: bool, serve: Callable[[int], None] | None = None) -> int:
         from execdriver.linux import signals
 
+        container_id, pid = created.id, created.pid
         try:
-            self.start(container_id)
+            self.start(container_id, created)
         except BaseException:
             self.delete(container_id, force=True)
             raise
