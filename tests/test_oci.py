@@ -115,6 +115,25 @@ def test_the_cgroup_mount_shows_the_containers_own_cgroup_read_only(runtime: Run
         assert "Read-only file system" in result.stderr
 
 
+@pytest.mark.parametrize("access", ["ro", "rw"])
+def test_the_cgroup_mount_and_each_hierarchy_in_it_have_the_entrys_flags(
+        runtime: Runtime, bundle: Callable[..., Path], cid: str, access: str) -> None:
+    # On v1 a tmpfs and a bind per hierarchy, flagged together (rootfs._mount_cgroup); on v2 one bind.
+    def change(config: dict[str, Any]) -> None:
+        entry = next(m for m in config["mounts"] if m["type"] == "cgroup")
+        entry["options"] = [o for o in entry["options"] if o not in ("ro", "rw")] + [access]
+    script = "grep ' /sys/fs/cgroup' /proc/self/mountinfo"
+    result = runtime("run", "--bundle", str(bundle(["sh", "-c", script], change)), cid)
+    mounts = {line.split()[4]: set(line.split()[5].split(",")) for line in result.stdout.splitlines()}
+    expected = {"/sys/fs/cgroup"}
+    if cgroups.version() == 1:
+        expected |= {f"/sys/fs/cgroup/{os.path.basename(mount)}" for mount in hierarchies().values()
+                     if os.path.basename(mount) != "unified"}
+    assert set(mounts) == expected, result.stdout
+    for point, options in mounts.items():
+        assert {access, "nosuid", "nodev", "noexec"} <= options, (point, options)
+
+
 def test_create_start_state_kill_delete(runtime: Runtime, bundle: Callable[..., Path], tmp_path: Path,
                                         cid: str) -> None:
     directory = bundle(["sleep", "60"])
