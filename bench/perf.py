@@ -184,10 +184,11 @@ def fault_cost(pages: int = 4096) -> float:
 
 def fault_row(name: str, cases: Mapping[str, Callable[[], object]], cost: float) -> tuple[str, str, str, str, str]:
     """Faults of each runtime's sample, and ours above the floor's (as python_floor, in faults)."""
-    counts = {name: minor_faults(action) for name, action in cases.items()}
-    above = counts["execdriver"] - python_floor(counts)
+    counts = {case: minor_faults(action) for case, action in cases.items()}
+    floor = python_floor(counts)
+    above = counts["execdriver"] - floor
     return (name, *(f"{counts[runtime]:.0f}" for runtime in RUNTIMES),  # type: ignore[return-value]
-            f"floor {python_floor(counts):.0f}, ours above it: {above:.0f} (~{above * cost / 1000:.1f} ms)")
+            f"floor {floor:.0f}, ours above it: {above:.0f} (~{above * cost / 1000:.1f} ms)")
 
 
 def percentile(values: list[float], fraction: float) -> float:
