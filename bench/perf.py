@@ -11,6 +11,8 @@ Rows (issue 22's targets, which replace issues 4 and 8's):
      p50 < 1 ms, p99 < 2 ms (and a single thread's median, for reference)
   5. 50 CLI runs, 8 at a time (as xargs -P8), total       <= 1.25 x its floor, <= runc
   6. API: 200 containers from 8 threads                   >= 2 x crun's rate in row 5, p99 reported
+     (and the CPU a container costs, summed over every process: ours, crun's command
+     line's, the raw clone floor's; on two busy CPUs a rate is their inverse)
   7. exec of `true` into a running container             <= 1.25 x its floor, <= runc
   8. CLI peak RSS                                        <= 0.9 x runc's, every sample below runc's least
 
@@ -197,6 +199,20 @@ def fault_row(name: str, cases: Mapping[str, Callable[[], object]], cost: float)
             f"floor {floor:.0f}, ours above it: {above:.0f} (~{above * cost / 1000:.1f} ms)")
 
 
+def busy_cpu_ms() -> float:
+    """Milliseconds of CPU every CPU has spent busy since boot (/proc/stat: all but idle, iowait and steal)."""
+    with open("/proc/stat") as handle:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(field) for field in handle.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_container(action: Callable[[], object], containers: int) -> float:
+    """ms of CPU, summed over every process and the kernel's threads, per container ``action`` ran."""
+    before = busy_cpu_ms()
+    action()
+    return (busy_cpu_ms() - before) / containers
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -282,11 +298,18 @@ def main() -> None:
         rows.append(floor_row(totals, 1.25))
 
         # 6. the API's rate: 200 containers from 8 threads, against crun's command line in row 5
+        results: list[tuple[float, list[float]]] = []
         with NativeDriver(root=str(work / "rate")) as driver:
-            rate, latencies = _api_rate(driver, rootfs)
+            api_cpu = cpu_per_container(lambda: results.append(_api_rate(driver, rootfs)), 200 + 8)
+        rate, latencies = results[0]
         crun_rate = 50 / (totals["crun"] / 1000)
         rows.append(("API 200 from 8 threads (/s)", f"{rate:.0f}", f"p99 {percentile(latencies, 0.99):.1f}",
                      f"{crun_rate:.0f}", f"x{rate / crun_rate:.2f} crun (>= 2): {verdict(rate >= 2 * crun_rate)}"))
+        # ... and what a container costs in CPU, the rate's bound on two CPUs
+        crun_cpu = cpu_per_container(lambda: fifty("crun", work, bundle), 50)
+        floor_cpu = cpu_per_container(lambda: [raw_clone_floor(rootfs) for _ in range(50)], 50)
+        rows.append(("  CPU a container (ms)", f"{api_cpu:.2f}", "", f"{crun_cpu:.2f}",
+                     f"raw clone floor {floor_cpu:.2f}; twice crun's rate asks for <= {crun_cpu / 2:.2f}"))
 
         # 7. exec
         targets = {name: ExecTarget(name, work, sleeper) for name in RUNTIMES}
