@@ -22,7 +22,17 @@ from pathlib import Path
 
 import pytest
 
-from execdriver import Command, ExecDriverError, Hooks, NotRunningError, OOMEvents, Pipes, ProcessConfig, Resources
+from execdriver import (
+    Command,
+    ExecDriverError,
+    Hooks,
+    Mount,
+    NotRunningError,
+    OOMEvents,
+    Pipes,
+    ProcessConfig,
+    Resources,
+)
 from execdriver.linux import cgroups, process
 from execdriver.linux.cgroups.v1 import hierarchies
 from execdriver.native.driver import NativeDriver
@@ -148,6 +158,31 @@ def test_allocating_past_the_limit_is_oom_killed(driver: NativeDriver, cid: str)
     assert status.exit_code == 137 and status.oom_killed is True
     assert "survived" not in out
     assert events and events[0] >= 1  # the OOM object handed to the hooks fired
+
+
+def test_page_cache_pressed_against_the_limit_is_no_oom_event(driver: NativeDriver, cid: str,
+                                                              tmp_path: Path) -> None:
+    """Written files fill the page cache up to the limit, and reclaim keeps it there: no OOM.
+
+    On cgroup v2 every such reclaim changes memory.events ("max") and wakes
+    its poll: the OOM object once fired hundreds of times for it.
+    """
+    counts: list[int] = []
+
+    def after(_config: ProcessConfig, _pid: int, oom: OOMEvents) -> None:
+        counts.append(oom.count)
+
+    script = "dd if=/dev/zero of=/data/file bs=1M count=128 2>/dev/null && cat /data/file >/dev/null && echo done"
+    command = Command(id=cid, rootfs="/", readonly_rootfs=True,
+                      mounts=[Mount(source=str(tmp_path), destination="/data", writable=True)],
+                      resources=Resources(memory=32 * MiB, memory_swap=32 * MiB),
+                      process_config=ProcessConfig(entrypoint="sh", arguments=["-c", script]))
+    try:
+        status, out, err = run(driver, command, hooks=Hooks(post_stop=[after]))
+    finally:
+        (tmp_path / "file").unlink(missing_ok=True)
+    assert (status.exit_code, status.oom_killed, out) == (0, False, "done\n"), err
+    assert counts == [0]
 
 
 def test_within_the_limit_nothing_is_killed(driver: NativeDriver, cid: str) -> None:
@@ -359,8 +394,15 @@ def test_v2_an_oom_takes_the_whole_container_and_stats_carry_pressure(driver: Na
     command = Command(id=cid, rootfs="/", readonly_rootfs=True,
                       resources=Resources(memory=48 * MiB, memory_swap=48 * MiB),
                       process_config=ProcessConfig(entrypoint="sh", arguments=["-c", script]))
-    status, out, _ = run(driver, command)
+    counts: list[int] = []
+
+    def after(_config: ProcessConfig, _pid: int, oom: OOMEvents) -> None:
+        counts.append(oom.count)
+
+    status, out, _ = run(driver, command, hooks=Hooks(post_stop=[after]))
     assert (status.exit_code, status.oom_killed, out) == (137, True, "")
+    # The kill of the whole container may wake memory.events after its exit: the hooks still see it.
+    assert counts and counts[0] >= 1
     other = f"{cid}-psi"
     thread, _ = start_in_background(driver, python(other, "import time; time.sleep(60)"))
     try:

@@ -137,6 +137,8 @@ def run(
             wait(launch.fileno(), watches)
         code = exit_code(launch.reap())
         reaped = True
+        for _, _, check in watches:  # an OOM that took the container may wake the watch after its exit
+            check()
         oom_killed = cgroup.oom_kills() > 0
         errors: list[Exception] = []
         for callback in post_stop:  # 10

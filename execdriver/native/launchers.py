@@ -365,8 +365,20 @@ def _joined(store: StateStore, network: Network, pid: int) -> None:
 
 
 def oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[int],
-                 watch: tuple[int, int] | None = None) -> list[Watch]:
-    """The OOM watch of the cgroup (``watch``: one opened ahead), its descriptor among ``ours``."""
+                 watch: tuple[int, int] | None = None, kills_before: int = 0) -> list[Watch]:
+    """The OOM watch of the cgroup (``watch``: one opened ahead), its descriptor among ``ours``.
+
+    Its callback calls ``on_oom`` for what happened since it last ran: once
+    for each OOM kill the cgroup counted past ``kills_before`` (v2), or once
+    for a notification of its eventfd (v1). It may run at any time, and runs
+    once more after the container's exit. cgroup v2's memory.events wakes a
+    poll on every change, not only on a kill: also each time reclaim holds
+    the memory use at memory.max (writing 128 MiB of files under a 32 MiB
+    limit woke it 182 times). And the kernel sends that wake-up from a
+    worker, while it counts a kill before it sends the kill's SIGKILL. So
+    the wake-up for an OOM that took the whole container (memory.oom.group)
+    may come after the container's exit; the count is there by then.
+    """
     if watch is None and on_oom is not None:
         watch = cgroup.oom_watch()
     if watch is None:
@@ -375,23 +387,32 @@ def oom_watches(cgroup: Manager, on_oom: Callable[[], None] | None, ours: list[i
     ours.append(fd)
     if on_oom is None:
         return []
-
-    def fired() -> None:
-        if events == select.POLLIN:
-            os.read(fd, 8)  # an eventfd: reset its counter
-        else:
+    if events == select.POLLIN:
+        def notified() -> None:
             try:
-                os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
-            except OSError:
-                # The cgroup is gone (systemd removes an empty scope at once): its file
-                # now wakes every poll. /dev/null in its place never has POLLPRI.
-                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                os.dup2(null, fd, inheritable=False)
-                os.close(null)
-                return
-            cgroup.oom_kills()  # noted now: systemd may remove a scope's cgroup as soon as it is empty
-        on_oom()
+                os.read(fd, 8)  # an eventfd (non-blocking): reset its counter
+            except BlockingIOError:
+                return  # nothing came
+            on_oom()
 
-    return [(fd, events, fired)]
+        return [(fd, events, notified)]
+    seen = [kills_before]
+
+    def counted() -> None:
+        try:
+            os.pread(fd, 4096, 0)  # a cgroup v2 events file: re-arm by reading
+        except OSError:
+            # The cgroup is gone (systemd removes an empty scope at once): its file
+            # now wakes every poll. /dev/null in its place never has POLLPRI.
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            os.dup2(null, fd, inheritable=False)
+            os.close(null)
+            return
+        kills = cgroup.oom_kills()  # (kept by the manager: systemd may remove a scope's cgroup once empty)
+        for _ in range(kills - seen[0]):
+            on_oom()
+        seen[0] = max(kills, seen[0])
+
+    return [(fd, events, counted)]
 
 

@@ -58,23 +58,21 @@ def main(global_options: dict[str, object], options: dict[str, object], args: li
         from execdriver.native.launchers import oom_watches
 
         manager = state.cgroup_manager()
-        kills = [manager.oom_kills()]
 
         def on_oom() -> None:
-            # v1's eventfd fires on an OOM; v2's events file on any change: an OOM kill there.
-            now = manager.oom_kills()
-            if manager.version == 1 or now > kills[0]:
-                print(go_json({"type": "oom", "id": container_id}), flush=True)
-            kills[0] = now
+            print(go_json({"type": "oom", "id": container_id}), flush=True)
 
-        for fd, events, fired in oom_watches(manager, on_oom, []):  # (re-armed, and a cgroup gone, there)
+        # (Kills counted before the stream began are not its events; re-armed, and a cgroup gone, there.)
+        for fd, events, check in oom_watches(manager, on_oom, [], kills_before=manager.oom_kills()):
             poller.register(fd, events)
-            callbacks[fd] = fired
+            callbacks[fd] = check
     deadline = time.monotonic()
     try:
         while True:
             ready = dict(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
             if exited in ready:
+                for check in callbacks.values():  # the OOM that ended it may wake its watch only now
+                    check()
                 return 0  # the container stopped: the stream ends, as runc's
             for fd in ready.keys() & callbacks.keys():
                 callbacks[fd]()
