@@ -61,6 +61,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -82,6 +83,7 @@ from execdriver.linux import syscalls
 from execdriver.native.driver import NativeDriver
 
 RUNTIMES = ("execdriver", "runc", "crun")
+T = TypeVar("T")
 
 
 def base(runtime: str, work: Path) -> list[str]:
@@ -206,11 +208,12 @@ def busy_cpu_ms() -> float:
     return (user + nice + system + irq + softirq) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_per_container(action: Callable[[], object], containers: int) -> float:
-    """ms of CPU, summed over every process and the kernel's threads, per container ``action`` ran."""
+def cpu_per_container(action: Callable[[], T], containers: int) -> tuple[T, float]:
+    """What ``action`` returned, and the ms of CPU, summed over every process and the kernel's
+    threads, per container it ran."""
     before = busy_cpu_ms()
-    action()
-    return (busy_cpu_ms() - before) / containers
+    result = action()
+    return result, (busy_cpu_ms() - before) / containers
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -298,16 +301,14 @@ def main() -> None:
         rows.append(floor_row(totals, 1.25))
 
         # 6. the API's rate: 200 containers from 8 threads, against crun's command line in row 5
-        results: list[tuple[float, list[float]]] = []
-        with NativeDriver(root=str(work / "rate")) as driver:
-            api_cpu = cpu_per_container(lambda: results.append(_api_rate(driver, rootfs)), 200 + 8)
-        rate, latencies = results[0]
+        with NativeDriver(root=str(work / "rate")) as driver:  # (its 8 warm-up runs count too)
+            (rate, latencies), api_cpu = cpu_per_container(lambda: _api_rate(driver, rootfs), 200 + 8)
         crun_rate = 50 / (totals["crun"] / 1000)
         rows.append(("API 200 from 8 threads (/s)", f"{rate:.0f}", f"p99 {percentile(latencies, 0.99):.1f}",
                      f"{crun_rate:.0f}", f"x{rate / crun_rate:.2f} crun (>= 2): {verdict(rate >= 2 * crun_rate)}"))
         # ... and what a container costs in CPU, the rate's bound on two CPUs
-        crun_cpu = cpu_per_container(lambda: fifty("crun", work, bundle), 50)
-        floor_cpu = cpu_per_container(lambda: [raw_clone_floor(rootfs) for _ in range(50)], 50)
+        _, crun_cpu = cpu_per_container(lambda: fifty("crun", work, bundle), 50)
+        _, floor_cpu = cpu_per_container(lambda: [raw_clone_floor(rootfs) for _ in range(50)], 50)
         rows.append(("  CPU a container (ms)", f"{api_cpu:.2f}", "", f"{crun_cpu:.2f}",
                      f"raw clone floor {floor_cpu:.2f}; twice crun's rate asks for <= {crun_cpu / 2:.2f}"))
 
